@@ -1,0 +1,79 @@
+/**
+ * Argument helpers shared by the CLI commands: sizes, repository references, and
+ * `parseArgs` with vat's error messages.
+ *
+ * @module
+ */
+
+import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "../errors.ts";
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1024 ** 4,
+  tib: 1024 ** 4,
+};
+
+/** Parses "64K", "1M", "1.5GiB", "4096" into bytes (binary units). */
+export function parseSize(text: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
+  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) {
+    throw new UsageError(`${what} "${text}" is not a size (examples: 65536, 64K, 1M, 2G)`);
+  }
+  const bytes = Math.round(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`${what} "${text}" is too large`);
+  return bytes;
+}
+
+/** Parses a positive whole number flag. */
+export function parseCount(text: string, what: string): number {
+  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) {
+    throw new UsageError(`${what} "${text}" must be a whole number of at least 1`);
+  }
+  return Number(text);
+}
+
+/** A repository and an optional version: `REPO`, `REPO@N` or `REPO@latest`. */
+export interface RepoRef {
+  repo: string;
+  version: number | "latest";
+}
+
+/** Splits `REPO[@N]`. A trailing `@` part that is not a number or "latest" stays in REPO. */
+export function parseRepoRef(text: string): RepoRef {
+  const m = /^(.*)@(\d+|latest)$/.exec(text);
+  if (!m) return { repo: text, version: "latest" };
+  return { repo: m[1], version: m[2] === "latest" ? "latest" : Number(m[2]) };
+}
+
+/** `node:util` parseArgs, strict, with errors as `UsageError` naming the command. */
+export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
+  command: string,
+  args: string[],
+  options: T,
+) {
+  try {
+    return nodeParseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${command}: ${(err as Error).message} (see: vat ${command} --help)`, {
+      cause: err,
+    });
+  }
+}
+
+/** Prints a value as JSON to standard output. */
+export function printJson(value: unknown): void {
+  console.log(JSON.stringify(value, null, 2));
+}

@@ -1,0 +1,41 @@
+import { UsageError } from "../errors.ts";
+import { terminalProgress } from "../progress.ts";
+import { exportDisk } from "../repo/export.ts";
+import { openStore } from "../repo/open_store.ts";
+import { Repository } from "../repo/repository.ts";
+import { parseFlags, parseRepoRef } from "./args.ts";
+import type { Command } from "./command.ts";
+
+export const exportCommand: Command = {
+  name: "export",
+  summary: "write one disk of a version as a raw image",
+  usage: `vat export REPO[@N] [--disk system|user|kernel|initrd] OUT [--quiet]
+
+Writes the disk (default: system) of version N (default: the newest) to OUT as a sparse
+raw image, every chunk verified; OUT "-" writes to standard output.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("export", args, {
+      disk: { type: "string" },
+      quiet: { type: "boolean" },
+    });
+    if (positionals.length !== 2) throw new UsageError("export: give REPO[@N] and OUT");
+    const ref = parseRepoRef(positionals[0]);
+    const store = await openStore(ref.repo);
+    try {
+      const repo = await Repository.open(store);
+      const version = await repo.resolveVersion(ref.version);
+      const progress = terminalProgress({ quiet: values.quiet || positionals[1] === "-" });
+      try {
+        await exportDisk(repo, version, positionals[1], {
+          disk: values.disk,
+          onProgress: progress.listener,
+        });
+      } finally {
+        progress.done();
+      }
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};

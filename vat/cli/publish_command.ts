@@ -1,0 +1,80 @@
+import { loadSigningKey } from "../auth/signing_key.ts";
+import { UsageError } from "../errors.ts";
+import { formatBytes, terminalProgress } from "../progress.ts";
+import { openStore } from "../repo/open_store.ts";
+import { publishVersion } from "../repo/publish.ts";
+import { Repository } from "../repo/repository.ts";
+import { parseCount, parseFlags, parseSize, printJson } from "./args.ts";
+import type { Command } from "./command.ts";
+
+export const publishCommand: Command = {
+  name: "publish",
+  summary: "publish disk images as the next version of an appliance",
+  usage: `vat publish REPO --image PATH --key KEY [--user-disk PATH] [--memory MiB] [--cpus N]
+            [--kernel PATH [--initrd PATH] [--append ARGS]] [--ephemeral-size SIZE]
+            [--update-required] [--note TEXT] [--json] [--quiet]
+
+Reads any image format qemu-img reads (raw, qcow2, vmdk, vdi, vhdx), uploads only the
+chunks REPO lacks, then commits the version atomically and prints its number.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("publish", args, {
+      image: { type: "string" },
+      key: { type: "string" },
+      "user-disk": { type: "string" },
+      memory: { type: "string" },
+      cpus: { type: "string" },
+      kernel: { type: "string" },
+      initrd: { type: "string" },
+      append: { type: "string" },
+      "ephemeral-size": { type: "string" },
+      "update-required": { type: "boolean" },
+      note: { type: "string" },
+      json: { type: "boolean" },
+      quiet: { type: "boolean" },
+    });
+    if (positionals.length !== 1) throw new UsageError("publish: give exactly one REPO");
+    if (!values.image) throw new UsageError("publish: --image PATH is required");
+    if (!values.key) {
+      throw new UsageError("publish: --key KEY is required (make one: vat keygen --out KEY)");
+    }
+    const key = await loadSigningKey(values.key);
+    const store = await openStore(positionals[0], { signingKey: key });
+    try {
+      const repo = await Repository.open(store);
+      const progress = terminalProgress({ quiet: values.quiet || values.json });
+      let result;
+      try {
+        result = await publishVersion(repo, {
+          system: values.image,
+          user: values["user-disk"],
+          kernel: values.kernel,
+          initrd: values.initrd,
+          append: values.append,
+          memoryMiB: values.memory ? parseCount(values.memory, "--memory") : undefined,
+          cpus: values.cpus ? parseCount(values.cpus, "--cpus") : undefined,
+          ephemeralSizeBytes: values["ephemeral-size"]
+            ? parseSize(values["ephemeral-size"], "--ephemeral-size")
+            : undefined,
+          updateRequired: values["update-required"],
+          note: values.note,
+        }, { key, onProgress: progress.listener });
+      } finally {
+        progress.done();
+      }
+      if (values.json) {
+        printJson(result);
+      } else {
+        console.log(
+          `published version ${result.version} of ${store.location}: ` +
+            `${formatBytes(result.totalBytes)} of disk, ${result.newChunks} new chunks ` +
+            `(${formatBytes(result.newStoredBytes)} uploaded) in ${
+              (result.elapsedMs / 1000).toFixed(1)
+            } s`,
+        );
+      }
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};

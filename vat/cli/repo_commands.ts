@@ -1,0 +1,262 @@
+/**
+ * `vat repo ...`: the administrator's verbs that create, list, check and clean a
+ * repository.
+ *
+ * @module
+ */
+
+import { loadSigningKey, readPublicKeyId, type SigningKey } from "../auth/signing_key.ts";
+import { UsageError } from "../errors.ts";
+import { formatBytes, terminalProgress } from "../progress.ts";
+import { collectGarbage } from "../repo/gc.ts";
+import { openStore } from "../repo/open_store.ts";
+import { DEFAULT_CHUNK_BYTES, REPO_KINDS, type RepoKind } from "../repo/repo_config.ts";
+import { Repository } from "../repo/repository.ts";
+import type { Store } from "../repo/store.ts";
+import { verifyRepository } from "../repo/verify.ts";
+import { parseCount, parseFlags, parseRepoRef, parseSize, printJson } from "./args.ts";
+import type { Command } from "./command.ts";
+
+async function withStore<T>(
+  location: string,
+  key: SigningKey | undefined,
+  fn: (store: Store) => Promise<T>,
+): Promise<T> {
+  const store = await openStore(location, { signingKey: key });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+const keyFlag = { key: { type: "string" as const } };
+
+export const repoInitCommand: Command = {
+  name: "repo init",
+  summary: "create a repository",
+  usage: `vat repo init REPO --kind appliance|data|release [--chunk-size SIZE]
+              [--publisher KEY.pub ...] [--key KEY] [--json]
+
+REPO is a directory, http(s)://HOST/PATH served by vat serve, or s3://BUCKET/PREFIX
+(endpoint and credentials from --s3-* flags or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION). The chunk size is a power of two from 4K to 16M
+(default ${DEFAULT_CHUNK_BYTES / 1024}K). Without --publisher, the first key that
+publishes becomes the publisher. --key signs the request to vat serve.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("repo init", args, {
+      kind: { type: "string" },
+      "chunk-size": { type: "string" },
+      publisher: { type: "string", multiple: true },
+      json: { type: "boolean" },
+      ...keyFlag,
+    });
+    if (positionals.length !== 1) throw new UsageError("repo init: give exactly one REPO");
+    const kind = values.kind as RepoKind;
+    if (!REPO_KINDS.includes(kind)) {
+      throw new UsageError(`repo init: --kind must be one of ${REPO_KINDS.join(", ")}`);
+    }
+    const chunkSizeBytes = values["chunk-size"]
+      ? parseSize(values["chunk-size"], "--chunk-size")
+      : DEFAULT_CHUNK_BYTES;
+    const publisherKeys = await Promise.all((values.publisher ?? []).map(readPublicKeyId));
+    const key = values.key ? await loadSigningKey(values.key) : undefined;
+    return await withStore(positionals[0], key, async (store) => {
+      if (store.location.startsWith("s3://")) {
+        const { ensureBucket } = await import("../repo/store_s3.ts");
+        await ensureBucket(store);
+      }
+      const repo = await Repository.init(store, { kind, chunkSizeBytes, publisherKeys });
+      if (values.json) printJson(repo.config);
+      else {
+        console.log(
+          `created ${kind} repository ${repo.config.id} at ${store.location} ` +
+            `(chunk size ${formatBytes(chunkSizeBytes)})`,
+        );
+      }
+      return 0;
+    });
+  },
+};
+
+export const repoAddKeyCommand: Command = {
+  name: "repo add-key",
+  summary: "let another publisher key sign versions",
+  usage: `vat repo add-key REPO PUBKEY [--key KEY]
+
+PUBKEY is a KEY.pub file or an "ed25519:..." id. --key signs the request to vat serve.`,
+  async run(args) {
+    const { positionals, values } = parseFlags("repo add-key", args, keyFlag);
+    if (positionals.length !== 2) throw new UsageError("repo add-key: give REPO and PUBKEY");
+    const id = await readPublicKeyId(positionals[1]);
+    const key = values.key ? await loadSigningKey(values.key) : undefined;
+    return await withStore(positionals[0], key, async (store) => {
+      const repo = await Repository.open(store);
+      await repo.addPublisherKey(id);
+      console.log(`${id} may now publish to ${store.location}`);
+      return 0;
+    });
+  },
+};
+
+export const repoLsCommand: Command = {
+  name: "repo ls",
+  summary: "list a repository's versions",
+  usage: `vat repo ls REPO [--json]`,
+  async run(args) {
+    const { values, positionals } = parseFlags("repo ls", args, { json: { type: "boolean" } });
+    if (positionals.length !== 1) throw new UsageError("repo ls: give exactly one REPO");
+    return await withStore(positionals[0], undefined, async (store) => {
+      const repo = await Repository.open(store);
+      const rows = [];
+      for (const n of await repo.listVersions()) {
+        const { manifest } = await repo.readVersion(n);
+        rows.push({
+          version: n,
+          createdAt: manifest.createdAt,
+          parent: manifest.parent,
+          publisher: manifest.publisher,
+          disks: Object.fromEntries(
+            Object.entries(manifest.disks).map(([name, d]) => [name, d.sizeBytes]),
+          ),
+          newStoredBytes: Object.values(manifest.disks).reduce((s, d) => s + d.newStoredBytes, 0),
+          updateRequired: manifest.updateRequired ?? false,
+          note: manifest.note ?? null,
+        });
+      }
+      if (values.json) {
+        printJson({ repository: repo.config.id, kind: repo.config.kind, versions: rows });
+        return 0;
+      }
+      if (rows.length === 0) console.log(`${store.location} has no versions yet`);
+      for (const r of rows) {
+        const disks = Object.entries(r.disks).map(([n, s]) => `${n} ${formatBytes(s)}`).join(", ");
+        console.log(
+          `${String(r.version).padStart(4)}  ${r.createdAt}  ${disks}  +${
+            formatBytes(r.newStoredBytes)
+          }` +
+            (r.updateRequired ? "  update required" : "") + (r.note ? `  ${r.note}` : ""),
+        );
+      }
+      return 0;
+    });
+  },
+};
+
+export const repoShowCommand: Command = {
+  name: "repo show",
+  summary: "show one version's manifest",
+  usage: `vat repo show REPO[@N] [--json]`,
+  async run(args) {
+    const { values, positionals } = parseFlags("repo show", args, { json: { type: "boolean" } });
+    if (positionals.length !== 1) throw new UsageError("repo show: give exactly one REPO[@N]");
+    const ref = parseRepoRef(positionals[0]);
+    return await withStore(ref.repo, undefined, async (store) => {
+      const repo = await Repository.open(store);
+      const { number, manifest } = await repo.resolveVersion(ref.version);
+      if (values.json) {
+        printJson(manifest);
+        return 0;
+      }
+      console.log(`version ${number} of ${store.location} (repository ${repo.config.id})`);
+      console.log(`  published ${manifest.createdAt} by ${manifest.publisher}`);
+      console.log(`  parent    ${manifest.parent ?? "none"}`);
+      console.log(
+        `  vm        ${manifest.vm.cpus} CPU, ${manifest.vm.memoryMiB} MiB` +
+          (manifest.vm.kernel
+            ? `, kernel boot (append: ${manifest.vm.append ?? ""})`
+            : ", disk boot") +
+          (manifest.vm.ephemeralSizeBytes
+            ? `, ephemeral ${formatBytes(manifest.vm.ephemeralSizeBytes)}`
+            : ""),
+      );
+      for (const [name, d] of Object.entries(manifest.disks)) {
+        console.log(
+          `  ${name.padEnd(9)} ${formatBytes(d.sizeBytes)}, ${d.dataChunks} data chunks of ` +
+            `${formatBytes(d.chunkBytes)}, ${formatBytes(d.newStoredBytes)} new in this version`,
+        );
+      }
+      if (manifest.updateRequired) console.log("  update required: older versions may not start");
+      if (manifest.note) console.log(`  note      ${manifest.note}`);
+      return 0;
+    });
+  },
+};
+
+export const repoVerifyCommand: Command = {
+  name: "repo verify",
+  summary: "check signatures, indexes and chunks",
+  usage: `vat repo verify REPO [--all] [--json] [--quiet]
+
+Checks every version's signature and disk indexes and that every chunk they name
+exists; --all also reads every chunk and checks its hash. Exits 1 if anything is wrong.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("repo verify", args, {
+      all: { type: "boolean" },
+      json: { type: "boolean" },
+      quiet: { type: "boolean" },
+    });
+    if (positionals.length !== 1) throw new UsageError("repo verify: give exactly one REPO");
+    return await withStore(positionals[0], undefined, async (store) => {
+      const repo = await Repository.open(store);
+      const progress = terminalProgress({ quiet: values.quiet || values.json });
+      const report = await verifyRepository(repo, {
+        all: values.all,
+        onProgress: progress.listener,
+      })
+        .finally(() => progress.done());
+      if (values.json) printJson({ ok: report.problems.length === 0, ...report });
+      else {
+        for (const p of report.problems) console.error(`problem: ${p}`);
+        console.log(
+          `${report.problems.length === 0 ? "ok" : `${report.problems.length} problems`}: ` +
+            `${report.versions.length} versions, ${report.chunks} chunks` +
+            (values.all ? `, ${report.chunksRead} read and hash-checked` : " present"),
+        );
+      }
+      return report.problems.length === 0 ? 0 : 1;
+    });
+  },
+};
+
+export const repoGcCommand: Command = {
+  name: "repo gc",
+  summary: "delete old versions and reclaim unreferenced chunks",
+  usage: `vat repo gc REPO --keep N [--dry-run] [--key KEY] [--json]
+
+Keeps the newest N versions and deletes the chunks no remaining version references.
+Safe while publishers run: it takes no lock; while a publish is in progress it deletes
+the old versions but leaves the chunk sweep to a later run.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("repo gc", args, {
+      keep: { type: "string" },
+      "dry-run": { type: "boolean" },
+      json: { type: "boolean" },
+      ...keyFlag,
+    });
+    if (positionals.length !== 1) throw new UsageError("repo gc: give exactly one REPO");
+    if (!values.keep) throw new UsageError("repo gc: --keep N is required");
+    const keep = parseCount(values.keep, "--keep");
+    const key = values.key ? await loadSigningKey(values.key) : undefined;
+    return await withStore(positionals[0], key, async (store) => {
+      const repo = await Repository.open(store);
+      const report = await collectGarbage(repo, { keep, dryRun: values["dry-run"] });
+      if (values.json) printJson(report);
+      else {
+        const verb = values["dry-run"] ? "would delete" : "deleted";
+        console.log(
+          `${verb} ${report.deletedVersions.length} versions` +
+            (report.deletedVersions.length ? ` (${report.deletedVersions.join(", ")})` : "") +
+            `, ${verb} ${report.deletedChunks} chunks (${formatBytes(report.reclaimedBytes)}); ` +
+            `kept versions ${
+              report.keptVersions.join(", ") || "none"
+            } with ${report.keptChunks} chunks`,
+        );
+        if (report.sweepPostponed) {
+          console.log("a publish is in progress: unreferenced chunks are left for the next gc run");
+        }
+      }
+      return 0;
+    });
+  },
+};

@@ -1,0 +1,84 @@
+/**
+ * The `vat` command line: finds the verb, runs it, and turns errors into a message
+ * and an exit code (1 for failures, 2 for usage errors).
+ *
+ * @module
+ */
+
+import { UsageError, VatError } from "../errors.ts";
+import type { Command } from "./command.ts";
+import { exportCommand } from "./export_command.ts";
+import { keygenCommand } from "./keygen_command.ts";
+import { publishCommand } from "./publish_command.ts";
+import {
+  repoAddKeyCommand,
+  repoGcCommand,
+  repoInitCommand,
+  repoLsCommand,
+  repoShowCommand,
+  repoVerifyCommand,
+} from "./repo_commands.ts";
+
+/** Every verb, in the order `vat help` lists them. */
+export const COMMANDS: Command[] = [
+  keygenCommand,
+  repoInitCommand,
+  repoAddKeyCommand,
+  repoLsCommand,
+  repoShowCommand,
+  repoVerifyCommand,
+  repoGcCommand,
+  publishCommand,
+  exportCommand,
+];
+
+export const VERSION = "0.1.0";
+
+function help(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    `vat ${VERSION}: the virtual appliance transceiver`,
+    "",
+    "usage: vat COMMAND [ARGS...]    (vat COMMAND --help for its flags)",
+    "",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+  ].join("\n");
+}
+
+/** Runs the CLI with `args`; returns the process exit code. */
+export async function runCli(args: string[]): Promise<number> {
+  if (args.length === 0 || args[0] === "help" || args[0] === "--help" || args[0] === "-h") {
+    console.log(help());
+    return 0;
+  }
+  if (args[0] === "--version" || args[0] === "version") {
+    console.log(`vat ${VERSION}`);
+    return 0;
+  }
+  const command = COMMANDS.find((c) => {
+    const words = c.name.split(" ");
+    return words.every((w, i) => args[i] === w);
+  });
+  if (!command) {
+    const group = COMMANDS.filter((c) => c.name.startsWith(`${args[0]} `));
+    const hint = group.length
+      ? `; "${args[0]}" takes: ${group.map((c) => c.name.split(" ")[1]).join(", ")}`
+      : "";
+    console.error(`vat: unknown command "${args.join(" ")}"${hint} (see: vat help)`);
+    return 2;
+  }
+  const rest = args.slice(command.name.split(" ").length);
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(command.usage);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof VatError) {
+      console.error(`vat ${command.name}: ${err.message}`);
+      return err instanceof UsageError && /^[a-z ]+: /.test(err.message) ? 2 : 1;
+    }
+    throw err;
+  }
+}

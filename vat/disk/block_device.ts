@@ -1,0 +1,53 @@
+/**
+ * The disk path's one interface, in the shape of an nbdkit plugin: a virtual disk of
+ * fixed size with read, write, flush, trim and write-zeroes. The chunk cache's view of
+ * a version, the copy-on-write overlay, read-only, statistics and trace recording are
+ * layers that take a `BlockDevice` and are one; the NBD server serves any of them.
+ *
+ * Errors: implementations throw the classes of `vat/errors.ts` (`UsageError` for a
+ * request out of range, `PermanentError` for writes to a read-only device or a full
+ * disk, anything else for I/O failure); the NBD server maps them to NBD error codes.
+ * No method ever returns wrong data instead of failing.
+ *
+ * @module
+ */
+
+import { UsageError } from "../errors.ts";
+
+/** A virtual disk. Offsets and lengths are in bytes. */
+export interface BlockDevice {
+  /** The disk's size; fixed for the device's lifetime. */
+  readonly sizeBytes: number;
+  /** Whether write, trim and writeZeroes are refused. */
+  readonly readOnly: boolean;
+  /**
+   * The block size the device prefers (its chunk size, for chunked devices): requests
+   * aligned to it are fastest. A power of two between 512 and 32 MiB.
+   */
+  readonly preferredBlockBytes: number;
+
+  /** Fills `into` with the bytes at `offset`. Must not keep a reference to `into`. */
+  read(offset: number, into: Uint8Array): Promise<void>;
+  /** Writes `data` at `offset`. Must not keep a reference to `data` after resolving. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /** Makes every completed write durable. */
+  flush(): Promise<void>;
+  /** Says the range is no longer needed; later reads of it return zeroes. */
+  trim(offset: number, length: number): Promise<void>;
+  /** Makes the range read as zeroes. */
+  writeZeroes(offset: number, length: number): Promise<void>;
+  /** Flushes and releases the device. */
+  close(): Promise<void>;
+}
+
+/** Throws `UsageError` unless [offset, offset+length) lies within a disk of `sizeBytes`. */
+export function checkRange(sizeBytes: number, offset: number, length: number): void {
+  if (
+    !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 ||
+    length < 0 || offset + length > sizeBytes
+  ) {
+    throw new UsageError(
+      `request for ${length} bytes at offset ${offset} is outside the ${sizeBytes}-byte disk`,
+    );
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The few error classes vat uses everywhere. Messages say what failed, on which
+ * object, and what to do; causes are chained with `{ cause }`. The CLI prints the
+ * message of any `VatError` and exits non-zero; NBD maps them to NBD error codes in
+ * one place (`vat/nbd/nbd_errors.ts`).
+ */
+
+/** Base class: an expected failure whose message is meant for the user. */
+export class VatError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** An object, version, repository or file that does not exist. */
+export class NotFoundError extends VatError {}
+
+/** Data that exists but is wrong: a hash, signature or format that does not check out. */
+export class IntegrityError extends VatError {}
+
+/** A conditional create lost: the object already exists. */
+export class ConflictError extends VatError {}
+
+/** Bad input from the user: flags, names, sizes. */
+export class UsageError extends VatError {}
+
+/** A request that can never succeed as asked (forbidden, unsupported, disk full). */
+export class PermanentError extends VatError {}
+
+/** A peer that spoke the protocol wrongly (NBD, HTTP, S3 answers we cannot parse). */
+export class ProtocolError extends VatError {}
+
+/** A transient failure (network, timeout, 5xx) that a retry may cure. */
+export class TransientError extends VatError {}
+
+/** Whether an error is worth retrying: transient ones and plain network failures. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof TransientError) return true;
+  if (err instanceof VatError) return false;
+  return err instanceof TypeError || err instanceof Deno.errors.ConnectionRefused ||
+    err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.TimedOut;
+}

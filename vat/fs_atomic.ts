@@ -1,0 +1,96 @@
+/**
+ * Durable local file writes, restic's way: write a temporary file beside the target,
+ * check the byte count, fsync, close, then rename over the target (or link, to create
+ * only if absent); remove the temporary file on any error. A full disk is a
+ * `PermanentError` that says so.
+ *
+ * @module
+ */
+
+import { PermanentError } from "./errors.ts";
+
+/** Options for `writeFileAtomic`. */
+export interface WriteOptions {
+  /** File mode of the result (default 0o644). */
+  mode?: number;
+  /** Create only: fail with `false` instead of replacing an existing file. */
+  exclusive?: boolean;
+}
+
+let tempCounter = 0;
+
+/**
+ * Writes `data` to `path` atomically and durably. Returns false only with
+ * `exclusive` when `path` already existed (then nothing was changed).
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array,
+  options: WriteOptions = {},
+): Promise<boolean> {
+  const slash = path.lastIndexOf("/");
+  const dir = slash >= 0 ? path.slice(0, slash) || "/" : ".";
+  const base = path.slice(slash + 1);
+  const temp = `${dir}/.${base}.tmp-${Deno.pid}-${++tempCounter}-${
+    Math.random().toString(36).slice(2)
+  }`;
+  try {
+    const file = await Deno.open(temp, {
+      write: true,
+      createNew: true,
+      mode: options.mode ?? 0o644,
+    });
+    try {
+      let written = 0;
+      while (written < data.length) written += await file.write(data.subarray(written));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    if (options.exclusive) {
+      try {
+        await Deno.link(temp, path);
+      } catch (err) {
+        if (err instanceof Deno.errors.AlreadyExists) return false;
+        throw err;
+      } finally {
+        await Deno.remove(temp).catch(() => {});
+      }
+    } else {
+      await Deno.rename(temp, path);
+    }
+    await syncDir(dir);
+    return true;
+  } catch (err) {
+    await Deno.remove(temp).catch(() => {});
+    throw mapDiskFull(err, path);
+  }
+}
+
+/** Turns ENOSPC/EDQUOT into a `PermanentError` that says the disk is full. */
+export function mapDiskFull(err: unknown, path: string): unknown {
+  const code = (err as { code?: string })?.code;
+  const message = (err as Error)?.message ?? "";
+  if (code === "ENOSPC" || code === "EDQUOT" || /No space left|ENOSPC|quota/i.test(message)) {
+    return new PermanentError(
+      `no space left on the device writing ${path}; free some space and retry`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return err;
+}
+
+/** fsyncs a directory so a rename or link in it is durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await Deno.open(dir, { read: true });
+  try {
+    await handle.sync();
+  } catch {
+    // Some filesystems (and platforms) refuse fsync on a directory; the rename is
+    // then as durable as that filesystem makes it.
+  } finally {
+    handle.close();
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Version manifests and their signed envelope (docs/FORMAT.md, "Versions").
+ *
+ * The committed object `versions/N/manifest.json` is an envelope
+ * `{ "payload": "<manifest JSON>", "signatures": [{ "key": "ed25519:...", "sig": "..." }] }`;
+ * each signature covers `SIGNING_CONTEXT` followed by the payload's UTF-8 bytes, so a
+ * signature cannot be replayed as some other kind of vat message.
+ *
+ * @module
+ */
+
+import { IntegrityError } from "../errors.ts";
+import { type PublicKeyId, signBytes, type SigningKey, verifyBytes } from "../auth/signing_key.ts";
+
+const SIGNING_CONTEXT = "vat-manifest-v1\n";
+
+/** A reference from a manifest to a stored object, pinned by its hash. */
+export interface ObjectRef {
+  key: string;
+  sha256: string;
+  sizeBytes: number;
+}
+
+/** One disk (or boot file) of a version. */
+export interface DiskEntry {
+  sizeBytes: number;
+  chunkBytes: number;
+  index: ObjectRef;
+  /** Chunks that are not all-zero. */
+  dataChunks: number;
+  /** Bytes of chunk objects this version added to the repository for this disk. */
+  newStoredBytes: number;
+}
+
+/** How the appliance runs (the VM description). */
+export interface VmDescription {
+  memoryMiB: number;
+  cpus: number;
+  /** Size of the scratch disk made fresh on the VAT; 0 or absent for none. */
+  ephemeralSizeBytes?: number;
+  /** Direct kernel boot: names of entries in `disks` holding the kernel and initrd. */
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+}
+
+/** The signed description of one version. */
+export interface VersionManifest {
+  format: 1;
+  repoId: string;
+  version: number;
+  parent: number | null;
+  createdAt: string;
+  publisher: PublicKeyId;
+  /** Random, so that two commits never have identical bytes. */
+  nonce: string;
+  vm: VmDescription;
+  /** "system", "user", and boot files such as "kernel" and "initrd". */
+  disks: Record<string, DiskEntry>;
+  /** When true, a VAT refuses to start any older version of this appliance. */
+  updateRequired?: boolean;
+  note?: string;
+}
+
+interface Envelope {
+  payload: string;
+  signatures: { key: string; sig: string }[];
+}
+
+/** Serializes and signs a manifest into the bytes of its committed object. */
+export function signManifest(manifest: VersionManifest, key: SigningKey): Uint8Array {
+  const payload = JSON.stringify(manifest, null, 2);
+  const sig = signBytes(key, new TextEncoder().encode(SIGNING_CONTEXT + payload));
+  const envelope: Envelope = { payload, signatures: [{ key: key.publicKeyId, sig }] };
+  return new TextEncoder().encode(JSON.stringify(envelope, null, 1) + "\n");
+}
+
+/**
+ * Parses a committed manifest object and checks it: a valid signature by one of
+ * `trustedKeys`, the expected repository and version number, and a sane shape.
+ * Throws `IntegrityError` saying which check failed.
+ */
+export function openManifest(
+  bytes: Uint8Array,
+  expect: { repoId: string; version: number; trustedKeys: readonly string[] },
+): VersionManifest {
+  const what = `version ${expect.version}`;
+  let envelope: Envelope;
+  try {
+    envelope = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (err) {
+    throw new IntegrityError(`${what}: manifest is not valid JSON`, { cause: err });
+  }
+  if (typeof envelope?.payload !== "string" || !Array.isArray(envelope.signatures)) {
+    throw new IntegrityError(`${what}: manifest is not a signed envelope`);
+  }
+  const message = new TextEncoder().encode(SIGNING_CONTEXT + envelope.payload);
+  const signer = envelope.signatures.find((s) =>
+    typeof s?.key === "string" && typeof s.sig === "string" &&
+    expect.trustedKeys.includes(s.key) && verifyBytes(s.key, message, s.sig)
+  );
+  if (!signer) {
+    throw new IntegrityError(
+      `${what}: signature does not verify against the repository's publisher keys ` +
+        `(tampered manifest, or signed by an unknown key)`,
+    );
+  }
+  let manifest: VersionManifest;
+  try {
+    manifest = JSON.parse(envelope.payload);
+  } catch (err) {
+    throw new IntegrityError(`${what}: manifest payload is not valid JSON`, { cause: err });
+  }
+  if (manifest.format !== 1) throw new IntegrityError(`${what}: unsupported manifest format`);
+  if (manifest.repoId !== expect.repoId) {
+    throw new IntegrityError(`${what}: manifest belongs to another repository`);
+  }
+  if (manifest.version !== expect.version) {
+    throw new IntegrityError(`${what}: manifest claims to be version ${manifest.version}`);
+  }
+  if (manifest.publisher !== signer.key) {
+    throw new IntegrityError(`${what}: publisher and signer differ`);
+  }
+  _checkShape(manifest, what);
+  return manifest;
+}
+
+function _checkShape(m: VersionManifest, what: string): void {
+  const fail = (field: string) => new IntegrityError(`${what}: manifest field ${field} is invalid`);
+  if (typeof m.vm !== "object" || m.vm === null) throw fail("vm");
+  if (!(Number.isInteger(m.vm.memoryMiB) && m.vm.memoryMiB > 0)) throw fail("vm.memoryMiB");
+  if (!(Number.isInteger(m.vm.cpus) && m.vm.cpus > 0)) throw fail("vm.cpus");
+  if (typeof m.disks !== "object" || m.disks === null) throw fail("disks");
+  for (const [name, disk] of Object.entries(m.disks)) {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(name)) throw fail(`disks name "${name}"`);
+    if (
+      !Number.isSafeInteger(disk?.sizeBytes) || disk.sizeBytes < 0 ||
+      typeof disk.index?.key !== "string" || !/^[0-9a-f]{64}$/.test(disk.index.sha256)
+    ) throw fail(`disks.${name}`);
+    if (!disk.index.key.startsWith(`versions/${m.version}/`)) throw fail(`disks.${name}.index`);
+  }
+  for (const file of [m.vm.kernel, m.vm.initrd]) {
+    if (file !== undefined && !(file in m.disks)) throw fail(`vm boot file ${file}`);
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Turns a repository location given by a user into a `Store`: a local path or
+ * `file://` URL, `http(s)://...`, or `s3://bucket/prefix` (docs/FORMAT.md,
+ * "Transports").
+ *
+ * @module
+ */
+
+import type { SigningKey } from "../auth/signing_key.ts";
+import { FileStore } from "./store_file.ts";
+import type { Store } from "./store.ts";
+
+/** Options that some transports need. */
+export interface OpenStoreOptions {
+  /** Signs writes to `vat serve`. */
+  signingKey?: SigningKey;
+  /** S3 endpoint, region and credentials (default: the AWS_* environment variables). */
+  s3?: { endpoint?: string; region?: string; accessKeyId?: string; secretAccessKey?: string };
+}
+
+/** Opens the store behind `location`. */
+export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<Store> {
+  if (/^https?:\/\//.test(location)) {
+    const { openHttpStore } = await import("./store_http.ts");
+    return await openHttpStore(location, { signingKey: options.signingKey });
+  }
+  if (location.startsWith("s3://")) {
+    const { openS3Store } = await import("./store_s3.ts");
+    return openS3Store(location, options.s3 ?? {});
+  }
+  const path = location.startsWith("file://")
+    ? decodeURIComponent(new URL(location).pathname)
+    : location;
+  return new FileStore(path);
+}

@@ -1,0 +1,350 @@
+/**
+ * `publishVersion`: disk images become version N+1 of a repository (docs/FORMAT.md,
+ * "Publishing"). Chunks the repository already has are not uploaded; every object of
+ * the version is written before its manifest is created, and that conditional create
+ * is the commit, so a reader never sees half a version and a killed publish leaves
+ * only unreferenced objects behind.
+ *
+ * @module
+ */
+
+import { randomUUID } from "node:crypto";
+import { ConflictError, PermanentError, UsageError } from "../errors.ts";
+import type { SigningKey } from "../auth/signing_key.ts";
+import { openRawImage, type RawImage } from "../image/raw_image.ts";
+import type { Progress, ProgressListener } from "../progress.ts";
+import { announce, listActivities, storeNow } from "./activity.ts";
+import { hashChunk, isAllZero, toHex } from "./chunk_codec.ts";
+import { DiskIndex } from "./disk_index.ts";
+import {
+  type DiskEntry,
+  signManifest,
+  type VersionManifest,
+  type VmDescription,
+} from "./manifest.ts";
+import { manifestKey, type Repository } from "./repository.ts";
+
+/** What a version is made of. */
+export interface PublishInput {
+  /** The system disk image (any format qemu-img reads). */
+  system: string;
+  /** The initial user disk image. */
+  user?: string;
+  /** Direct kernel boot files and command line. */
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  memoryMiB?: number;
+  cpus?: number;
+  ephemeralSizeBytes?: number;
+  updateRequired?: boolean;
+  note?: string;
+}
+
+/** How to publish. */
+export interface PublishOptions {
+  key: SigningKey;
+  onProgress?: ProgressListener;
+  /** Chunk uploads in flight at once (default 8). */
+  concurrency?: number;
+  /** Where to convert non-raw images (default: the system's temp dir). */
+  tempDir?: string;
+}
+
+/** What a publish did. */
+export interface PublishResult {
+  version: number;
+  /** Virtual bytes read from the images. */
+  totalBytes: number;
+  newChunks: number;
+  /** Bytes of chunk objects uploaded. */
+  newStoredBytes: number;
+  elapsedMs: number;
+}
+
+/** A readable source of one disk: any `BlockDevice` will do. */
+export interface DiskSource {
+  readonly sizeBytes: number;
+  read(offset: number, into: Uint8Array): Promise<void>;
+}
+
+const MAX_COMMIT_ATTEMPTS = 20;
+const GC_WAIT_LIMIT_MS = 30 * 60_000;
+
+/** Publishes the images of `input` as the next version of `repo`. */
+export async function publishVersion(
+  repo: Repository,
+  input: PublishInput,
+  options: PublishOptions,
+): Promise<PublishResult> {
+  const images: [string, RawImage][] = [];
+  try {
+    for (
+      const [name, path] of Object.entries({
+        system: input.system,
+        user: input.user,
+        kernel: input.kernel,
+        initrd: input.initrd,
+      })
+    ) {
+      if (path) images.push([name, await openRawImage(path, options.tempDir)]);
+    }
+    const sources: [string, DiskSource][] = [];
+    const files: Deno.FsFile[] = [];
+    try {
+      for (const [name, image] of images) {
+        const file = await Deno.open(image.path, { read: true });
+        files.push(file);
+        sources.push([name, _fileSource(file, image.sizeBytes)]);
+      }
+      const vm: VmDescription = {
+        memoryMiB: input.memoryMiB ?? 1024,
+        cpus: input.cpus ?? 1,
+      };
+      if (input.ephemeralSizeBytes) vm.ephemeralSizeBytes = input.ephemeralSizeBytes;
+      if (input.kernel) vm.kernel = "kernel";
+      if (input.initrd) vm.initrd = "initrd";
+      if (input.append !== undefined) {
+        if (!input.kernel) throw new UsageError("--append needs --kernel");
+        vm.append = input.append;
+      }
+      if (input.initrd && !input.kernel) throw new UsageError("--initrd needs --kernel");
+      return await publishDisks(repo, sources, vm, {
+        ...options,
+        updateRequired: input.updateRequired,
+        note: input.note,
+      });
+    } finally {
+      for (const file of files) file.close();
+    }
+  } finally {
+    for (const [, image] of images) await image.cleanup();
+  }
+}
+
+/**
+ * Publishes disks given as sources (images, or a running appliance's disks) with a VM
+ * description. The lower half of `publishVersion`.
+ */
+export async function publishDisks(
+  repo: Repository,
+  sources: [string, DiskSource][],
+  vm: VmDescription,
+  options: PublishOptions & { updateRequired?: boolean; note?: string },
+): Promise<PublishResult> {
+  const started = performance.now();
+  const keyId = options.key.publicKeyId;
+  if (repo.config.publisherKeys.length === 0) {
+    // The first publisher of a new repository becomes its publisher (trust on first use).
+    await repo.addPublisherKey(keyId);
+  }
+  repo.checkPublisher(keyId);
+
+  const totalBytes = sources.reduce((sum, [, s]) => sum + s.sizeBytes, 0);
+  const progress: Progress = {
+    phase: "publishing",
+    doneBytes: 0,
+    totalBytes,
+    transferredBytes: 0,
+    elapsedMs: 0,
+  };
+  const report = () => {
+    progress.elapsedMs = performance.now() - started;
+    options.onProgress?.({ ...progress });
+  };
+
+  const intent = repo.store.canList ? await announce(repo.store, "publish") : null;
+  try {
+    let indexes: Map<string, DiskIndex>;
+    let stats: { newChunks: number; newStoredBytes: number; perDisk: Map<string, number> };
+    for (;;) {
+      // Chunks of the newest version are known present; gc never deletes a
+      // committed version's chunks, nor anything while this intent is fresh.
+      const known = await _chunksOfLatest(repo);
+      progress.doneBytes = 0;
+      indexes = new Map();
+      stats = { newChunks: 0, newStoredBytes: 0, perDisk: new Map() };
+      for (const [name, source] of sources) {
+        progress.phase = `publishing ${name} disk`;
+        indexes.set(
+          name,
+          await _chunkDisk(repo, name, source, known, stats, progress, report, options),
+        );
+      }
+      if (!intent || !(await _gcOverlapped(repo, intent.key, intent.startedMs))) break;
+      // A gc that started before this intent may have swept chunks this pass found
+      // present: pass again (it uploads only what is missing now).
+      progress.transferredBytes = 0;
+    }
+
+    for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
+      const parent = await repo.latestVersion();
+      const version = (parent ?? 0) + 1;
+      const disks: Record<string, DiskEntry> = {};
+      for (const [name, index] of indexes) {
+        const ref = await repo.writeDiskIndex(version, name, index);
+        let dataChunks = 0;
+        for (let i = 0; i < index.count; i++) if (index.hash(i)) dataChunks++;
+        disks[name] = {
+          sizeBytes: index.sizeBytes,
+          chunkBytes: index.chunkBytes,
+          index: ref,
+          dataChunks,
+          newStoredBytes: stats.perDisk.get(name) ?? 0,
+        };
+      }
+      const manifest: VersionManifest = {
+        format: 1,
+        repoId: repo.config.id,
+        version,
+        parent,
+        createdAt: new Date().toISOString(),
+        publisher: keyId,
+        nonce: randomUUID(),
+        vm,
+        disks,
+      };
+      if (options.updateRequired) manifest.updateRequired = true;
+      if (options.note) manifest.note = options.note;
+      if (await repo.store.create(manifestKey(version), signManifest(manifest, options.key))) {
+        await repo.writeLatest(version);
+        progress.phase = `published version ${version}`;
+        progress.doneBytes = totalBytes;
+        report();
+        return {
+          version,
+          totalBytes,
+          newChunks: stats.newChunks,
+          newStoredBytes: stats.newStoredBytes,
+          elapsedMs: performance.now() - started,
+        };
+      }
+      // Another publisher committed `version` first: take the next number.
+    }
+    throw new ConflictError(
+      `could not commit a version to ${repo.store.location}: other publishers kept committing first; retry`,
+    );
+  } finally {
+    await intent?.end();
+  }
+}
+
+/** The hex hashes of every chunk of the newest version (empty when there is none). */
+async function _chunksOfLatest(repo: Repository): Promise<Set<string>> {
+  const known = new Set<string>();
+  const latest = await repo.latestVersion();
+  if (latest === null) return known;
+  const { manifest } = await repo.readVersion(latest);
+  for (const disk of Object.values(manifest.disks)) {
+    const index = await repo.readDiskIndex(disk.index);
+    for (let i = 0; i < index.count; i++) {
+      const hash = index.hash(i);
+      if (hash) known.add(toHex(hash));
+    }
+  }
+  return known;
+}
+
+/**
+ * Whether a gc run that started before `sinceMs` (this publish's start) overlapped
+ * this publish; waits for every such run to end first.
+ */
+async function _gcOverlapped(
+  repo: Repository,
+  intentKey: string,
+  sinceMs: number,
+): Promise<boolean> {
+  const deadline = performance.now() + GC_WAIT_LIMIT_MS;
+  let overlapped = false;
+  for (;;) {
+    const now = await storeNow(repo.store, { key: intentKey });
+    const earlier = (await listActivities(repo.store, now)).filter((a) =>
+      a.kind === "gc" && a.startedMs <= sinceMs
+    );
+    if (earlier.length === 0) return overlapped;
+    overlapped = true;
+    if (performance.now() > deadline) {
+      throw new PermanentError(
+        `a gc run (${earlier[0].key}) has held ${repo.store.location} for too long; retry later`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+async function _chunkDisk(
+  repo: Repository,
+  name: string,
+  source: DiskSource,
+  known: Set<string>,
+  stats: { newChunks: number; newStoredBytes: number; perDisk: Map<string, number> },
+  progress: Progress,
+  report: () => void,
+  options: PublishOptions,
+): Promise<DiskIndex> {
+  const chunkBytes = repo.config.chunkSizeBytes;
+  const index = new DiskIndex(source.sizeBytes, chunkBytes);
+  const concurrency = options.concurrency ?? 8;
+  const inFlight = new Set<Promise<void>>();
+  const seen = new Set<string>();
+  let failure: unknown = null;
+
+  for (let i = 0; i < index.count; i++) {
+    if (failure) break;
+    const length = index.chunkLength(i);
+    const data = new Uint8Array(length);
+    await source.read(i * chunkBytes, data);
+    progress.doneBytes += length;
+    if (isAllZero(data)) {
+      report();
+      continue;
+    }
+    const hash = hashChunk(data);
+    index.setHash(i, hash);
+    const id = toHex(hash);
+    if (known.has(id) || seen.has(id)) {
+      report();
+      continue;
+    }
+    seen.add(id);
+    const task = (async () => {
+      if (await repo.hasChunk(hash)) return;
+      const stored = await repo.writeChunk(hash, data);
+      stats.newChunks++;
+      stats.newStoredBytes += stored;
+      stats.perDisk.set(name, (stats.perDisk.get(name) ?? 0) + stored);
+      progress.transferredBytes += stored;
+      report();
+    })().catch((err) => {
+      failure ??= err;
+    });
+    inFlight.add(task);
+    task.finally(() => inFlight.delete(task));
+    if (inFlight.size >= concurrency) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  if (failure) throw failure;
+  report();
+  return index;
+}
+
+function _fileSource(file: Deno.FsFile, sizeBytes: number): DiskSource {
+  let position = -1;
+  return {
+    sizeBytes,
+    async read(offset: number, into: Uint8Array) {
+      if (position !== offset) await file.seek(offset, Deno.SeekMode.Start);
+      let filled = 0;
+      while (filled < into.length) {
+        const n = await file.read(into.subarray(filled));
+        if (n === null) {
+          // Past the end of a file shorter than its virtual size: zeroes.
+          into.fill(0, filled);
+          break;
+        }
+        filled += n;
+      }
+      position = offset + into.length;
+    },
+  };
+}

@@ -1,0 +1,146 @@
+/**
+ * The local directory transport: the embedded default, and any mounted filesystem
+ * (NFS, a USB disk). Objects are files under the root; writes are atomic and durable
+ * (`writeFileAtomic`); `create` links a complete temporary file into place, which fails
+ * if the name exists, so a reader never sees a half-written object.
+ *
+ * @module
+ */
+
+import { NotFoundError, PermanentError } from "../errors.ts";
+import { mapDiskFull, writeFileAtomic } from "../fs_atomic.ts";
+import { checkKey, checkPrefix, type ObjectInfo, type Store } from "./store.ts";
+
+/** A `Store` over a local directory. */
+export class FileStore implements Store {
+  readonly location: string;
+  readonly canList = true;
+  readonly #root: string;
+
+  /** `root` must exist unless the caller creates it (see `FileStore.create`). */
+  constructor(root: string) {
+    this.#root = root.replace(/\/+$/, "") || "/";
+    this.location = this.#root;
+  }
+
+  #path(key: string): string {
+    return `${this.#root}/${checkKey(key)}`;
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    const path = this.#path(key);
+    try {
+      return await Deno.readFile(path);
+    } catch (err) {
+      throw _mapReadError(err, key, this.location);
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    const path = this.#path(key);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (err) {
+      throw _mapReadError(err, key, this.location);
+    }
+    try {
+      await file.seek(offset, Deno.SeekMode.Start);
+      const out = new Uint8Array(length);
+      let filled = 0;
+      while (filled < length) {
+        const n = await file.read(out.subarray(filled));
+        if (n === null) break;
+        filled += n;
+      }
+      return filled === length ? out : out.subarray(0, filled);
+    } finally {
+      file.close();
+    }
+  }
+
+  async put(key: string, data: Uint8Array): Promise<void> {
+    const path = this.#path(key);
+    await this.#ensureParent(path);
+    await writeFileAtomic(path, data);
+  }
+
+  async create(key: string, data: Uint8Array): Promise<boolean> {
+    const path = this.#path(key);
+    await this.#ensureParent(path);
+    if (await writeFileAtomic(path, data, { exclusive: true })) return true;
+    // On NFS a link whose reply was lost reports EEXIST although it succeeded: the
+    // object is then ours, byte for byte (a committed object carries a unique nonce).
+    const existing = await Deno.readFile(path).catch(() => null);
+    return existing !== null && Buffer.from(existing).equals(data);
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    try {
+      const info = await Deno.stat(this.#path(key));
+      if (!info.isFile) return null;
+      return { sizeBytes: info.size, modifiedMs: info.mtime?.getTime() ?? 0 };
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw err;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    checkPrefix(prefix);
+    yield* this.#walk(prefix);
+  }
+
+  async *#walk(prefix: string): AsyncIterable<string> {
+    let entries: AsyncIterable<Deno.DirEntry>;
+    try {
+      entries = Deno.readDir(`${this.#root}/${prefix}`);
+      for await (const entry of entries) {
+        // Temporary files of writes in progress start with "." and are not objects.
+        if (entry.name.startsWith(".")) continue;
+        if (entry.isDirectory) yield* this.#walk(`${prefix}${entry.name}/`);
+        else if (entry.isFile) yield `${prefix}${entry.name}`;
+      }
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await Deno.remove(this.#path(key));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw err;
+    }
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async #ensureParent(path: string): Promise<void> {
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+    } catch (err) {
+      if (err instanceof Deno.errors.PermissionDenied) {
+        throw new PermanentError(`cannot write to ${dir}: permission denied`, { cause: err });
+      }
+      throw mapDiskFull(err, dir);
+    }
+  }
+}
+
+function _mapReadError(err: unknown, key: string, location: string): unknown {
+  if (err instanceof Deno.errors.NotFound) {
+    return new NotFoundError(`${key} does not exist in ${location}`, { cause: err });
+  }
+  if (err instanceof Deno.errors.IsADirectory) {
+    return new NotFoundError(`${key} in ${location} is a directory, not an object`, {
+      cause: err,
+    });
+  }
+  return err;
+}

@@ -77,7 +77,7 @@ export async function runCli(args: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof VatError) {
       console.error(`vat ${command.name}: ${err.message}`);
-      return err instanceof UsageError && /^[a-z ]+: /.test(err.message) ? 2 : 1;
+      return err instanceof UsageError ? 2 : 1;
     }
     throw err;
   }

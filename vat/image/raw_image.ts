@@ -19,6 +19,19 @@ export interface RawImage {
   cleanup(): Promise<void>;
 }
 
+/** Opens a plain file (a kernel, an initrd) as itself, byte for byte. */
+export async function openPlainFile(path: string): Promise<RawImage> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) throw new NotFoundError(`file ${path} does not exist`);
+    throw err;
+  }
+  if (!info.isFile) throw new UsageError(`${path} is not a file`);
+  return { path, sizeBytes: info.size, format: "file", cleanup: async () => {} };
+}
+
 /** Opens `path` as a raw image, converting it with qemu-img when it is not raw. */
 export async function openRawImage(path: string, tempDir?: string): Promise<RawImage> {
   let info: Deno.FileInfo;

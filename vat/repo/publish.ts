@@ -11,7 +11,7 @@
 import { randomUUID } from "node:crypto";
 import { ConflictError, PermanentError, UsageError } from "../errors.ts";
 import type { SigningKey } from "../auth/signing_key.ts";
-import { openRawImage, type RawImage } from "../image/raw_image.ts";
+import { openPlainFile, openRawImage, type RawImage } from "../image/raw_image.ts";
 import type { Progress, ProgressListener } from "../progress.ts";
 import { announce, listActivities, storeNow } from "./activity.ts";
 import { hashChunk, isAllZero, toHex } from "./chunk_codec.ts";
@@ -87,7 +87,12 @@ export async function publishVersion(
         initrd: input.initrd,
       })
     ) {
-      if (path) images.push([name, await openRawImage(path, options.tempDir)]);
+      if (!path) continue;
+      const isBootFile = name === "kernel" || name === "initrd";
+      images.push([
+        name,
+        isBootFile ? await openPlainFile(path) : await openRawImage(path, options.tempDir),
+      ]);
     }
     const sources: [string, DiskSource][] = [];
     const files: Deno.FsFile[] = [];

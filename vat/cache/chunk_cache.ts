@@ -1,0 +1,428 @@
+/**
+ * The VAT's persistent, content-addressed chunk cache (docs/CACHE.md).
+ *
+ * Chunk plaintext lives in slab files of fixed-size slots (`slab-<slotBytes>.bin`,
+ * read with one positioned read per chunk, no decompression on the hot path); the
+ * index is SQLite in WAL mode. Nothing is fsynced per chunk: every slot is checked
+ * against its hash the first time this process reads it, so after a crash a slot
+ * whose data never reached the disk is simply a miss, fetched again. The guest never
+ * sees bad data.
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { isRetryable, TransientError, VatError } from "../errors.ts";
+import { hashChunk, toHex } from "../repo/chunk_codec.ts";
+
+/** Where a missing chunk comes from: the repository, returning verified plaintext. */
+export type ChunkFetcher = (hash: Uint8Array) => Promise<Uint8Array>;
+
+/** Options of `ChunkCache.open`. */
+export interface ChunkCacheOptions {
+  /** The cache directory (made if missing). */
+  dir: string;
+  /** Byte budget for chunk data. */
+  budgetBytes: number;
+  /** Repository fetches in flight at once (default 8). */
+  maxConcurrentFetches?: number;
+  /** How long a fetch is retried while the repository fails transiently (default 60 s). */
+  retryForMs?: number;
+}
+
+/** Counters, as the API and benchmarks show them. */
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  bytesFetched: number;
+  bytesEvicted: number;
+  /** Chunks that failed their hash check and were fetched again. */
+  corruptDropped: number;
+  usedBytes: number;
+  budgetBytes: number;
+  chunks: number;
+  pinnedChunks: number;
+}
+
+interface Slab {
+  slotBytes: number;
+  file: Deno.FsFile;
+}
+
+/** The counters kept across restarts. */
+const COUNTERS = ["hits", "misses", "bytesFetched", "bytesEvicted", "corruptDropped"] as const;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS chunks (
+  hash BLOB PRIMARY KEY,
+  slot_bytes INTEGER NOT NULL,
+  slot INTEGER NOT NULL,
+  length INTEGER NOT NULL,
+  last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_use ON chunks(last_used);
+CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_slot ON chunks(slot_bytes, slot);
+CREATE TABLE IF NOT EXISTS free_slots (
+  slot_bytes INTEGER NOT NULL,
+  slot INTEGER NOT NULL,
+  PRIMARY KEY (slot_bytes, slot)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS slabs (slot_bytes INTEGER PRIMARY KEY, slots INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pins (
+  owner TEXT NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY (owner, hash)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pins_by_hash ON pins(hash);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`;
+
+/** The smallest slot; chunks are stored in the smallest power-of-two slot that fits. */
+const MIN_SLOT_BYTES = 4096;
+
+/** A persistent chunk cache. One process opens a cache directory at a time. */
+export class ChunkCache {
+  readonly dir: string;
+  readonly budgetBytes: number;
+  readonly #db: DatabaseSync;
+  readonly #slabs = new Map<number, Slab>();
+  readonly #inFlight = new Map<string, Promise<Uint8Array>>();
+  readonly #verifiedSlots = new Set<string>();
+  readonly #touched = new Map<string, { hash: Uint8Array; at: number }>();
+  /** A logical clock for LRU order: strictly increasing, so ties never happen. */
+  #clock = 0;
+  readonly #maxFetches: number;
+  readonly #retryForMs: number;
+  #activeFetches = 0;
+  readonly #fetchQueue: (() => void)[] = [];
+  #usedBytes = 0;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #lock: Deno.FsFile;
+  readonly #stats: Record<(typeof COUNTERS)[number], number> = {
+    hits: 0,
+    misses: 0,
+    bytesFetched: 0,
+    bytesEvicted: 0,
+    corruptDropped: 0,
+  };
+  readonly #q: Record<string, StatementSync>;
+
+  private constructor(options: ChunkCacheOptions, db: DatabaseSync, lock: Deno.FsFile) {
+    this.dir = options.dir;
+    this.budgetBytes = options.budgetBytes;
+    this.#db = db;
+    this.#lock = lock;
+    this.#maxFetches = options.maxConcurrentFetches ?? 8;
+    this.#retryForMs = options.retryForMs ?? 60_000;
+    this.#q = {
+      lookup: db.prepare("SELECT slot_bytes, slot, length FROM chunks WHERE hash = ?"),
+      insert: db.prepare(
+        "INSERT OR REPLACE INTO chunks (hash, slot_bytes, slot, length, last_used) VALUES (?, ?, ?, ?, ?)",
+      ),
+      remove: db.prepare("DELETE FROM chunks WHERE hash = ?"),
+      touch: db.prepare("UPDATE chunks SET last_used = ? WHERE hash = ?"),
+      takeFree: db.prepare("SELECT slot FROM free_slots WHERE slot_bytes = ? LIMIT 1"),
+      dropFree: db.prepare("DELETE FROM free_slots WHERE slot_bytes = ? AND slot = ?"),
+      addFree: db.prepare("INSERT OR IGNORE INTO free_slots (slot_bytes, slot) VALUES (?, ?)"),
+      growSlab: db.prepare(
+        "INSERT INTO slabs (slot_bytes, slots) VALUES (?, 1) ON CONFLICT(slot_bytes) DO UPDATE SET slots = slots + 1 RETURNING slots",
+      ),
+      victims: db.prepare(
+        `SELECT hash, slot_bytes, slot FROM chunks c
+         WHERE NOT EXISTS (SELECT 1 FROM pins p WHERE p.hash = c.hash)
+         ORDER BY last_used LIMIT 64`,
+      ),
+      used: db.prepare("SELECT COALESCE(SUM(slot_bytes), 0) AS used, COUNT(*) AS n FROM chunks"),
+      clock: db.prepare("SELECT COALESCE(MAX(last_used), 0) AS clock FROM chunks"),
+      pinned: db.prepare("SELECT COUNT(DISTINCT hash) AS n FROM pins"),
+      pin: db.prepare("INSERT OR IGNORE INTO pins (owner, hash) VALUES (?, ?)"),
+      unpin: db.prepare("DELETE FROM pins WHERE owner = ?"),
+      counter: db.prepare("SELECT value FROM counters WHERE name = ?"),
+      setCounter: db.prepare("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"),
+    };
+  }
+
+  /** Opens (or creates) the cache in `options.dir`. */
+  static async open(options: ChunkCacheOptions): Promise<ChunkCache> {
+    await Deno.mkdir(options.dir, { recursive: true });
+    const lock = await Deno.open(`${options.dir}/lock`, { read: true, write: true, create: true });
+    try {
+      await lock.lock(true);
+    } catch (err) {
+      lock.close();
+      throw err;
+    }
+    const db = new DatabaseSync(`${options.dir}/index.sqlite`);
+    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+    db.exec(SCHEMA);
+    const cache = new ChunkCache(options, db, lock);
+    const row = cache.#q.used.get() as { used: number };
+    cache.#usedBytes = Number(row.used);
+    cache.#clock = Number((cache.#q.clock.get() as { clock: number }).clock);
+    for (const name of COUNTERS) {
+      const saved = cache.#q.counter.get(name) as { value: number } | undefined;
+      if (saved) cache.#stats[name] = Number(saved.value);
+    }
+    return cache;
+  }
+
+  /**
+   * The chunk `hash` of `length` bytes: from the cache if it holds it intact,
+   * otherwise from `fetch` (coalesced with any fetch of the same chunk in flight,
+   * bounded in concurrency, retried with backoff while the repository fails
+   * transiently), stored for next time.
+   */
+  async get(hash: Uint8Array, fetch: ChunkFetcher): Promise<Uint8Array> {
+    const cached = await this.#read(hash);
+    if (cached) {
+      this.#stats.hits++;
+      return cached;
+    }
+    this.#stats.misses++;
+    const id = toHex(hash);
+    let pending = this.#inFlight.get(id);
+    if (!pending) {
+      pending = this.#fetchAndStore(hash, fetch).finally(() => this.#inFlight.delete(id));
+      this.#inFlight.set(id, pending);
+    }
+    return await pending;
+  }
+
+  /** Whether the cache holds `hash` (not verified). */
+  has(hash: Uint8Array): boolean {
+    return this.#q.lookup.get(hash) !== undefined;
+  }
+
+  /** Stores a chunk the caller already verified (prefetch, publish). */
+  async put(hash: Uint8Array, data: Uint8Array): Promise<void> {
+    if (this.has(hash)) return;
+    await this.#store(hash, data);
+  }
+
+  /** Pins `hashes` for `owner` (e.g. "repo-id@3"): they are never evicted. */
+  pin(owner: string, hashes: Iterable<Uint8Array>): void {
+    this.#db.exec("BEGIN");
+    try {
+      for (const hash of hashes) this.#q.pin.run(owner, hash);
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  /** Drops every pin of `owner`. */
+  unpin(owner: string): void {
+    this.#q.unpin.run(owner);
+  }
+
+  /** The counters and sizes. */
+  stats(): CacheStats {
+    const row = this.#q.used.get() as { n: number };
+    return {
+      ...this.#stats,
+      usedBytes: this.#usedBytes,
+      budgetBytes: this.budgetBytes,
+      chunks: Number(row.n),
+      pinnedChunks: Number((this.#q.pinned.get() as { n: number }).n),
+    };
+  }
+
+  /** Writes pending LRU updates and counters, closes files and the database. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight.values()]);
+    this.#flushTouches();
+    clearTimeout(this.#flushTimer);
+    for (const slab of this.#slabs.values()) slab.file.close();
+    this.#slabs.clear();
+    this.#db.close();
+    this.#lock.close();
+  }
+
+  async #read(hash: Uint8Array): Promise<Uint8Array | null> {
+    const row = this.#q.lookup.get(hash) as
+      | { slot_bytes: number; slot: number; length: number }
+      | undefined;
+    if (!row) return null;
+    const slab = await this.#slab(Number(row.slot_bytes));
+    const data = new Uint8Array(Number(row.length));
+    const offset = Number(row.slot) * slab.slotBytes;
+    let filled = 0;
+    while (filled < data.length) {
+      // Positioned reads on one shared handle: seek and read must not interleave
+      // with another reader's, so they run without an await between them.
+      slab.file.seekSync(offset + filled, Deno.SeekMode.Start);
+      const n = slab.file.readSync(data.subarray(filled));
+      if (n === null || n === 0) break;
+      filled += n;
+    }
+    const slotId = `${row.slot_bytes}:${row.slot}`;
+    if (!this.#verifiedSlots.has(slotId)) {
+      if (filled < data.length || !Buffer.from(hashChunk(data)).equals(hash)) {
+        // A crash before the data reached the disk, or a bad sector: a miss.
+        this.#drop(hash, Number(row.slot_bytes), Number(row.slot));
+        this.#stats.corruptDropped++;
+        console.error(`cache: chunk ${toHex(hash)} failed its hash check; fetching it again`);
+        return null;
+      }
+      this.#verifiedSlots.add(slotId);
+    }
+    this.#touch(hash);
+    return data;
+  }
+
+  async #fetchAndStore(hash: Uint8Array, fetch: ChunkFetcher): Promise<Uint8Array> {
+    await this.#acquireFetchSlot();
+    let data: Uint8Array;
+    try {
+      data = await this.#fetchWithRetry(hash, fetch);
+    } finally {
+      this.#releaseFetchSlot();
+    }
+    this.#stats.bytesFetched += data.length;
+    await this.#store(hash, data);
+    return data;
+  }
+
+  async #fetchWithRetry(hash: Uint8Array, fetch: ChunkFetcher): Promise<Uint8Array> {
+    const deadline = performance.now() + this.#retryForMs;
+    let delayMs = 100;
+    for (;;) {
+      try {
+        return await fetch(hash);
+      } catch (err) {
+        if (!isRetryable(err) || performance.now() + delayMs > deadline) {
+          const message = `fetching chunk ${toHex(hash)} failed: ${(err as Error).message}`;
+          console.error(`cache: ${message}`);
+          if (err instanceof VatError && !isRetryable(err)) throw err;
+          throw new TransientError(message, { cause: err });
+        }
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        delayMs = Math.min(delayMs * 2, 5000);
+      }
+    }
+  }
+
+  #acquireFetchSlot(): Promise<void> {
+    if (this.#activeFetches < this.#maxFetches) {
+      this.#activeFetches++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#fetchQueue.push(resolve));
+  }
+
+  #releaseFetchSlot(): void {
+    const next = this.#fetchQueue.shift();
+    if (next) next();
+    else this.#activeFetches--;
+  }
+
+  async #store(hash: Uint8Array, data: Uint8Array): Promise<void> {
+    const slotBytes = _slotBytesFor(data.length);
+    if (slotBytes > this.budgetBytes) return;
+    if (!this.#makeRoom(slotBytes)) return; // everything is pinned: serve without caching
+    const slot = this.#allocate(slotBytes);
+    const slab = await this.#slab(slotBytes);
+    // Record first, then write: if the write never lands, the hash check on the
+    // next read turns the row into a miss.
+    this.#q.insert.run(hash, slotBytes, slot, data.length, ++this.#clock);
+    this.#usedBytes += slotBytes;
+    const slotId = `${slotBytes}:${slot}`;
+    this.#verifiedSlots.delete(slotId);
+    let written = 0;
+    const offset = slot * slotBytes;
+    while (written < data.length) {
+      slab.file.seekSync(offset + written, Deno.SeekMode.Start);
+      written += slab.file.writeSync(data.subarray(written));
+    }
+    this.#verifiedSlots.add(slotId);
+  }
+
+  #makeRoom(slotBytes: number): boolean {
+    while (this.#usedBytes + slotBytes > this.budgetBytes) {
+      const victims = this.#q.victims.all() as {
+        hash: Uint8Array;
+        slot_bytes: number;
+        slot: number;
+      }[];
+      if (victims.length === 0) return false;
+      this.#db.exec("BEGIN");
+      try {
+        for (const v of victims) {
+          if (this.#usedBytes + slotBytes <= this.budgetBytes) break;
+          this.#drop(v.hash, Number(v.slot_bytes), Number(v.slot));
+          this.#stats.bytesEvicted += Number(v.slot_bytes);
+        }
+        this.#db.exec("COMMIT");
+      } catch (err) {
+        this.#db.exec("ROLLBACK");
+        throw err;
+      }
+    }
+    return true;
+  }
+
+  #drop(hash: Uint8Array, slotBytes: number, slot: number): void {
+    this.#q.remove.run(hash);
+    this.#q.addFree.run(slotBytes, slot);
+    this.#usedBytes -= slotBytes;
+    this.#verifiedSlots.delete(`${slotBytes}:${slot}`);
+    this.#touched.delete(toHex(hash));
+  }
+
+  #allocate(slotBytes: number): number {
+    const free = this.#q.takeFree.get(slotBytes) as { slot: number } | undefined;
+    if (free) {
+      this.#q.dropFree.run(slotBytes, free.slot);
+      return Number(free.slot);
+    }
+    const row = this.#q.growSlab.get(slotBytes) as { slots: number };
+    return Number(row.slots) - 1;
+  }
+
+  async #slab(slotBytes: number): Promise<Slab> {
+    let slab = this.#slabs.get(slotBytes);
+    if (!slab) {
+      const file = await Deno.open(`${this.dir}/slab-${slotBytes}.bin`, {
+        read: true,
+        write: true,
+        create: true,
+      });
+      slab = { slotBytes, file };
+      this.#slabs.set(slotBytes, slab);
+    }
+    return slab;
+  }
+
+  /** LRU order is updated in batches: one transaction a second, not a write a read. */
+  #touch(hash: Uint8Array): void {
+    this.#touched.set(toHex(hash), { hash, at: ++this.#clock });
+    if (this.#flushTimer === undefined) {
+      const timer = setTimeout(() => {
+        this.#flushTimer = undefined;
+        this.#flushTouches();
+      }, 1000);
+      Deno.unrefTimer(timer);
+      this.#flushTimer = timer;
+    }
+  }
+
+  #flushTouches(): void {
+    this.#db.exec("BEGIN");
+    try {
+      for (const { hash, at } of this.#touched.values()) this.#q.touch.run(at, hash);
+      for (const [name, value] of Object.entries(this.#stats)) this.#q.setCounter.run(name, value);
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+    this.#touched.clear();
+  }
+}
+
+function _slotBytesFor(length: number): number {
+  let slot = MIN_SLOT_BYTES;
+  while (slot < length) slot *= 2;
+  return slot;
+}

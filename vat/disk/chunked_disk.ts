@@ -1,0 +1,88 @@
+/**
+ * A version's disk read through the chunk cache: the base of every export. Reads are
+ * served chunk by chunk from the cache, which fetches what it lacks from the
+ * repository; all-zero chunks are never fetched.
+ *
+ * @module
+ */
+
+import { PermanentError } from "../errors.ts";
+import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
+import type { DiskIndex } from "../repo/disk_index.ts";
+import { type BlockDevice, checkRange } from "./block_device.ts";
+
+/** Observes every chunk read (boot traces, access profiles, statistics). */
+export type ChunkReadObserver = (chunk: number) => void;
+
+/** A read-only `BlockDevice` over a disk index, a cache and a repository. */
+export class ChunkedDisk implements BlockDevice {
+  readonly sizeBytes: number;
+  readonly readOnly = true;
+  readonly preferredBlockBytes: number;
+  readonly index: DiskIndex;
+  readonly #cache: ChunkCache;
+  readonly #fetch: ChunkFetcher;
+  #observer: ChunkReadObserver | null = null;
+
+  constructor(index: DiskIndex, cache: ChunkCache, fetch: ChunkFetcher) {
+    this.index = index;
+    this.sizeBytes = index.sizeBytes;
+    this.preferredBlockBytes = index.chunkBytes;
+    this.#cache = cache;
+    this.#fetch = fetch;
+  }
+
+  /** Calls `observer` with the number of every chunk read. */
+  observe(observer: ChunkReadObserver | null): void {
+    this.#observer = observer;
+  }
+
+  /** Chunk `i` whole (a copy the caller may keep), or null when it is all zeroes. */
+  async readChunk(i: number): Promise<Uint8Array | null> {
+    const hash = this.index.hash(i);
+    this.#observer?.(i);
+    if (!hash) return null;
+    return await this.#cache.get(hash, this.#fetch);
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    checkRange(this.sizeBytes, offset, into.length);
+    const chunkBytes = this.index.chunkBytes;
+    const first = Math.floor(offset / chunkBytes);
+    const last = Math.floor((offset + into.length - 1) / chunkBytes);
+    const parts: Promise<void>[] = [];
+    for (let i = first; i <= last && into.length > 0; i++) {
+      const chunkStart = i * chunkBytes;
+      const from = Math.max(offset, chunkStart);
+      const to = Math.min(offset + into.length, chunkStart + chunkBytes);
+      const target = into.subarray(from - offset, to - offset);
+      parts.push(
+        this.readChunk(i).then((data) => {
+          if (data) target.set(data.subarray(from - chunkStart, to - chunkStart));
+          else target.fill(0);
+        }),
+      );
+    }
+    await Promise.all(parts);
+  }
+
+  write(): Promise<void> {
+    return Promise.reject(new PermanentError("this disk is read-only"));
+  }
+
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  trim(): Promise<void> {
+    return this.write();
+  }
+
+  writeZeroes(): Promise<void> {
+    return this.write();
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -121,7 +121,12 @@ Deno.test("a version with 1% of the disk changed stores about 1% new data", asyn
     );
     // Ten scattered writes of 1/1000 of the disk each, at unaligned offsets.
     for (let i = 0; i < 10; i++) {
-      await scribble(`${dir}/disk.raw`, Math.floor((i + 0.37) * size / 10), Math.floor(size / 1000), 100 + i);
+      await scribble(
+        `${dir}/disk.raw`,
+        Math.floor((i + 0.37) * size / 10),
+        Math.floor(size / 1000),
+        100 + i,
+      );
     }
     const v2 = JSON.parse(
       (await vatOk([

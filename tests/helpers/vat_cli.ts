@@ -34,7 +34,10 @@ export async function runVat(
 }
 
 /** Runs `vat args...` and throws with its output unless it exits 0. */
-export async function vatOk(args: string[], options: { cwd?: string } = {}): Promise<VatRun> {
+export async function vatOk(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<VatRun> {
   const run = await runVat(args, options);
   if (run.code !== 0) {
     throw new Error(`vat ${args.join(" ")} exited ${run.code}:\n${run.stderr}\n${run.stdout}`);

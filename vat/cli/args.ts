@@ -7,6 +7,7 @@
 
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
+import type { S3UrlOptions } from "../repo/store_s3.ts";
 
 const SIZE_UNITS: Record<string, number> = {
   "": 1,
@@ -76,4 +77,22 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
 /** Prints a value as JSON to standard output. */
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
+}
+
+/** Flags every command that names a repository takes, for S3 repositories. */
+export const STORE_FLAGS = {
+  "s3-endpoint": { type: "string" },
+  "s3-region": { type: "string" },
+  "s3-access-key-id": { type: "string" },
+  "s3-secret-access-key": { type: "string" },
+} as const;
+
+/** The S3 options given by `STORE_FLAGS` (the AWS_* environment fills in the rest). */
+export function s3Options(values: Record<string, unknown>): S3UrlOptions {
+  return {
+    endpoint: values["s3-endpoint"] as string | undefined,
+    region: values["s3-region"] as string | undefined,
+    accessKeyId: values["s3-access-key-id"] as string | undefined,
+    secretAccessKey: values["s3-secret-access-key"] as string | undefined,
+  };
 }

@@ -3,7 +3,7 @@ import { terminalProgress } from "../progress.ts";
 import { exportDisk } from "../repo/export.ts";
 import { openStore } from "../repo/open_store.ts";
 import { Repository } from "../repo/repository.ts";
-import { parseFlags, parseRepoRef } from "./args.ts";
+import { parseFlags, parseRepoRef, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
 
 export const exportCommand: Command = {
@@ -15,12 +15,13 @@ Writes the disk (default: system) of version N (default: the newest) to OUT as a
 raw image, every chunk verified; OUT "-" writes to standard output.`,
   async run(args) {
     const { values, positionals } = parseFlags("export", args, {
+      ...STORE_FLAGS,
       disk: { type: "string" },
       quiet: { type: "boolean" },
     });
     if (positionals.length !== 2) throw new UsageError("export: give REPO[@N] and OUT");
     const ref = parseRepoRef(positionals[0]);
-    const store = await openStore(ref.repo);
+    const store = await openStore(ref.repo, { s3: s3Options(values) });
     try {
       const repo = await Repository.open(store);
       const version = await repo.resolveVersion(ref.version);

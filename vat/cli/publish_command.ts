@@ -4,7 +4,7 @@ import { formatBytes, terminalProgress } from "../progress.ts";
 import { openStore } from "../repo/open_store.ts";
 import { publishVersion } from "../repo/publish.ts";
 import { Repository } from "../repo/repository.ts";
-import { parseCount, parseFlags, parseSize, printJson } from "./args.ts";
+import { parseCount, parseFlags, parseSize, printJson, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
 
 export const publishCommand: Command = {
@@ -31,6 +31,7 @@ chunks REPO lacks, then commits the version atomically and prints its number.`,
       note: { type: "string" },
       json: { type: "boolean" },
       quiet: { type: "boolean" },
+      ...STORE_FLAGS,
     });
     if (positionals.length !== 1) throw new UsageError("publish: give exactly one REPO");
     if (!values.image) throw new UsageError("publish: --image PATH is required");
@@ -38,7 +39,7 @@ chunks REPO lacks, then commits the version atomically and prints its number.`,
       throw new UsageError("publish: --key KEY is required (make one: vat keygen --out KEY)");
     }
     const key = await loadSigningKey(values.key);
-    const store = await openStore(positionals[0], { signingKey: key });
+    const store = await openStore(positionals[0], { signingKey: key, s3: s3Options(values) });
     try {
       const repo = await Repository.open(store);
       const progress = terminalProgress({ quiet: values.quiet || values.json });

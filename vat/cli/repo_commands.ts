@@ -5,7 +5,7 @@
  * @module
  */
 
-import { loadSigningKey, readPublicKeyId, type SigningKey } from "../auth/signing_key.ts";
+import { loadSigningKey, readPublicKeyId } from "../auth/signing_key.ts";
 import { UsageError } from "../errors.ts";
 import { formatBytes, terminalProgress } from "../progress.ts";
 import { collectGarbage } from "../repo/gc.ts";
@@ -14,15 +14,24 @@ import { DEFAULT_CHUNK_BYTES, REPO_KINDS, type RepoKind } from "../repo/repo_con
 import { Repository } from "../repo/repository.ts";
 import type { Store } from "../repo/store.ts";
 import { verifyRepository } from "../repo/verify.ts";
-import { parseCount, parseFlags, parseRepoRef, parseSize, printJson } from "./args.ts";
+import {
+  parseCount,
+  parseFlags,
+  parseRepoRef,
+  parseSize,
+  printJson,
+  s3Options,
+  STORE_FLAGS,
+} from "./args.ts";
 import type { Command } from "./command.ts";
 
 async function withStore<T>(
   location: string,
-  key: SigningKey | undefined,
+  values: Record<string, unknown> & { key?: string },
   fn: (store: Store) => Promise<T>,
 ): Promise<T> {
-  const store = await openStore(location, { signingKey: key });
+  const signingKey = values.key ? await loadSigningKey(values.key) : undefined;
+  const store = await openStore(location, { signingKey, s3: s3Options(values) });
   try {
     return await fn(store);
   } finally {
@@ -30,7 +39,7 @@ async function withStore<T>(
   }
 }
 
-const keyFlag = { key: { type: "string" as const } };
+const keyFlag = { key: { type: "string" as const }, ...STORE_FLAGS };
 
 export const repoInitCommand: Command = {
   name: "repo init",
@@ -60,11 +69,15 @@ publishes becomes the publisher. --key signs the request to vat serve.`,
       ? parseSize(values["chunk-size"], "--chunk-size")
       : DEFAULT_CHUNK_BYTES;
     const publisherKeys = await Promise.all((values.publisher ?? []).map(readPublicKeyId));
-    const key = values.key ? await loadSigningKey(values.key) : undefined;
-    return await withStore(positionals[0], key, async (store) => {
-      if (store.location.startsWith("s3://")) {
-        const { ensureBucket } = await import("../repo/store_s3.ts");
-        await ensureBucket(store);
+    return await withStore(positionals[0], values, async (store) => {
+      if (positionals[0].startsWith("s3://")) {
+        // A bucket that honours no conditional create would let two publishers
+        // commit the same version: refuse it before it holds a repository.
+        const { ensureBucket, parseS3Url, probeConditionalCreate, S3Store } = await import(
+          "../repo/store_s3.ts"
+        );
+        await ensureBucket(parseS3Url(positionals[0], s3Options(values)));
+        await probeConditionalCreate(store as InstanceType<typeof S3Store>);
       }
       const repo = await Repository.init(store, { kind, chunkSizeBytes, publisherKeys });
       if (values.json) printJson(repo.config);
@@ -89,8 +102,7 @@ PUBKEY is a KEY.pub file or an "ed25519:..." id. --key signs the request to vat 
     const { positionals, values } = parseFlags("repo add-key", args, keyFlag);
     if (positionals.length !== 2) throw new UsageError("repo add-key: give REPO and PUBKEY");
     const id = await readPublicKeyId(positionals[1]);
-    const key = values.key ? await loadSigningKey(values.key) : undefined;
-    return await withStore(positionals[0], key, async (store) => {
+    return await withStore(positionals[0], values, async (store) => {
       const repo = await Repository.open(store);
       await repo.addPublisherKey(id);
       console.log(`${id} may now publish to ${store.location}`);
@@ -104,9 +116,12 @@ export const repoLsCommand: Command = {
   summary: "list a repository's versions",
   usage: `vat repo ls REPO [--json]`,
   async run(args) {
-    const { values, positionals } = parseFlags("repo ls", args, { json: { type: "boolean" } });
+    const { values, positionals } = parseFlags("repo ls", args, {
+      ...STORE_FLAGS,
+      json: { type: "boolean" },
+    });
     if (positionals.length !== 1) throw new UsageError("repo ls: give exactly one REPO");
-    return await withStore(positionals[0], undefined, async (store) => {
+    return await withStore(positionals[0], values, async (store) => {
       const repo = await Repository.open(store);
       const rows = [];
       for (const n of await repo.listVersions()) {
@@ -148,10 +163,13 @@ export const repoShowCommand: Command = {
   summary: "show one version's manifest",
   usage: `vat repo show REPO[@N] [--json]`,
   async run(args) {
-    const { values, positionals } = parseFlags("repo show", args, { json: { type: "boolean" } });
+    const { values, positionals } = parseFlags("repo show", args, {
+      ...STORE_FLAGS,
+      json: { type: "boolean" },
+    });
     if (positionals.length !== 1) throw new UsageError("repo show: give exactly one REPO[@N]");
     const ref = parseRepoRef(positionals[0]);
-    return await withStore(ref.repo, undefined, async (store) => {
+    return await withStore(ref.repo, values, async (store) => {
       const repo = await Repository.open(store);
       const { number, manifest } = await repo.resolveVersion(ref.version);
       if (values.json) {
@@ -192,12 +210,13 @@ Checks every version's signature and disk indexes and that every chunk they name
 exists; --all also reads every chunk and checks its hash. Exits 1 if anything is wrong.`,
   async run(args) {
     const { values, positionals } = parseFlags("repo verify", args, {
+      ...STORE_FLAGS,
       all: { type: "boolean" },
       json: { type: "boolean" },
       quiet: { type: "boolean" },
     });
     if (positionals.length !== 1) throw new UsageError("repo verify: give exactly one REPO");
-    return await withStore(positionals[0], undefined, async (store) => {
+    return await withStore(positionals[0], values, async (store) => {
       const repo = await Repository.open(store);
       const progress = terminalProgress({ quiet: values.quiet || values.json });
       const report = await verifyRepository(repo, {
@@ -237,8 +256,7 @@ the old versions but leaves the chunk sweep to a later run.`,
     if (positionals.length !== 1) throw new UsageError("repo gc: give exactly one REPO");
     if (!values.keep) throw new UsageError("repo gc: --keep N is required");
     const keep = parseCount(values.keep, "--keep");
-    const key = values.key ? await loadSigningKey(values.key) : undefined;
-    return await withStore(positionals[0], key, async (store) => {
+    return await withStore(positionals[0], values, async (store) => {
       const repo = await Repository.open(store);
       const report = await collectGarbage(repo, { keep, dryRun: values["dry-run"] });
       if (values.json) printJson(report);

@@ -9,7 +9,9 @@ import { UsageError, VatError } from "../errors.ts";
 import type { Command } from "./command.ts";
 import { exportCommand } from "./export_command.ts";
 import { keygenCommand } from "./keygen_command.ts";
+import { nbdCommand } from "./nbd_command.ts";
 import { publishCommand } from "./publish_command.ts";
+import { serveCommand } from "./serve_command.ts";
 import {
   repoAddKeyCommand,
   repoGcCommand,
@@ -30,6 +32,8 @@ export const COMMANDS: Command[] = [
   repoGcCommand,
   publishCommand,
   exportCommand,
+  serveCommand,
+  nbdCommand,
 ];
 
 export const VERSION = "0.1.0";

@@ -9,13 +9,14 @@
 import type { SigningKey } from "../auth/signing_key.ts";
 import { FileStore } from "./store_file.ts";
 import type { Store } from "./store.ts";
+import type { S3UrlOptions } from "./store_s3.ts";
 
 /** Options that some transports need. */
 export interface OpenStoreOptions {
   /** Signs writes to `vat serve`. */
   signingKey?: SigningKey;
   /** S3 endpoint, region and credentials (default: the AWS_* environment variables). */
-  s3?: { endpoint?: string; region?: string; accessKeyId?: string; secretAccessKey?: string };
+  s3?: S3UrlOptions;
 }
 
 /** Opens the store behind `location`. */
@@ -25,8 +26,8 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
     return await openHttpStore(location, { signingKey: options.signingKey });
   }
   if (location.startsWith("s3://")) {
-    const { openS3Store } = await import("./store_s3.ts");
-    return openS3Store(location, options.s3 ?? {});
+    const { parseS3Url, S3Store } = await import("./store_s3.ts");
+    return new S3Store(parseS3Url(location, options.s3));
   }
   const path = location.startsWith("file://")
     ? decodeURIComponent(new URL(location).pathname)

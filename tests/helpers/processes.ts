@@ -1,0 +1,86 @@
+/**
+ * Long-running `vat` processes for tests: started, waited for, and always stopped.
+ *
+ * @module
+ */
+
+import { VAT_MAIN } from "./vat_cli.ts";
+
+/** A running `vat` child whose output is collected. */
+export interface VatProcess {
+  child: Deno.ChildProcess;
+  /** Everything it printed so far (stdout and stderr). */
+  output(): string;
+  /** SIGTERM (or the given signal), then wait for it to exit. */
+  stop(signal?: Deno.Signal): Promise<void>;
+}
+
+/** Starts `vat args...` and resolves once `ready(output)` is true. */
+export async function startVat(
+  args: string[],
+  ready: (output: string) => boolean,
+  timeoutMs = 20_000,
+): Promise<VatProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", VAT_MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const collect = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const piece of stream) text += decoder.decode(piece, { stream: true });
+  };
+  const collecting = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const proc: VatProcess = {
+    child,
+    output: () => text,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      if (!exited) {
+        try {
+          child.kill(signal);
+        } catch { /* already gone */ }
+      }
+      await status;
+      await collecting;
+    },
+  };
+  const deadline = Date.now() + timeoutMs;
+  while (!ready(text)) {
+    if (exited || Date.now() > deadline) {
+      await proc.stop("SIGKILL");
+      throw new Error(`vat ${args.join(" ")} did not get ready:\n${text}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return proc;
+}
+
+/** Runs a program and returns its exit code and output. */
+export async function run(
+  program: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+/** Runs a program and throws with its output unless it exits 0. */
+export async function runOk(program: string, args: string[]): Promise<string> {
+  const result = await run(program, args);
+  if (result.code !== 0) {
+    throw new Error(
+      `${program} ${args.join(" ")} exited ${result.code}:\n${result.stderr}${result.stdout}`,
+    );
+  }
+  return result.stdout;
+}

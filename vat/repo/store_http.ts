@@ -1,0 +1,620 @@
+/**
+ * The HTTP(S) transport, in two modes behind one class (the wire protocol is in
+ * `vat/serve/PROTOCOL.md`):
+ *
+ * - **static**: read-only from any server that honours single byte ranges (nginx, a
+ *   CDN, object storage's public URLs): GET, GET with `Range`, HEAD. Such a server
+ *   cannot list, so `canList` is false, and it cannot be written.
+ * - **vat serve**: the same reads, plus PUT, create (PUT with `If-None-Match: *`),
+ *   DELETE and paginated listings, every write signed with the publisher's key.
+ *
+ * `openHttpStore` tells them apart once, when the store is opened, by asking the URL
+ * for its capabilities: only `vat serve` answers with a `Vat-Serve` header.
+ *
+ * Every request has a deadline that is renewed while bytes flow (a response must start
+ * within `timeoutMs`, and a body may not stall for longer), so a slow but live link
+ * finishes a large object while a dead one fails fast with a `TransientError`.
+ *
+ * @module
+ */
+
+import type { SigningKey } from "../auth/signing_key.ts";
+import {
+  NotFoundError,
+  PermanentError,
+  ProtocolError,
+  TransientError,
+  UsageError,
+  type VatError,
+} from "../errors.ts";
+import { signRequest } from "../auth/request_signature.ts";
+import { checkKey, checkPrefix, type ObjectInfo, type Store } from "./store.ts";
+
+/** Options of an `HttpStore`. */
+export interface HttpStoreOptions {
+  /** The publisher's key: writes to `vat serve` are signed with it. */
+  signingKey?: SigningKey;
+  /**
+   * How long a response may take to start, and a body may stall (default 30 s). An
+   * upload gets this plus the time its body needs at 64 KiB/s.
+   */
+  timeoutMs?: number;
+  /** Keys asked for per listing request (default 10 000, at most 100 000). */
+  listPageSize?: number;
+}
+
+/** Which kind of server an `HttpStore` talks to. */
+export type HttpServerKind = "static" | "vat-serve";
+
+/** The newest `vat serve` protocol this client speaks. */
+const PROTOCOL_VERSION = 1;
+const DEFAULT_TIMEOUT_MS = 30_000;
+/** The largest listing page vat serve gives. */
+const MAX_LIST_PAGE = 100_000;
+const MIN_UPLOAD_BYTES_PER_MS = 64 * 1024 / 1000;
+/** The most a body is given room for before its bytes arrive (it grows beyond). */
+const MAX_PREALLOCATE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Opens an HTTP(S) repository store at `url` (a directory URL; a missing final "/" is
+ * added), asking once whether `vat serve` is behind it. Throws `TransientError` when
+ * the server cannot be reached.
+ */
+export async function openHttpStore(
+  url: string,
+  options: HttpStoreOptions = {},
+): Promise<HttpStore> {
+  const probe = new HttpStore(url, "static", options);
+  let kind: HttpServerKind;
+  try {
+    kind = await probe.probeServerKind();
+  } finally {
+    await probe.close();
+  }
+  return new HttpStore(url, kind, options);
+}
+
+/** A `Store` over HTTP(S): read-only from a static server, read-write on `vat serve`. */
+export class HttpStore implements Store {
+  readonly location: string;
+  readonly canList: boolean;
+  readonly serverKind: HttpServerKind;
+  /** The base URL's origin and path (ends with "/"), without credentials or query. */
+  readonly #base: string;
+  /** The base URL's query (e.g. a CDN token), kept on every request. */
+  readonly #query: URLSearchParams;
+  /** Basic credentials taken out of the URL, sent with reads. */
+  readonly #basicAuth: string | null;
+  readonly #signingKey: SigningKey | undefined;
+  readonly #timeoutMs: number;
+  readonly #listPageSize: number;
+  readonly #client: Deno.HttpClient;
+  #closed = false;
+
+  /**
+   * Use `openHttpStore`, which finds out `serverKind`; this is for callers that
+   * already know it.
+   */
+  constructor(url: string, serverKind: HttpServerKind, options: HttpStoreOptions = {}) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch (err) {
+      throw new UsageError(`${url} is not a URL`, { cause: err });
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+      throw new UsageError(`${url} is not an http:// or https:// URL`);
+    }
+    this.#basicAuth = parsed.username || parsed.password
+      ? "Basic " + btoa(
+        `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`,
+      )
+      : null;
+    const path = parsed.pathname.endsWith("/") ? parsed.pathname : `${parsed.pathname}/`;
+    this.#base = `${parsed.origin}${path}`;
+    this.#query = parsed.searchParams;
+    this.location = this.#base;
+    this.serverKind = serverKind;
+    this.canList = serverKind === "vat-serve";
+    this.#signingKey = options.signingKey;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#listPageSize = options.listPageSize ?? 10_000;
+    if (
+      !Number.isInteger(this.#listPageSize) || this.#listPageSize < 1 ||
+      this.#listPageSize > MAX_LIST_PAGE
+    ) {
+      throw new UsageError(`listPageSize must be an integer from 1 to ${MAX_LIST_PAGE}`);
+    }
+    // One client per store: its pool keeps connections alive between requests, and
+    // close() releases them.
+    this.#client = Deno.createHttpClient({});
+  }
+
+  /** Asks the server whether it is `vat serve` (PROTOCOL.md, "Capabilities"). */
+  async probeServerKind(): Promise<HttpServerKind> {
+    const url = this.#url("", { capabilities: "" });
+    const { response, deadline } = await this.#send("GET", url, "");
+    try {
+      const version = response.headers.get("vat-serve");
+      if (version === null) return "static";
+      if (!/^\d+$/.test(version) || Number(version) > PROTOCOL_VERSION) {
+        throw new ProtocolError(
+          `${this.location} is a vat serve of protocol ${version}, newer than this vat ` +
+            `speaks (${PROTOCOL_VERSION}); update vat`,
+        );
+      }
+      return "vat-serve";
+    } finally {
+      await _discard(response);
+      deadline.clear();
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    const url = this.#url(checkKey(key));
+    const { response, deadline } = await this.#send("GET", url, key);
+    try {
+      if (response.status === 200 && !_isDirectoryRedirect(response, url)) {
+        return await this.#readBody(response, deadline, key, Infinity);
+      }
+      throw await this.#statusError(response, "GET", key, url);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    checkKey(key);
+    if (
+      !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0
+    ) {
+      throw new UsageError(`invalid range offset ${offset} length ${length} of ${key}`);
+    }
+    if (length === 0) {
+      if (await this.stat(key) === null) throw this.#notFound(key);
+      return new Uint8Array(0);
+    }
+    const url = this.#url(key);
+    const { response, deadline } = await this.#send("GET", url, key, {
+      headers: { Range: `bytes=${offset}-${offset + length - 1}` },
+    });
+    try {
+      if (response.status === 206) {
+        return await this.#readPartial(response, deadline, key, offset, length);
+      }
+      if (response.status === 200 && !_isDirectoryRedirect(response, url)) {
+        // The server ignored the range: read up to its end, then hang up.
+        const data = await this.#readBody(response, deadline, key, offset + length);
+        return data.subarray(Math.min(offset, data.length));
+      }
+      if (response.status === 416) {
+        // Unsatisfiable: the range starts at or after the end, so the answer is empty.
+        const total = _parseContentRange(response.headers.get("content-range"))?.total;
+        await _discard(response);
+        if (total !== undefined && total !== null && offset < total) {
+          throw new ProtocolError(
+            `${url} refused the range at ${offset} of an object of ${total} bytes (416)`,
+          );
+        }
+        return new Uint8Array(0);
+      }
+      throw await this.#statusError(response, "GET", key, url);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    const url = this.#url(checkKey(key));
+    const { response, deadline } = await this.#send("HEAD", url, key);
+    try {
+      if (response.status === 404 || _isDirectoryRedirect(response, url)) {
+        await _discard(response);
+        return null;
+      }
+      if (response.status !== 200) throw await this.#statusError(response, "HEAD", key, url);
+      await _discard(response);
+      const sizeBytes = Number(response.headers.get("content-length") ?? NaN);
+      if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
+        throw new ProtocolError(`HEAD ${url} answered without a Content-Length`);
+      }
+      // vat serve gives the time to the millisecond; Last-Modified has whole seconds.
+      const precise = Number(response.headers.get("vat-modified-ms") ?? NaN);
+      const modifiedMs = Number.isSafeInteger(precise)
+        ? precise
+        : Date.parse(response.headers.get("last-modified") ?? "") || 0;
+      return { sizeBytes, modifiedMs };
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async put(key: string, data: Uint8Array): Promise<void> {
+    checkKey(key);
+    const signingKey = this.#writer(key);
+    const url = this.#url(key);
+    const { response, deadline } = await this.#send("PUT", url, key, { body: data, signingKey });
+    try {
+      if (response.ok) return await _discard(response);
+      throw await this.#statusError(response, "PUT", key, url);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async create(key: string, data: Uint8Array): Promise<boolean> {
+    checkKey(key);
+    const signingKey = this.#writer(key);
+    const url = this.#url(key);
+    // A create whose reply was lost and is retried finds its own object: vat serve
+    // creates through FileStore, which then answers true for identical bytes.
+    const { response, deadline } = await this.#send("PUT", url, key, {
+      body: data,
+      signingKey,
+      headers: { "If-None-Match": "*" },
+    });
+    try {
+      if (response.ok) {
+        await _discard(response);
+        return true;
+      }
+      if (response.status === 412) {
+        await _discard(response);
+        return false;
+      }
+      throw await this.#statusError(response, "PUT", key, url);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    checkPrefix(prefix);
+    if (!this.canList) {
+      throw new PermanentError(
+        `${this.location} is a static HTTP server, which cannot list objects; ` +
+          "run this on the repository's directory, or serve it with vat serve",
+      );
+    }
+    let after = "";
+    for (;;) {
+      const page = await this.#listPage(prefix, after);
+      for (const key of page.keys) yield key;
+      if (page.next === null) return;
+      after = page.next;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    checkKey(key);
+    const signingKey = this.#writer(key);
+    const url = this.#url(key);
+    const { response, deadline } = await this.#send("DELETE", url, key, { signingKey });
+    try {
+      if (response.ok || response.status === 404) return await _discard(response);
+      throw await this.#statusError(response, "DELETE", key, url);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) this.#client.close();
+    this.#closed = true;
+    return Promise.resolve();
+  }
+
+  /** One page of a listing (PROTOCOL.md, "Listing"); read whole, then yielded. */
+  async #listPage(prefix: string, after: string): Promise<{ keys: string[]; next: string | null }> {
+    const params: Record<string, string> = { list: "", limit: String(this.#listPageSize) };
+    if (after) params.after = after;
+    const url = this.#url(prefix, params);
+    const { response, deadline } = await this.#send("GET", url, prefix);
+    let text: string;
+    try {
+      if (response.status !== 200) throw await this.#statusError(response, "GET", prefix, url);
+      text = new TextDecoder().decode(await this.#readBody(response, deadline, prefix, Infinity));
+    } finally {
+      deadline.clear();
+    }
+    // A page ends with a line "#end" or "#more <cursor>"; without it, it was cut short.
+    const lines = text.endsWith("\n") ? text.slice(0, -1).split("\n") : [];
+    const end = lines.pop();
+    let next: string | null;
+    if (end === "#end") next = null;
+    else if (end?.startsWith("#more ")) next = end.slice("#more ".length);
+    else throw new TransientError(`the listing of ${url} broke off before its end; retry`);
+    const keys = lines.map((line) => {
+      try {
+        return checkKey(prefix + line);
+      } catch (err) {
+        throw new ProtocolError(`the listing of ${url} holds a bad key "${line}"`, { cause: err });
+      }
+    });
+    if (next !== null && (next === after || !next)) {
+      throw new ProtocolError(`the listing of ${url} does not advance past "${after}"`);
+    }
+    return { keys, next };
+  }
+
+  #url(keyOrPrefix: string, extra: Record<string, string> = {}): string {
+    const query = new URLSearchParams(this.#query);
+    for (const [name, value] of Object.entries(extra)) query.set(name, value);
+    const search = query.size ? `?${query}` : "";
+    return `${this.#base}${keyOrPrefix}${search}`;
+  }
+
+  /** The key writes are signed with, or why there can be no write. */
+  #writer(key: string): SigningKey {
+    if (this.serverKind === "static") {
+      throw new PermanentError(
+        `cannot write ${key}: ${this.location} is a read-only HTTP repository (a static ` +
+          "server); publish to the directory it serves, or serve that directory with " +
+          "vat serve and use its URL",
+      );
+    }
+    if (!this.#signingKey) {
+      throw new PermanentError(
+        `cannot write ${key} to ${this.location}: writes to vat serve are signed; pass ` +
+          "--key KEY (a key from vat keygen that the server or the repository allows)",
+      );
+    }
+    return this.#signingKey;
+  }
+
+  /** Sends one request; network failures and timeouts become `TransientError`. */
+  async #send(
+    method: string,
+    url: string,
+    key: string,
+    init: { headers?: Record<string, string>; body?: Uint8Array; signingKey?: SigningKey } = {},
+  ): Promise<{ response: Response; deadline: _Deadline }> {
+    if (this.#closed) throw new UsageError(`the store ${this.location} is closed`);
+    const headers = new Headers(init.headers);
+    // Lengths and ranges must be of the stored bytes, not of a compressed rendition.
+    headers.set("Accept-Encoding", "identity");
+    if (init.signingKey) {
+      const target = url.slice(url.indexOf("/", url.indexOf("://") + 3));
+      headers.set(
+        "Authorization",
+        signRequest(init.signingKey, {
+          method,
+          target,
+          ifNoneMatch: headers.get("if-none-match") ?? "",
+          body: init.body ?? new Uint8Array(0),
+        }),
+      );
+    } else if (this.#basicAuth) {
+      headers.set("Authorization", this.#basicAuth);
+    }
+    const uploadMs = (init.body?.length ?? 0) / MIN_UPLOAD_BYTES_PER_MS;
+    const deadline = new _Deadline(this.#timeoutMs);
+    deadline.renew(this.#timeoutMs + Math.ceil(uploadMs));
+    try {
+      const response = await fetch(url, {
+        method,
+        headers,
+        body: init.body as BodyInit | undefined,
+        signal: deadline.signal,
+        client: this.#client,
+      });
+      deadline.renew();
+      return { response, deadline };
+    } catch (err) {
+      deadline.clear();
+      throw this.#networkError(err, method, key, deadline);
+    }
+  }
+
+  /** Reads a body (at most `limitBytes` of it), renewing the deadline as bytes come. */
+  async #readBody(
+    response: Response,
+    deadline: _Deadline,
+    key: string,
+    limitBytes: number,
+  ): Promise<Uint8Array> {
+    // With Content-Encoding, fetch decodes and Content-Length no longer counts the bytes.
+    const declaredText = response.headers.has("content-encoding")
+      ? null
+      : response.headers.get("content-length");
+    const declared = declaredText === null ? null : Number(declaredText);
+    if (declared !== null && (!Number.isSafeInteger(declared) || declared < 0)) {
+      await _discard(response);
+      throw new ProtocolError(`${response.url} sent a bad Content-Length ${declaredText}`);
+    }
+    let buffer = new Uint8Array(
+      Math.min(declared ?? 64 * 1024, limitBytes, MAX_PREALLOCATE_BYTES),
+    );
+    let filled = 0;
+    if (!response.body) return buffer.subarray(0, 0);
+    const reader = response.body.getReader();
+    try {
+      while (filled < limitBytes) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        deadline.renew();
+        const take = Math.min(value.length, limitBytes - filled);
+        if (filled + take > buffer.length) {
+          const grown = new Uint8Array(
+            Math.min(Math.max(buffer.length * 2, filled + take), limitBytes),
+          );
+          grown.set(buffer.subarray(0, filled));
+          buffer = grown;
+        }
+        buffer.set(value.subarray(0, take), filled);
+        filled += take;
+      }
+    } catch (err) {
+      throw this.#networkError(err, "GET", key, deadline);
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+    if (declared !== null && filled < Math.min(declared, limitBytes)) {
+      throw new TransientError(
+        `the connection to ${this.location} broke after ${filled} of ${declared} bytes of ${key}`,
+      );
+    }
+    if (declared !== null && filled > declared) {
+      throw new ProtocolError(`${response.url} sent more bytes than its Content-Length`);
+    }
+    return buffer.subarray(0, filled);
+  }
+
+  /** Reads and checks a 206 answer to the range `offset`, `length`. */
+  async #readPartial(
+    response: Response,
+    deadline: _Deadline,
+    key: string,
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array> {
+    const range = _parseContentRange(response.headers.get("content-range"));
+    const count = range?.start !== undefined ? range.end - range.start + 1 : 0;
+    // Fewer bytes than asked are right only where the object ends.
+    const expected = range && range.total !== null ? Math.min(length, range.total - offset) : count;
+    if (
+      !range || range.start !== offset || count > length || count !== expected ||
+      response.headers.get("content-type")?.startsWith("multipart/")
+    ) {
+      await _discard(response);
+      throw new ProtocolError(
+        `${response.url} answered the range ${offset}+${length} with ` +
+          `Content-Range "${response.headers.get("content-range")}"`,
+      );
+    }
+    const data = await this.#readBody(response, deadline, key, count);
+    if (data.length !== count) {
+      throw new TransientError(
+        `the connection to ${this.location} broke after ${data.length} of ${count} bytes of ${key}`,
+      );
+    }
+    return data;
+  }
+
+  #notFound(key: string): NotFoundError {
+    return new NotFoundError(`${key} does not exist in ${this.location}`);
+  }
+
+  #networkError(err: unknown, method: string, key: string, deadline: _Deadline): unknown {
+    if (deadline.expired) {
+      return new TransientError(
+        `${method} ${key} at ${this.location} timed out (no progress for ${deadline.lastMs} ms)`,
+        { cause: err },
+      );
+    }
+    if (
+      err instanceof TypeError || err instanceof Deno.errors.Http ||
+      err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.ConnectionAborted ||
+      err instanceof Deno.errors.UnexpectedEof
+    ) {
+      return new TransientError(`${method} ${key} at ${this.location} failed: ${err.message}`, {
+        cause: err,
+      });
+    }
+    return err;
+  }
+
+  /** The error for an unexpected status; reads (and so releases) the body. */
+  async #statusError(
+    response: Response,
+    method: string,
+    key: string,
+    url: string,
+  ): Promise<VatError> {
+    const reason = await _reasonOf(response);
+    const status = response.status;
+    const shown = this.location + key;
+    const because = reason ? `: ${reason}` : "";
+    if (status === 404 || _isDirectoryRedirect(response, url)) return this.#notFound(key);
+    if (status === 401 || status === 403) {
+      const hint = this.serverKind === "vat-serve" && method !== "GET" && method !== "HEAD"
+        ? "use --key with a key that vat serve was given (--allow-key) or that is in the " +
+          "repository's publisherKeys"
+        : "check the URL and any credentials in it";
+      // vat serve says why and what to do; a static server's page rarely does.
+      return new PermanentError(
+        `${method} ${shown} was refused (${status})${because || `; ${hint}`}`,
+      );
+    }
+    if (status === 507) {
+      return new PermanentError(`${method} ${shown}: the server is out of space${because}`);
+    }
+    if (status === 429 || status >= 500) {
+      return new TransientError(`${method} ${shown} failed (${status})${because}`);
+    }
+    return new ProtocolError(`${method} ${shown} answered ${status}${because}`);
+  }
+}
+
+/**
+ * A deadline that aborts a request unless renewed: renewed when the response starts
+ * and at every part of its body, so it bounds stalls rather than the whole transfer.
+ */
+class _Deadline {
+  readonly #controller = new AbortController();
+  readonly #ms: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  lastMs: number;
+  expired = false;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+    this.lastMs = ms;
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  renew(ms = this.#ms): void {
+    clearTimeout(this.#timer);
+    this.lastMs = ms;
+    this.#timer = setTimeout(() => {
+      this.expired = true;
+      this.#controller.abort(new DOMException(`no progress for ${ms} ms`, "TimeoutError"));
+    }, ms);
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+  }
+}
+
+/** A server answering a file's URL by redirecting to `URL/` is showing a directory. */
+function _isDirectoryRedirect(response: Response, url: string): boolean {
+  if (!response.redirected) return false;
+  const path = (u: string) => new URL(u).pathname;
+  return path(response.url) === `${path(url)}/`;
+}
+
+/** Parses `Content-Range: bytes a-b/total` (or `bytes * /total`); total is null for "*". */
+function _parseContentRange(
+  header: string | null,
+): { start?: number; end: number; total: number | null } | null {
+  const m = header ? /^bytes (?:(\d+)-(\d+)|\*)\/(\d+|\*)$/.exec(header.trim()) : null;
+  if (!m) return null;
+  const total = m[3] === "*" ? null : Number(m[3]);
+  if (m[1] === undefined) return { end: -1, total };
+  return { start: Number(m[1]), end: Number(m[2]), total };
+}
+
+/** The server's explanation of a failure: vat serve's `{"error"}` or a short text. */
+async function _reasonOf(response: Response): Promise<string> {
+  let text: string;
+  try {
+    text = (await response.text()).trim();
+  } catch {
+    return "";
+  }
+  try {
+    const error = JSON.parse(text)?.error;
+    if (typeof error === "string") return error;
+  } catch {
+    // Not JSON: a static server's page.
+  }
+  return response.headers.get("content-type")?.startsWith("text/plain") ? text.slice(0, 300) : "";
+}
+
+async function _discard(response: Response): Promise<void> {
+  await response.body?.cancel().catch(() => {});
+}

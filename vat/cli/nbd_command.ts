@@ -1,0 +1,97 @@
+import { ChunkCache } from "../cache/chunk_cache.ts";
+import { UsageError } from "../errors.ts";
+import { serveNbd } from "../nbd/nbd_server.ts";
+import { openStore } from "../repo/open_store.ts";
+import { Repository } from "../repo/repository.ts";
+import { openVersionDisk } from "../disk/version_disk.ts";
+import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
+import { formatBytes } from "../progress.ts";
+import { parseFlags, parseRepoRef, parseSize, s3Options, STORE_FLAGS } from "./args.ts";
+import type { Command } from "./command.ts";
+import { removeStaleSocket } from "../unix_socket.ts";
+
+export const nbdCommand: Command = {
+  name: "nbd",
+  summary: "serve one disk of a version over NBD (for debugging and benchmarks)",
+  usage: `vat nbd REPO[@N] --socket PATH [--disk system|user] [--overlay PATH [--keep-overlay]]
+        [--cache DIR] [--cache-size SIZE] [--retry-for SECONDS] [--tcp ADDR:PORT] [--name EXPORT]
+
+Serves the disk through the chunk cache (default DIR: the state directory's cache),
+fetching missing chunks from REPO on demand; an unreachable repository is retried
+for --retry-for seconds (default 60), then the read fails with an I/O error. Without --overlay the export is read-only.
+With --overlay, writes go to that copy-on-write overlay: a system disk's overlay is
+thrown away at start (lockdown) unless --keep-overlay; a user disk's persists.
+Stops on SIGINT or SIGTERM, flushing the overlay.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("nbd", args, {
+      ...STORE_FLAGS,
+      socket: { type: "string" },
+      disk: { type: "string", default: "system" },
+      overlay: { type: "string" },
+      "keep-overlay": { type: "boolean" },
+      cache: { type: "string" },
+      "cache-size": { type: "string" },
+      state: { type: "string" },
+      tcp: { type: "string" },
+      name: { type: "string", default: "" },
+      "retry-for": { type: "string", default: "60" },
+    });
+    const retryFor = Number(values["retry-for"]);
+    if (!(retryFor >= 0)) {
+      throw new UsageError(`nbd: --retry-for "${values["retry-for"]}" is not a number of seconds`);
+    }
+    if (positionals.length !== 1) throw new UsageError("nbd: give exactly one REPO[@N]");
+    if (!values.socket && !values.tcp) {
+      throw new UsageError("nbd: --socket PATH (or --tcp ADDR:PORT) is required");
+    }
+    const ref = parseRepoRef(positionals[0]);
+    let tcp: { hostname: string; port: number } | undefined;
+    if (values.tcp) {
+      const m = /^(.*):(\d+)$/.exec(values.tcp);
+      if (!m) throw new UsageError(`nbd: --tcp "${values.tcp}" is not ADDR:PORT`);
+      tcp = { hostname: m[1] || "127.0.0.1", port: Number(m[2]) };
+    }
+    const store = await openStore(ref.repo, { s3: s3Options(values) });
+    const cache = await ChunkCache.open({
+      dir: values.cache ?? `${stateDir(values.state)}/cache`,
+      budgetBytes: values["cache-size"]
+        ? parseSize(values["cache-size"], "--cache-size")
+        : DEFAULT_CACHE_BYTES,
+      retryForMs: retryFor * 1000,
+    });
+    try {
+      const repo = await Repository.open(store);
+      const version = await repo.resolveVersion(ref.version);
+      const disk = await openVersionDisk(repo, version, values.disk, cache, {
+        overlayPath: values.overlay,
+        discardOverlay: values.disk === "system" && !values["keep-overlay"],
+      });
+      if (values.socket) await removeStaleSocket(values.socket);
+      const server = serveNbd({
+        exports: new Map([[values.name, {
+          device: disk.device,
+          description: `${values.disk} disk of version ${version.number} of ${store.location}`,
+        }]]),
+        socketPath: values.socket,
+        tcp,
+      });
+      console.log(
+        `serving the ${values.disk} disk (${
+          formatBytes(disk.device.sizeBytes)
+        }) of version ${version.number}` +
+          ` at ${values.socket ?? `${server.tcpAddr?.hostname}:${server.tcpAddr?.port}`}` +
+          (disk.overlay ? `, writes to ${disk.overlay.path}` : ", read-only"),
+      );
+      await new Promise<void>((resolve) => {
+        Deno.addSignalListener("SIGINT", resolve);
+        Deno.addSignalListener("SIGTERM", resolve);
+      });
+      await server.close();
+      await disk.device.close();
+      return 0;
+    } finally {
+      await cache.close();
+      await store.close();
+    }
+  },
+};

@@ -1,0 +1,53 @@
+/**
+ * One disk of one version as the VAT exports it: the version's disk read through the
+ * chunk cache (demand-fetched from the repository), under a local copy-on-write
+ * overlay when the disk is writable.
+ *
+ * @module
+ */
+
+import type { ChunkCache } from "../cache/chunk_cache.ts";
+import { NotFoundError } from "../errors.ts";
+import type { Repository, Version } from "../repo/repository.ts";
+import type { BlockDevice } from "./block_device.ts";
+import { ChunkedDisk } from "./chunked_disk.ts";
+import { CowOverlay } from "./cow_overlay.ts";
+
+/** How a disk's writes are kept. */
+export interface VersionDiskOptions {
+  /** The overlay's file; without it the disk is read-only. */
+  overlayPath?: string;
+  /** Start the overlay afresh (the system disk's lockdown at every boot). */
+  discardOverlay?: boolean;
+}
+
+/** An opened disk: the device to serve, and its layers for those who need them. */
+export interface VersionDisk {
+  device: BlockDevice;
+  base: ChunkedDisk;
+  overlay: CowOverlay | null;
+}
+
+/** Opens disk `name` of `version` through `cache`. */
+export async function openVersionDisk(
+  repo: Repository,
+  version: Version,
+  name: string,
+  cache: ChunkCache,
+  options: VersionDiskOptions = {},
+): Promise<VersionDisk> {
+  const entry = version.manifest.disks[name];
+  if (!entry) {
+    const have = Object.keys(version.manifest.disks).join(", ");
+    throw new NotFoundError(`version ${version.number} has no ${name} disk (it has: ${have})`);
+  }
+  const index = await repo.readDiskIndex(entry.index);
+  const base = new ChunkedDisk(index, cache, (hash) => repo.readChunk(hash));
+  if (!options.overlayPath) return { device: base, base, overlay: null };
+  const overlay = await CowOverlay.open({
+    base,
+    path: options.overlayPath,
+    discard: options.discardOverlay,
+  });
+  return { device: overlay, base, overlay };
+}

@@ -47,8 +47,10 @@ function ensureDebianPackages(packages) {
   }
   console.error(`installing Debian packages: ${missing.join(" ")}`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  if (run("apt-get", ["update", "-qq"], { env }) !== 0 ||
-    run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing], { env }) !== 0) {
+  if (
+    run("apt-get", ["update", "-qq"], { env }) !== 0 ||
+    run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing], { env }) !== 0
+  ) {
     console.error(`apt-get could not install: ${missing.join(" ")}`);
     process.exit(1);
   }

@@ -1,6 +1,6 @@
 /**
  * Signed write requests of `vat serve`, both ends: `HttpStore` signs, the server
- * verifies. The bytes are specified in `vat/serve/PROTOCOL.md` ("Signed requests"):
+ * verifies. The bytes are specified in docs/HTTP.md ("Signed requests"):
  *
  *     Authorization: Vat-Ed25519 key=<key id>, ts=<unix ms>, nonce=<base64url>, sig=<base64url>
  *

@@ -1,6 +1,6 @@
 /**
  * The HTTP(S) transport, in two modes behind one class (the wire protocol is in
- * `vat/serve/PROTOCOL.md`):
+ * docs/HTTP.md):
  *
  * - **static**: read-only from any server that honours single byte ranges (nginx, a
  *   CDN, object storage's public URLs): GET, GET with `Range`, HEAD. Such a server
@@ -130,7 +130,7 @@ export class HttpStore implements Store {
     this.#client = Deno.createHttpClient({});
   }
 
-  /** Asks the server whether it is `vat serve` (PROTOCOL.md, "Capabilities"). */
+  /** Asks the server whether it is `vat serve` (docs/HTTP.md, "Capabilities"). */
   async probeServerKind(): Promise<HttpServerKind> {
     const url = this.#url("", { capabilities: "" });
     const { response, deadline } = await this.#send("GET", url, "");
@@ -304,7 +304,7 @@ export class HttpStore implements Store {
     return Promise.resolve();
   }
 
-  /** One page of a listing (PROTOCOL.md, "Listing"); read whole, then yielded. */
+  /** One page of a listing (docs/HTTP.md, "Listing"); read whole, then yielded. */
   async #listPage(prefix: string, after: string): Promise<{ keys: string[]; next: string | null }> {
     const params: Record<string, string> = { list: "", limit: String(this.#listPageSize) };
     if (after) params.after = after;

@@ -1,5 +1,5 @@
 /**
- * Listings of the repository server (PROTOCOL.md, "Listing"): every object under a
+ * Listings of the repository server (docs/HTTP.md, "Listing"): every object under a
  * directory, in pages, streamed as the directory tree is walked. The walk is depth
  * first with each directory's names sorted, so the order is the same on every page and
  * a page resumes right after the last key of the previous one, reading only the

@@ -1,7 +1,7 @@
 /**
  * Reads of the repository server: objects with GET and HEAD, with single byte ranges
  * (so the server is also a valid static server for read-only clients), listings and
- * the capabilities probe (PROTOCOL.md).
+ * the capabilities probe (docs/HTTP.md).
  *
  * @module
  */

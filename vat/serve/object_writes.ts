@@ -1,7 +1,7 @@
 /**
  * Writes of the repository server: PUT replaces an object, PUT with
  * `If-None-Match: *` creates it only if absent (201, or 412 when it exists: the commit
- * point of a version), DELETE removes it (PROTOCOL.md). They run after
+ * point of a version), DELETE removes it (docs/HTTP.md). They run after
  * `writeAuthorisation` and store through `FileStore`, which makes each write atomic
  * and durable and lets exactly one of racing creates win.
  *

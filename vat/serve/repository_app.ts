@@ -1,6 +1,6 @@
 /**
  * The repository server's Hono app: a directory tree of repositories served over HTTP
- * (PROTOCOL.md). Reads are open, like any static server's; writes are signed by a
+ * (docs/HTTP.md). Reads are open, like any static server's; writes are signed by a
  * publisher key and authorised per repository (`writeAuthorisation`); objects are
  * stored through `FileStore`, whose atomic writes and exclusive creates make the
  * server's guarantees.

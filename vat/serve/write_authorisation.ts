@@ -1,5 +1,5 @@
 /**
- * Authorisation of writes (PUT, DELETE) by publisher key (PROTOCOL.md, "Signed
+ * Authorisation of writes (PUT, DELETE) by publisher key (docs/HTTP.md, "Signed
  * requests"). A write is let through only when its `Authorization: Vat-Ed25519`
  * signature verifies over this very request (method, target, `If-None-Match`, body),
  * its timestamp is within `MAX_CLOCK_SKEW_MS` of the server's clock, it was not seen

@@ -1,0 +1,23 @@
+/**
+ * `deno task bench [NAME] [ARGS...]`: runs one benchmark of `bench/`, or lists them.
+ * Benchmarks are not tests: they print figures and ratios against peer tools.
+ */
+
+const BENCHES: Record<string, string> = {
+  publish: "publish speed and update bytes against casync, qemu-img, rsync and zstd",
+  nbd: "NBD reads warm and cold against nbdkit, and memory",
+};
+
+const [name, ...args] = Deno.args;
+if (!name || !(name in BENCHES)) {
+  console.log("usage: deno task bench NAME [ARGS...]\n");
+  for (const [n, what] of Object.entries(BENCHES)) console.log(`  ${n.padEnd(10)} ${what}`);
+  Deno.exit(name ? 2 : 0);
+}
+const script = new URL(`./${name}.ts`, import.meta.url).pathname;
+const result = await new Deno.Command(Deno.execPath(), {
+  args: ["run", "-A", script, ...args],
+  stdout: "inherit",
+  stderr: "inherit",
+}).output();
+Deno.exit(result.code);

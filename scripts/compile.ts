@@ -1,0 +1,30 @@
+/**
+ * `deno task compile`: builds the single binary `dist/vat`. `deno compile` needs its
+ * `denort` base binary, which it downloads from Deno's servers unless `DENORT_BIN`
+ * names a local copy; where neither works, this says so instead of failing obscurely.
+ */
+
+const denort = Deno.env.get("DENORT_BIN");
+if (denort) {
+  try {
+    await Deno.stat(denort);
+  } catch {
+    console.error(`DENORT_BIN=${denort} does not exist`);
+    Deno.exit(1);
+  }
+}
+await Deno.mkdir("dist", { recursive: true });
+const result = await new Deno.Command(Deno.execPath(), {
+  args: ["compile", "-A", "--output", "dist/vat", "main.ts"],
+  stdout: "inherit",
+  stderr: "inherit",
+  env: denort ? { DENORT_BIN: denort } : undefined,
+}).output();
+if (!result.success) {
+  console.error(
+    "deno compile failed. Without network access to Deno's servers, set DENORT_BIN to a local " +
+      "denort binary of the same Deno version (" + Deno.version.deno + ").",
+  );
+  Deno.exit(result.code || 1);
+}
+console.log("built dist/vat");

@@ -618,6 +618,28 @@ Deno.test("serveNbd() survives a client that hangs up in the middle of a write p
   });
 });
 
+Deno.test("serveNbd() survives a client that hangs up with requests in flight", async () => {
+  await withClient(async (client, device, { socketPath, logged }) => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => release = resolve);
+    device.hook = (op) => op === "read" ? gate : undefined;
+    for (let i = 0; i < 10; i++) {
+      await client.sendRequest(CMD_READ, { offset: i * 65536, length: 65536, cookie: BigInt(i) });
+    }
+    client.close();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    release();
+
+    const next = await RawClient.open(socketPath);
+    try {
+      assert.deepEqual(await next.readAt(0, 65536), device.bytes.subarray(0, 65536));
+    } finally {
+      next.close();
+    }
+    assert.deepEqual(logged, []);
+  });
+});
+
 // Transmission: doing what was asked ----------------------------------------------
 
 Deno.test("serveNbd() writes, flushes, trims and zeroes on request", async () => {

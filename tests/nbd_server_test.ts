@@ -379,9 +379,11 @@ Deno.test("serveNbd() serves over TCP on loopback too", async () => {
   }, { tcp: true });
 });
 
-Deno.test("NbdServer.close() stops listening and removes its socket", async () => {
+Deno.test("serveNbd() makes its socket private and close() removes it", async () => {
   const holder: { image?: Uint8Array } = {};
   await withServer(oneImage(holder), async ({ socketPath, server }) => {
+    // Only the user who serves the disks may connect.
+    assert.equal((await Deno.stat(socketPath)).mode! & 0o777, 0o600);
     await runOk("qemu-io", ["-f", "raw", "-c", "read 0 4096", nbdUri(socketPath)]);
     await server.close();
     await assert.rejects(Deno.stat(socketPath), Deno.errors.NotFound);

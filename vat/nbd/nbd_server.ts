@@ -28,7 +28,10 @@ const _MAX_POOLED_BYTES = 64 * 1024 * 1024;
 export interface NbdServerOptions {
   /** The exports by name; "" is the default export. Read at every handshake. */
   exports: NbdExports;
-  /** Listen on this Unix socket path; it must not exist yet. Removed by `close()`. */
+  /**
+   * Listen on this Unix socket path (mode 0600); it must not exist yet. Removed by
+   * `close()`.
+   */
   socketPath?: string;
   /** Also (or instead) listen on TCP; hostname defaults to 127.0.0.1, port 0 picks one. */
   tcp?: { hostname?: string; port: number };
@@ -81,6 +84,9 @@ export function serveNbd(options: NbdServerOptions): NbdServer {
   try {
     if (options.socketPath !== undefined) {
       listeners.push(Deno.listen({ transport: "unix", path: options.socketPath }));
+      // Whoever can connect can read and write the disks. The socket's directory
+      // should be private anyway; this closes the socket itself to other users.
+      Deno.chmodSync(options.socketPath, 0o600);
     }
     if (options.tcp !== undefined) {
       const listener = Deno.listen({

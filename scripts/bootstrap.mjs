@@ -4,29 +4,32 @@
 // It is plain Node.js because Deno is not there yet when it starts.
 
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const mode = process.argv[2];
 
-// Debian packages, each with a file that shows it is installed.
+// Debian packages, each with a program that shows it is installed.
 const START_PACKAGES = {
-  "qemu-utils": "/usr/bin/qemu-img",
+  "qemu-utils": "qemu-img",
 };
 const TEST_PACKAGES = {
   ...START_PACKAGES,
-  "qemu-system-x86": "/usr/bin/qemu-system-x86_64",
-  "nbdkit": "/usr/sbin/nbdkit",
-  "libnbd-bin": "/usr/bin/nbdcopy",
-  "nginx": "/usr/sbin/nginx",
-  "zstd": "/usr/bin/zstd",
-  "ceph-mon": "/usr/bin/ceph-mon",
-  "ceph-osd": "/usr/bin/ceph-osd",
-  "radosgw": "/usr/bin/radosgw",
-  "ceph-common": "/usr/bin/radosgw-admin",
+  "qemu-system-x86": "qemu-system-x86_64",
+  "nbdkit": "nbdkit",
+  "libnbd-bin": "nbdcopy",
+  "nginx": "nginx",
+  "zstd": "zstd",
+  "ceph-mon": "ceph-mon",
+  "ceph-osd": "ceph-osd",
+  "radosgw": "radosgw",
+  "ceph-common": "radosgw-admin",
 };
+
+const SEARCH_PATH = [...(process.env.PATH ?? "").split(":"), "/usr/sbin", "/sbin", "/usr/bin"];
+const hasProgram = (name) => SEARCH_PATH.some((dir) => dir && existsSync(join(dir, name)));
 
 function run(command, args, options = {}) {
   const result = spawnSync(command, args, { stdio: "inherit", cwd: root, ...options });
@@ -35,7 +38,8 @@ function run(command, args, options = {}) {
 }
 
 function ensureDebianPackages(packages) {
-  const missing = Object.entries(packages).filter(([, file]) => !existsSync(file)).map(([p]) => p);
+  const missing = Object.entries(packages).filter(([, program]) => !hasProgram(program))
+    .map(([p]) => p);
   if (missing.length === 0) return;
   const isRoot = process.getuid?.() === 0;
   if (!isRoot || !existsSync("/usr/bin/apt-get")) {
@@ -56,12 +60,20 @@ function ensureDebianPackages(packages) {
   }
 }
 
+// Deno comes from the npm package `deno`, installed into .cache/deno (not into
+// node_modules, which Deno itself manages for the project's own npm imports).
 function ensureDeno() {
-  const deno = join(root, "node_modules", ".bin", "deno");
-  if (!existsSync(deno)) {
-    console.error("installing Deno from npm (npm install)");
-    if (run("npm", ["install", "--no-audit", "--no-fund"]) !== 0) {
-      console.error("npm install failed: vat needs the npm package deno (see package.json)");
+  const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).config.deno;
+  const prefix = join(root, ".cache", "deno");
+  const deno = join(prefix, "node_modules", ".bin", "deno");
+  const installed = join(prefix, "node_modules", "deno", "package.json");
+  if (!existsSync(deno) || JSON.parse(readFileSync(installed, "utf8")).version !== version) {
+    console.error(`installing Deno ${version} from npm into .cache/deno`);
+    const status = run("npm", [
+      "install", "--no-audit", "--no-fund", "--no-save", "--prefix", prefix, `deno@${version}`,
+    ]);
+    if (status !== 0 || !existsSync(deno)) {
+      console.error(`npm could not install deno@${version}; vat needs it (npm install deno@${version})`);
       process.exit(1);
     }
   }

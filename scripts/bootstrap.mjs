@@ -70,10 +70,18 @@ function ensureDeno() {
   if (!existsSync(deno) || JSON.parse(readFileSync(installed, "utf8")).version !== version) {
     console.error(`installing Deno ${version} from npm into .cache/deno`);
     const status = run("npm", [
-      "install", "--no-audit", "--no-fund", "--no-save", "--prefix", prefix, `deno@${version}`,
+      "install",
+      "--no-audit",
+      "--no-fund",
+      "--no-save",
+      "--prefix",
+      prefix,
+      `deno@${version}`,
     ]);
     if (status !== 0 || !existsSync(deno)) {
-      console.error(`npm could not install deno@${version}; vat needs it (npm install deno@${version})`);
+      console.error(
+        `npm could not install deno@${version}; vat needs it (npm install deno@${version})`,
+      );
       process.exit(1);
     }
   }

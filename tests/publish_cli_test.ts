@@ -455,3 +455,51 @@ Deno.test("two publishers racing: both commit, as consecutive versions", async (
     await vatOk(["repo", "verify", `${dir}/repo`, "--all"]);
   });
 });
+
+Deno.test("publish drops the stale data of blocks ext4 does not use; --exact keeps every byte", async () => {
+  await withDir(async (dir) => {
+    await vatOk(["keygen", "--out", `${dir}/key`]);
+    await vatOk(["repo", "init", `${dir}/repo`, "--kind", "appliance"]);
+    // An ext4 image with a file, then that file deleted: its blocks keep its bytes.
+    await Deno.mkdir(`${dir}/root`);
+    await Deno.writeTextFile(`${dir}/root/keep.txt`, "KEEP-ME ".repeat(20000));
+    await Deno.writeTextFile(`${dir}/root/gone.txt`, "STALE-SECRET ".repeat(20000));
+    const mkfs = await new Deno.Command("mkfs.ext4", {
+      args: ["-q", "-F", "-d", `${dir}/root`, `${dir}/fs.raw`, "32M"],
+    }).output();
+    assert.ok(mkfs.success, new TextDecoder().decode(mkfs.stderr));
+    const rm = await new Deno.Command("debugfs", {
+      args: ["-w", "-R", "rm gone.txt", `${dir}/fs.raw`],
+    })
+      .output();
+    assert.ok(rm.success);
+    const has = async (path: string, text: string) =>
+      Buffer.from(await Deno.readFile(path)).includes(Buffer.from(text));
+    assert.ok(
+      await has(`${dir}/fs.raw`, "STALE-SECRET"),
+      "the deleted file's bytes are in the image",
+    );
+
+    await vatOk(["publish", `${dir}/repo`, "--image", `${dir}/fs.raw`, "--key", `${dir}/key`]);
+    await vatOk(["export", `${dir}/repo`, `${dir}/out.raw`]);
+    assert.ok(!(await has(`${dir}/out.raw`, "STALE-SECRET")), "stale data is not published");
+    assert.ok(await has(`${dir}/out.raw`, "KEEP-ME"));
+    const fsck = await new Deno.Command("e2fsck", { args: ["-fn", `${dir}/out.raw`] }).output();
+    assert.ok(
+      fsck.success,
+      `the published filesystem is clean:\n${new TextDecoder().decode(fsck.stdout)}`,
+    );
+
+    await vatOk([
+      "publish",
+      `${dir}/repo`,
+      "--image",
+      `${dir}/fs.raw`,
+      "--key",
+      `${dir}/key`,
+      "--exact",
+    ]);
+    await vatOk(["export", `${dir}/repo@2`, `${dir}/exact.raw`]);
+    assert.ok(await sameBytes(`${dir}/fs.raw`, `${dir}/exact.raw`));
+  });
+});

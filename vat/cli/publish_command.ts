@@ -12,10 +12,12 @@ export const publishCommand: Command = {
   summary: "publish disk images as the next version of an appliance",
   usage: `vat publish REPO --image PATH --key KEY [--user-disk PATH] [--memory MiB] [--cpus N]
             [--kernel PATH [--initrd PATH] [--append ARGS]] [--ephemeral-size SIZE]
-            [--update-required] [--note TEXT] [--json] [--quiet]
+            [--update-required] [--note TEXT] [--exact] [--json] [--quiet]
 
 Reads any image format qemu-img reads (raw, qcow2, vmdk, vdi, vhdx), uploads only the
-chunks REPO lacks, then commits the version atomically and prints its number.`,
+chunks REPO lacks, then commits the version atomically and prints its number. Blocks
+that the images' ext2/3/4 filesystems mark unused are published as zeroes (they hold
+only deleted data, and would make every update bigger); --exact publishes every byte.`,
   async run(args) {
     const { values, positionals } = parseFlags("publish", args, {
       image: { type: "string" },
@@ -29,6 +31,7 @@ chunks REPO lacks, then commits the version atomically and prints its number.`,
       "ephemeral-size": { type: "string" },
       "update-required": { type: "boolean" },
       note: { type: "string" },
+      exact: { type: "boolean" },
       json: { type: "boolean" },
       quiet: { type: "boolean" },
       ...STORE_FLAGS,
@@ -58,6 +61,7 @@ chunks REPO lacks, then commits the version atomically and prints its number.`,
             : undefined,
           updateRequired: values["update-required"],
           note: values.note,
+          exact: values.exact,
         }, { key, onProgress: progress.listener });
       } finally {
         progress.done();

@@ -12,6 +12,8 @@ import { randomUUID } from "node:crypto";
 import { ConflictError, PermanentError, UsageError } from "../errors.ts";
 import type { SigningKey } from "../auth/signing_key.ts";
 import { openPlainFile, openRawImage, type RawImage } from "../image/raw_image.ts";
+import { type ByteRange, zeroRanges } from "../image/byte_ranges.ts";
+import { findUnusedRangesInFile } from "../image/ext4_unused.ts";
 import type { Progress, ProgressListener } from "../progress.ts";
 import { announce, listActivities, storeNow } from "./activity.ts";
 import { hashChunk, isAllZero, toHex } from "./chunk_codec.ts";
@@ -39,6 +41,12 @@ export interface PublishInput {
   ephemeralSizeBytes?: number;
   updateRequired?: boolean;
   note?: string;
+  /**
+   * Publish the images byte for byte. By default the blocks that an image's ext2/3/4
+   * filesystems mark unused are published as zeroes: they hold only stale data (deleted
+   * files, apt's downloaded packages), and storing it would make every update bigger.
+   */
+  exact?: boolean;
 }
 
 /** How to publish. */
@@ -66,6 +74,8 @@ export interface PublishResult {
 export interface DiskSource {
   readonly sizeBytes: number;
   read(offset: number, into: Uint8Array): Promise<void>;
+  /** Byte ranges (sorted, merged) to publish as zeroes: blocks no filesystem uses. */
+  unused?: readonly ByteRange[];
 }
 
 const MAX_COMMIT_ATTEMPTS = 20;
@@ -100,7 +110,9 @@ export async function publishVersion(
       for (const [name, image] of images) {
         const file = await Deno.open(image.path, { read: true });
         files.push(file);
-        sources.push([name, _fileSource(file, image.sizeBytes)]);
+        const isBootFile = name === "kernel" || name === "initrd";
+        const unused = input.exact || isBootFile ? [] : await findUnusedRangesInFile(image.path);
+        sources.push([name, { ..._fileSource(file, image.sizeBytes), unused }]);
       }
       const vm: VmDescription = {
         memoryMiB: input.memoryMiB ?? 1024,
@@ -299,6 +311,7 @@ async function _chunkDisk(
     const length = index.chunkLength(i);
     const data = new Uint8Array(length);
     await source.read(i * chunkBytes, data);
+    if (source.unused?.length) zeroRanges(data, i * chunkBytes, source.unused);
     progress.doneBytes += length;
     if (isAllZero(data)) {
       report();

@@ -10,6 +10,7 @@
  */
 
 import { IntegrityError } from "../errors.ts";
+import { checkKey } from "./store.ts";
 import { type PublicKeyId, signBytes, type SigningKey, verifyBytes } from "../auth/signing_key.ts";
 
 const SIGNING_CONTEXT = "vat-manifest-v1\n";
@@ -138,6 +139,11 @@ function _checkShape(m: VersionManifest, what: string): void {
       typeof disk.index?.key !== "string" || !/^[0-9a-f]{64}$/.test(disk.index.sha256)
     ) throw fail(`disks.${name}`);
     if (!disk.index.key.startsWith(`versions/${m.version}/`)) throw fail(`disks.${name}.index`);
+    try {
+      checkKey(disk.index.key);
+    } catch {
+      throw fail(`disks.${name}.index`);
+    }
   }
   for (const file of [m.vm.kernel, m.vm.initrd]) {
     if (file !== undefined && !(file in m.disks)) throw fail(`vm boot file ${file}`);

@@ -29,6 +29,12 @@ async function setUp(dir: string) {
   await vatOk(["publish", `${dir}/repo`, "--image", `${dir}/v1.raw`, "--key", `${dir}/key`]);
 }
 
+/** Publishes `image` with `key` and returns `vat publish --json`'s report. */
+async function publishJson(repo: string, image: string, key: string, ...extra: string[]) {
+  const run = await vatOk(["publish", repo, "--image", image, "--key", key, "--json", ...extra]);
+  return JSON.parse(run.stdout);
+}
+
 async function chunkFiles(repo: string): Promise<string[]> {
   const found: string[] = [];
   for await (const fan of Deno.readDir(`${repo}/chunks`)) {
@@ -107,18 +113,7 @@ Deno.test("a version with 1% of the disk changed stores about 1% new data", asyn
     await vatOk(["repo", "init", `${dir}/repo`, "--kind", "appliance"]);
     const size = 64 * MiB;
     await writeImage(`${dir}/disk.raw`, size, [[0, size]]);
-    const v1 = JSON.parse(
-      (await vatOk([
-        "publish",
-        `${dir}/repo`,
-        "--image",
-        `${dir}/disk.raw`,
-        "--key",
-        `${dir}/key`,
-        "--json",
-      ]))
-        .stdout,
-    );
+    const v1 = await publishJson(`${dir}/repo`, `${dir}/disk.raw`, `${dir}/key`);
     // Ten scattered writes of 1/1000 of the disk each, at unaligned offsets.
     for (let i = 0; i < 10; i++) {
       await scribble(
@@ -128,18 +123,7 @@ Deno.test("a version with 1% of the disk changed stores about 1% new data", asyn
         100 + i,
       );
     }
-    const v2 = JSON.parse(
-      (await vatOk([
-        "publish",
-        `${dir}/repo`,
-        "--image",
-        `${dir}/disk.raw`,
-        "--key",
-        `${dir}/key`,
-        "--json",
-      ]))
-        .stdout,
-    );
+    const v2 = await publishJson(`${dir}/repo`, `${dir}/disk.raw`, `${dir}/key`);
     const share = v2.newStoredBytes / v1.newStoredBytes;
     // Each scattered write straddles at most two 64 KiB chunks.
     assert.ok(share > 0.009 && share < 0.03, `v2 stored ${(share * 100).toFixed(2)}% of v1`);

@@ -6,18 +6,24 @@ import { publishVersion } from "../repo/publish.ts";
 import { Repository } from "../repo/repository.ts";
 import { parseCount, parseFlags, parseSize, printJson, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
+import { publishFromDaemon } from "./appliance_commands.ts";
 
 export const publishCommand: Command = {
   name: "publish",
   summary: "publish disk images as the next version of an appliance",
-  usage: `vat publish REPO --image PATH --key KEY [--user-disk PATH] [--memory MiB] [--cpus N]
+  usage: `vat publish --from NAME --key KEY [--state DIR] [--json]
+vat publish REPO --image PATH --key KEY [--user-disk PATH] [--memory MiB] [--cpus N]
             [--kernel PATH [--initrd PATH] [--append ARGS]] [--ephemeral-size SIZE]
             [--update-required] [--note TEXT] [--exact] [--json] [--quiet]
 
 Reads any image format qemu-img reads (raw, qcow2, vmdk, vdi, vhdx), uploads only the
 chunks REPO lacks, then commits the version atomically and prints its number. Blocks
 that the images' ext2/3/4 filesystems mark unused are published as zeroes (they hold
-only deleted data, and would make every update bigger); --exact publishes every byte.`,
+only deleted data, and would make every update bigger); --exact publishes every byte.
+
+With --from NAME, the daemon publishes the running appliance NAME's system disk (the
+published base plus the guest's changes) as the next version of NAME's repository,
+keeping its other disks and VM settings.`,
   async run(args) {
     const { values, positionals } = parseFlags("publish", args, {
       image: { type: "string" },
@@ -35,7 +41,18 @@ only deleted data, and would make every update bigger); --exact publishes every 
       json: { type: "boolean" },
       quiet: { type: "boolean" },
       ...STORE_FLAGS,
+      from: { type: "string" },
+      state: { type: "string" },
     });
+    if (values.from) {
+      if (!values.key) throw new UsageError("publish: --key KEY is required");
+      if (positionals.length > 0 || values.image) {
+        throw new UsageError(
+          "publish: --from NAME publishes to the appliance's own repository; give no REPO or --image",
+        );
+      }
+      return await publishFromDaemon(values.from, values.key, values.state, values.json ?? false);
+    }
     if (positionals.length !== 1) throw new UsageError("publish: give exactly one REPO");
     if (!values.image) throw new UsageError("publish: --image PATH is required");
     if (!values.key) {

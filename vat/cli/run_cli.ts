@@ -10,6 +10,19 @@ import type { Command } from "./command.ts";
 import { exportCommand } from "./export_command.ts";
 import { keygenCommand } from "./keygen_command.ts";
 import { nbdCommand } from "./nbd_command.ts";
+import {
+  applianceAddCommand,
+  consoleCommand,
+  deleteCommand,
+  lsCommand,
+  resetCommand,
+  startCommand,
+  statusCommand,
+  stopCommand,
+  suspendCommand,
+} from "./appliance_commands.ts";
+import { daemonCommand } from "./daemon_command.ts";
+import { VERSION } from "./version.ts";
 import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
 import {
@@ -23,6 +36,16 @@ import {
 
 /** Every verb, in the order `vat help` lists them. */
 export const COMMANDS: Command[] = [
+  daemonCommand,
+  applianceAddCommand,
+  lsCommand,
+  startCommand,
+  stopCommand,
+  suspendCommand,
+  resetCommand,
+  deleteCommand,
+  statusCommand,
+  consoleCommand,
   keygenCommand,
   repoInitCommand,
   repoAddKeyCommand,
@@ -35,8 +58,6 @@ export const COMMANDS: Command[] = [
   serveCommand,
   nbdCommand,
 ];
-
-export const VERSION = "0.1.0";
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -51,7 +72,13 @@ function help(): string {
 
 /** Runs the CLI with `args`; returns the process exit code. */
 export async function runCli(args: string[]): Promise<number> {
-  if (args.length === 0 || args[0] === "help" || args[0] === "--help" || args[0] === "-h") {
+  // `vat` alone, or with only flags, runs the daemon.
+  if (
+    args.length === 0 || (args[0].startsWith("--") && !["--help", "--version"].includes(args[0]))
+  ) {
+    args = ["daemon", ...args];
+  }
+  if (args[0] === "help" || args[0] === "--help" || args[0] === "-h") {
     console.log(help());
     return 0;
   }

@@ -1,0 +1,146 @@
+/**
+ * The daemon's API: one Hono app made of one sub-app per area, JSON over HTTP, live
+ * status as server-sent events. The CLI (and later the UI) call it through the typed
+ * client (`hc<ApiApp>`, see `vat/api/api_client.ts`). Every route needs the session
+ * token (`requireToken`); errors are turned into JSON in one `onError`.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { streamSSE } from "hono/streaming";
+import { validator } from "hono/validator";
+import { ConflictError, NotFoundError, PermanentError, UsageError, VatError } from "../errors.ts";
+import type { Appliances } from "../daemon/appliances.ts";
+import { requireToken } from "./require_token.ts";
+
+/** What the API needs from the daemon. */
+export interface ApiContext {
+  appliances: Appliances;
+  token: string;
+  stateDir: string;
+  version: string;
+  /** Cache counters and sizes. */
+  cacheStats(): unknown;
+}
+
+function applianceRoutes(ctx: ApiContext) {
+  const app = ctx.appliances;
+  return new Hono()
+    .get("/", async (c) => c.json(await app.list()))
+    .post("/", async (c) => {
+      const body = await c.req.json().catch(() => ({})) as { repo?: string; name?: string };
+      if (typeof body.repo !== "string" || body.repo === "") {
+        throw new UsageError('give the appliance\'s repository as {"repo": "..."}');
+      }
+      return c.json(await app.add(body.repo, body.name), 201);
+    })
+    .get("/:name", async (c) => c.json(await app.status(c.req.param("name"))))
+    .post("/:name/start", async (c) => c.json(await app.start(c.req.param("name"))))
+    .post("/:name/stop", async (c) => c.json(await app.stop(c.req.param("name"))))
+    .post("/:name/suspend", async (c) => c.json(await app.suspend(c.req.param("name"))))
+    .post("/:name/reset", async (c) => c.json(await app.reset(c.req.param("name"))))
+    .delete(
+      "/:name",
+      validator("query", (value) => ({ confirm: String(value.confirm ?? "") })),
+      async (c) => {
+        const name = c.req.param("name");
+        // Deleting loses the user disk: the request must name the appliance again.
+        if (c.req.valid("query").confirm !== name) {
+          throw new UsageError(
+            `deleting "${name}" destroys its user disk; confirm by naming it (vat delete ${name} --yes)`,
+          );
+        }
+        await app.delete(name);
+        return c.json({ deleted: name });
+      },
+    )
+    .get("/:name/console", async (c) => c.text(await app.consoleLog(c.req.param("name"))))
+    .post(
+      "/:name/console",
+      validator("json", (value) => {
+        const line = (value as { line?: unknown })?.line;
+        if (typeof line !== "string" || /[\r\n]/.test(line)) {
+          throw new UsageError('give one line to type as {"line": "..."}');
+        }
+        return { line };
+      }),
+      async (c) => {
+        await app.consoleSend(c.req.param("name"), c.req.valid("json").line);
+        return c.json({ sent: true });
+      },
+    )
+    .post(
+      "/:name/publish",
+      validator("json", (value) => {
+        const key = (value as { key?: unknown })?.key;
+        if (typeof key !== "string") throw new UsageError("give the publisher key's path");
+        return { key };
+      }),
+      async (c) => c.json(await app.publishFrom(c.req.param("name"), c.req.valid("json").key)),
+    );
+}
+
+/** Builds the API app. */
+export function apiApp(ctx: ApiContext) {
+  const api = new Hono()
+    .use("*", requireToken({ token: ctx.token }))
+    .get("/status", async (c) =>
+      c.json({
+        version: ctx.version,
+        stateDir: ctx.stateDir,
+        pid: Deno.pid,
+        appliances: await ctx.appliances.list(),
+        cache: ctx.cacheStats(),
+      }))
+    .get("/events", (c) =>
+      streamSSE(c, async (stream) => {
+        let wake: (() => void) | null = null;
+        const onChange = () => wake?.();
+        ctx.appliances.addEventListener("change", onChange);
+        stream.onAbort(() => wake?.());
+        try {
+          while (!stream.aborted) {
+            await stream.writeSSE({
+              event: "status",
+              data: JSON.stringify(await ctx.appliances.list()),
+            });
+            // Send again on a change, or every 15 s to show new versions and keep
+            // the connection alive through proxies.
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+              setTimeout(resolve, 15_000);
+            });
+            wake = null;
+          }
+        } finally {
+          ctx.appliances.removeEventListener("change", onChange);
+        }
+      }))
+    .route("/appliances", applianceRoutes(ctx));
+
+  const root = new Hono().route("/api", api);
+  root.onError((err, c) => {
+    if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
+    const status = err instanceof NotFoundError
+      ? 404
+      : err instanceof ConflictError
+      ? 409
+      : err instanceof UsageError
+      ? 400
+      : err instanceof PermanentError
+      ? 422
+      : err instanceof VatError
+      ? 500
+      : 500;
+    if (!(err instanceof VatError)) console.error("api: unexpected error", err);
+    return c.json({
+      error: err instanceof VatError ? err.message : `internal error: ${err.message}`,
+    }, status);
+  });
+  return root;
+}
+
+/** The API's type, for the typed client. */
+export type ApiApp = ReturnType<typeof apiApp>;

@@ -1,0 +1,224 @@
+/**
+ * The user's verbs, sent to the running daemon: add, list, start, stop, suspend,
+ * reset, delete, status, console, and publish --from.
+ *
+ * @module
+ */
+
+import { connectDaemon, expectOk } from "../api/api_client.ts";
+import type { ApplianceStatus } from "../daemon/appliances.ts";
+import { UsageError } from "../errors.ts";
+import { formatBytes } from "../progress.ts";
+import type { PublishResult } from "../repo/publish.ts";
+import { stateDir } from "../state_dir.ts";
+import { parseFlags, printJson } from "./args.ts";
+import type { Command } from "./command.ts";
+
+const COMMON = { state: { type: "string" as const }, json: { type: "boolean" as const } };
+
+function describe(a: ApplianceStatus): string {
+  const version = a.runningVersion ?? a.suspendedVersion ?? a.latestVersion;
+  const notes = [
+    a.updateAvailable ? `update available (version ${a.latestVersion})` : "",
+    a.updateRequired ? "update required" : "",
+    a.latestVersion === null ? "repository unreachable" : "",
+    a.lastError ? `error: ${a.lastError}` : "",
+  ].filter(Boolean);
+  return `${a.name.padEnd(16)} ${a.state.padEnd(10)} ${version === null ? "-" : `v${version}`}` +
+    (notes.length ? `  ${notes.join("; ")}` : "");
+}
+
+/** A verb that names one appliance and posts to `/appliances/NAME/ACTION`. */
+function actionCommand(
+  action: "start" | "stop" | "suspend" | "reset",
+  summary: string,
+  usage: string,
+): Command {
+  return {
+    name: action,
+    summary,
+    usage,
+    async run(args) {
+      const { values, positionals } = parseFlags(action, args, COMMON);
+      if (positionals.length !== 1) throw new UsageError(`${action}: give one appliance NAME`);
+      const client = await connectDaemon(stateDir(values.state));
+      const status = await expectOk<ApplianceStatus>(
+        client.api.appliances[":name"][action].$post({ param: { name: positionals[0] } }),
+      );
+      if (values.json) printJson(status);
+      else console.log(describe(status));
+      return 0;
+    },
+  };
+}
+
+export const applianceAddCommand: Command = {
+  name: "appliance add",
+  summary: "add an appliance from its repository",
+  usage: `vat appliance add REPO [--name NAME] [--state DIR] [--json]`,
+  async run(args) {
+    const { values, positionals } = parseFlags("appliance add", args, {
+      ...COMMON,
+      name: { type: "string" },
+    });
+    if (positionals.length !== 1) throw new UsageError("appliance add: give one REPO");
+    const client = await connectDaemon(stateDir(values.state));
+    const repo = /^[a-z0-9]+:\/\//.test(positionals[0]) || positionals[0].startsWith("/")
+      ? positionals[0]
+      : `${Deno.cwd()}/${positionals[0]}`;
+    const status = await expectOk<ApplianceStatus>(
+      client.api.appliances.$post({ json: { repo, name: values.name } }),
+    );
+    if (values.json) printJson(status);
+    else console.log(`added ${describe(status)}`);
+    return 0;
+  },
+};
+
+export const lsCommand: Command = {
+  name: "ls",
+  summary: "list the appliances on this VAT",
+  usage: `vat ls [--state DIR] [--json]`,
+  async run(args) {
+    const { values } = parseFlags("ls", args, COMMON);
+    const client = await connectDaemon(stateDir(values.state));
+    const list = await expectOk<ApplianceStatus[]>(client.api.appliances.$get());
+    if (values.json) printJson(list);
+    else if (list.length === 0) {
+      console.log("no appliances yet (add one with: vat appliance add REPO)");
+    } else for (const a of list) console.log(describe(a));
+    return 0;
+  },
+};
+
+export const startCommand = actionCommand(
+  "start",
+  "boot an appliance's newest version (or resume it)",
+  `vat start NAME [--state DIR] [--json]`,
+);
+export const stopCommand = actionCommand(
+  "stop",
+  "shut an appliance down (ACPI, then a hard stop)",
+  `vat stop NAME [--state DIR] [--json]`,
+);
+export const suspendCommand = actionCommand(
+  "suspend",
+  "save an appliance's memory locally and stop it",
+  `vat suspend NAME [--state DIR] [--json]`,
+);
+export const resetCommand = actionCommand(
+  "reset",
+  "throw away an appliance's ephemeral disk and memory image (the user disk stays)",
+  `vat reset NAME [--state DIR] [--json]`,
+);
+
+export const deleteCommand: Command = {
+  name: "delete",
+  summary: "delete an appliance and its user disk",
+  usage: `vat delete NAME --yes [--state DIR]
+
+Deletes the subscription and its user disk: what the user kept on it is lost.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("delete", args, {
+      ...COMMON,
+      yes: { type: "boolean" },
+    });
+    if (positionals.length !== 1) throw new UsageError("delete: give one appliance NAME");
+    const name = positionals[0];
+    if (!values.yes) {
+      throw new UsageError(
+        `delete: this destroys "${name}" and its user disk; run again with --yes to confirm`,
+      );
+    }
+    const client = await connectDaemon(stateDir(values.state));
+    await expectOk(
+      client.api.appliances[":name"].$delete({ param: { name }, query: { confirm: name } }),
+    );
+    console.log(`deleted ${name}`);
+    return 0;
+  },
+};
+
+export const statusCommand: Command = {
+  name: "status",
+  summary: "the daemon, its appliances and its cache",
+  usage: `vat status [--state DIR] [--json]`,
+  async run(args) {
+    const { values } = parseFlags("status", args, COMMON);
+    const client = await connectDaemon(stateDir(values.state));
+    const status = await expectOk<{
+      version: string;
+      stateDir: string;
+      pid: number;
+      appliances: ApplianceStatus[];
+      cache: { usedBytes: number; budgetBytes: number; hits: number; misses: number };
+    }>(client.api.status.$get());
+    if (values.json) {
+      printJson(status);
+      return 0;
+    }
+    console.log(`vat ${status.version}, daemon pid ${status.pid}, state ${status.stateDir}`);
+    console.log(
+      `cache: ${formatBytes(status.cache.usedBytes)} of ${
+        formatBytes(status.cache.budgetBytes)
+      }, ` +
+        `${status.cache.hits} hits, ${status.cache.misses} misses`,
+    );
+    for (const a of status.appliances) console.log(describe(a));
+    return 0;
+  },
+};
+
+export const consoleCommand: Command = {
+  name: "console",
+  summary: "print an appliance's serial console log, or type a line into it",
+  usage: `vat console NAME [--send LINE] [--state DIR]
+
+Prints the serial console's log; with --send, types LINE (and Enter) into the running
+appliance's serial console instead.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("console", args, {
+      ...COMMON,
+      send: { type: "string" },
+    });
+    if (positionals.length !== 1) throw new UsageError("console: give one appliance NAME");
+    const client = await connectDaemon(stateDir(values.state));
+    if (values.send !== undefined) {
+      await expectOk(
+        client.api.appliances[":name"].console.$post({
+          param: { name: positionals[0] },
+          json: { line: values.send },
+        }),
+      );
+      return 0;
+    }
+    const res = await client.api.appliances[":name"].console.$get({
+      param: { name: positionals[0] },
+    });
+    if (!res.ok) await expectOk(res);
+    await Deno.stdout.write(new TextEncoder().encode(await res.text()));
+    return 0;
+  },
+};
+
+/** `vat publish --from NAME --key KEY`: the running appliance's system disk. */
+export async function publishFromDaemon(
+  name: string,
+  key: string,
+  state: string | undefined,
+  json: boolean,
+): Promise<number> {
+  const client = await connectDaemon(stateDir(state));
+  const keyPath = key.startsWith("/") ? key : `${Deno.cwd()}/${key}`;
+  const result = await expectOk<PublishResult>(
+    client.api.appliances[":name"].publish.$post({ param: { name }, json: { key: keyPath } }),
+  );
+  if (json) printJson(result);
+  else {
+    console.log(
+      `published version ${result.version} from the running ${name}: ${result.newChunks} new chunks ` +
+        `(${formatBytes(result.newStoredBytes)} uploaded)`,
+    );
+  }
+  return 0;
+}

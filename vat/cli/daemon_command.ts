@@ -1,0 +1,44 @@
+import { runDaemon } from "../daemon/daemon.ts";
+import { UsageError } from "../errors.ts";
+import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
+import { parseFlags, parseSize } from "./args.ts";
+import type { Command } from "./command.ts";
+import { VERSION } from "./version.ts";
+
+export const daemonCommand: Command = {
+  name: "daemon",
+  summary: "run the VAT daemon (what `vat` alone does)",
+  usage: `vat [--headless] [--state DIR] [--port N] [--cache-size SIZE]
+
+Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
+unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
+--state DIR, else $VAT_STATE, else ~/.local/share/vat. The CLI's other verbs talk to it.
+Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
+  async run(args) {
+    const { values, positionals } = parseFlags("daemon", args, {
+      headless: { type: "boolean" },
+      state: { type: "string" },
+      port: { type: "string" },
+      "cache-size": { type: "string" },
+    });
+    if (positionals.length > 0) {
+      throw new UsageError(`unknown command "${positionals.join(" ")}" (see: vat help)`);
+    }
+    const port = values.port === undefined ? undefined : Number(values.port);
+    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) {
+      throw new UsageError(`--port "${values.port}" is not a port number`);
+    }
+    const dir = stateDir(values.state);
+    return await runDaemon({
+      stateDir: dir,
+      port,
+      cacheBytes: values["cache-size"]
+        ? parseSize(values["cache-size"], "--cache-size")
+        : DEFAULT_CACHE_BYTES,
+      version: VERSION,
+      onListen(url) {
+        console.log(`vat daemon listening at ${url} (state: ${dir})`);
+      },
+    });
+  },
+};

@@ -1,0 +1,148 @@
+/**
+ * One running appliance: its disks served over NBD (system disk under a lockdown
+ * overlay, the subscription's persistent user disk, a local ephemeral disk) and the
+ * QEMU that reads them. Made by `startApplianceRun`, ended by the VM's exit, after
+ * which every disk is flushed and closed and the NBD socket removed.
+ *
+ * @module
+ */
+
+import type { ChunkCache } from "../cache/chunk_cache.ts";
+import type { BlockDevice } from "../disk/block_device.ts";
+import { FileDevice } from "../disk/file_device.ts";
+import { NotFoundError } from "../errors.ts";
+import { openVersionDisk, type VersionDisk } from "../disk/version_disk.ts";
+import { serveNbd } from "../nbd/nbd_server.ts";
+import { exportDisk } from "../repo/export.ts";
+import type { Repository, Version } from "../repo/repository.ts";
+import { removeStaleSocket } from "../unix_socket.ts";
+import { VirtualMachine, type VmExit } from "../vmm/virtual_machine.ts";
+import type { VmDisk } from "../vmm/vm_spec.ts";
+
+/** Where one appliance keeps its files (under the state directory). */
+export interface ApplianceDirs {
+  /** Overlays, ephemeral disk, memory images, boot files, console log. */
+  dir: string;
+  /** Sockets and QEMU's run files. */
+  runDir: string;
+}
+
+/** What to run. */
+export interface RunSpec {
+  repo: Repository;
+  /** The version whose system disk boots. */
+  version: Version;
+  /** The version whose initial user disk the subscription's user disk grows from. */
+  userBase: Version | null;
+  cache: ChunkCache;
+  dirs: ApplianceDirs;
+  /** A memory image to resume from (same version) and the machine it was saved on. */
+  resumeFrom?: { path: string; machineType: string };
+}
+
+/** A running appliance. */
+export interface ApplianceRun {
+  readonly vm: VirtualMachine;
+  readonly version: Version;
+  readonly system: VersionDisk;
+  /** Resolves once QEMU exited and every disk is flushed and closed. */
+  readonly ended: Promise<VmExit>;
+}
+
+/** Starts the disks, the NBD server and QEMU. */
+export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
+  const { repo, version, dirs } = spec;
+  await Deno.mkdir(dirs.dir, { recursive: true });
+  await Deno.mkdir(dirs.runDir, { recursive: true });
+  const devices: BlockDevice[] = [];
+  const exports = new Map<string, BlockDevice>();
+  const guestDisks: { system?: VmDisk; user?: VmDisk; ephemeral?: VmDisk } = {};
+  const socketPath = `${dirs.runDir}/nbd.sock`;
+  let server: ReturnType<typeof serveNbd> | null = null;
+  try {
+    const system = await openVersionDisk(repo, version, "system", spec.cache, {
+      overlayPath: `${dirs.dir}/system.overlay`,
+      // Lockdown: a cold boot starts from the published system disk. Resuming a
+      // memory image needs the disk as the suspended guest left it.
+      discardOverlay: !spec.resumeFrom,
+    });
+    devices.push(system.device);
+    exports.set("system", system.device);
+    guestDisks.system = { socketPath, exportName: "system" };
+    if (spec.userBase?.manifest.disks.user) {
+      const user = await openVersionDisk(repo, spec.userBase, "user", spec.cache, {
+        overlayPath: `${dirs.dir}/user.overlay`,
+      });
+      devices.push(user.device);
+      exports.set("user", user.device);
+      guestDisks.user = { socketPath, exportName: "user" };
+    }
+    const ephemeralBytes = version.manifest.vm.ephemeralSizeBytes ?? 0;
+    if (ephemeralBytes > 0) {
+      const path = `${dirs.dir}/ephemeral.raw`;
+      const ephemeral = await _openOrCreate(path, ephemeralBytes);
+      devices.push(ephemeral);
+      exports.set("ephemeral", ephemeral);
+      guestDisks.ephemeral = { socketPath, exportName: "ephemeral" };
+    }
+    const boot = await _bootFiles(repo, version, dirs.dir);
+    await removeStaleSocket(socketPath);
+    server = serveNbd({ exports, socketPath });
+    const vm = await VirtualMachine.start({
+      name: dirs.dir.split("/").pop(),
+      runDir: dirs.runDir,
+      memoryMiB: version.manifest.vm.memoryMiB,
+      cpus: version.manifest.vm.cpus,
+      disks: { ...guestDisks, system: guestDisks.system },
+      boot: boot.kernel
+        ? { kernel: boot.kernel, initrd: boot.initrd, append: version.manifest.vm.append }
+        : undefined,
+      resumeFrom: spec.resumeFrom?.path,
+      machine: spec.resumeFrom?.machineType,
+    });
+    const nbd = server;
+    const ended = vm.exited.then(async (exit) => {
+      await nbd.close();
+      for (const device of devices) await device.close().catch(() => {});
+      return exit;
+    });
+    return { vm, version, system, ended };
+  } catch (err) {
+    await server?.close();
+    for (const device of devices) await device.close().catch(() => {});
+    throw err;
+  }
+}
+
+async function _openOrCreate(path: string, sizeBytes: number): Promise<FileDevice> {
+  try {
+    const device = await FileDevice.open(path);
+    if (device.sizeBytes === sizeBytes) return device;
+    await device.close();
+  } catch (err) {
+    if (!(err instanceof NotFoundError || err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return await FileDevice.create(path, sizeBytes);
+}
+
+/** The version's kernel and initrd as files, exported once per version. */
+async function _bootFiles(
+  repo: Repository,
+  version: Version,
+  dir: string,
+): Promise<{ kernel?: string; initrd?: string }> {
+  const out: { kernel?: string; initrd?: string } = {};
+  for (const role of ["kernel", "initrd"] as const) {
+    const name = version.manifest.vm[role];
+    if (!name) continue;
+    const path = `${dir}/boot/${version.number}-${role}`;
+    try {
+      await Deno.stat(path);
+    } catch {
+      await Deno.mkdir(`${dir}/boot`, { recursive: true });
+      await exportDisk(repo, version, path, { disk: name });
+    }
+    out[role] = path;
+  }
+  return out;
+}

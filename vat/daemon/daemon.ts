@@ -1,0 +1,137 @@
+/**
+ * `vat` (and `vat --headless`): the VAT daemon. It owns the state directory (one
+ * daemon per directory), opens the chunk cache and the state database, reaps what a
+ * killed predecessor left running, serves the API on loopback, and stops every
+ * appliance when told to stop.
+ *
+ * @module
+ */
+
+import { randomBytes } from "node:crypto";
+import { ChunkCache } from "../cache/chunk_cache.ts";
+import { UsageError } from "../errors.ts";
+import { writeFileAtomic } from "../fs_atomic.ts";
+import { apiApp } from "../api/api_app.ts";
+import { reapOrphan } from "../vmm/run_dir.ts";
+import { Appliances } from "./appliances.ts";
+import { StateDb } from "./state_db.ts";
+
+/** Where the daemon listens unless told otherwise. */
+export const DEFAULT_DAEMON_PORT = 8460;
+
+/** How the daemon runs. */
+export interface DaemonOptions {
+  stateDir: string;
+  hostname?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  cacheBytes: number;
+  version: string;
+  /** Called once the API listens, with its URL. */
+  onListen?(url: string): void;
+}
+
+/** What a running daemon publishes in `daemon.json` for the CLI. */
+export interface DaemonInfo {
+  url: string;
+  pid: number;
+  stateDir: string;
+  startedAt: string;
+}
+
+/** Runs the daemon until SIGINT or SIGTERM; returns the exit code. */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const { stateDir } = options;
+  await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await _refuseSecondDaemon(stateDir);
+  for await (const entry of _readDirOrEmpty(`${stateDir}/run`)) {
+    if (entry.isDirectory) await reapOrphan(`${stateDir}/run/${entry.name}`);
+  }
+  const cache = await ChunkCache.open({
+    dir: `${stateDir}/cache`,
+    budgetBytes: options.cacheBytes,
+  });
+  const db = StateDb.open(`${stateDir}/vat.sqlite`);
+  const appliances = new Appliances(db, cache, stateDir);
+  const token = randomBytes(32).toString("base64url");
+  await writeFileAtomic(`${stateDir}/token`, new TextEncoder().encode(token + "\n"), {
+    mode: 0o600,
+  });
+  const app = apiApp({
+    appliances,
+    token,
+    stateDir,
+    version: options.version,
+    cacheStats: () => cache.stats(),
+  });
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? DEFAULT_DAEMON_PORT,
+      onListen: () => {},
+    }, app.fetch);
+  } catch (err) {
+    await cache.close();
+    db.close();
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new UsageError(
+        `port ${options.port ?? DEFAULT_DAEMON_PORT} is in use; choose another with --port N`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  const url = `http://${server.addr.hostname}:${server.addr.port}/`;
+  const info: DaemonInfo = { url, pid: Deno.pid, stateDir, startedAt: new Date().toISOString() };
+  await writeFileAtomic(`${stateDir}/daemon.json`, new TextEncoder().encode(JSON.stringify(info)));
+  options.onListen?.(url);
+
+  await new Promise<void>((resolve) => {
+    Deno.addSignalListener("SIGINT", resolve);
+    Deno.addSignalListener("SIGTERM", resolve);
+  });
+  await appliances.close();
+  await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
+  await cache.close();
+  db.close();
+  await Deno.remove(`${stateDir}/daemon.json`).catch(() => {});
+  return 0;
+}
+
+/** Reads `daemon.json` of a state directory; null when no daemon is running there. */
+export async function readDaemonInfo(stateDir: string): Promise<DaemonInfo | null> {
+  let info: DaemonInfo;
+  try {
+    info = JSON.parse(await Deno.readTextFile(`${stateDir}/daemon.json`));
+  } catch {
+    return null;
+  }
+  return _alive(info.pid) ? info : null;
+}
+
+async function _refuseSecondDaemon(stateDir: string): Promise<void> {
+  const running = await readDaemonInfo(stateDir);
+  if (running && running.pid !== Deno.pid) {
+    throw new UsageError(
+      `a vat daemon (pid ${running.pid}) already runs for ${stateDir} at ${running.url}`,
+    );
+  }
+}
+
+function _alive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function* _readDirOrEmpty(path: string): AsyncIterable<Deno.DirEntry> {
+  try {
+    yield* Deno.readDir(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The VAT's state database (`vat.sqlite` in the state directory, SQLite in WAL mode):
+ * the appliances the user added and their subscriptions.
+ *
+ * @module
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import { ConflictError, NotFoundError, UsageError } from "../errors.ts";
+
+/** One appliance on this VAT, and the user's subscription to it. */
+export interface ApplianceRecord {
+  /** The user's name for it, unique on this VAT. */
+  name: string;
+  /** The appliance repository's location. */
+  repo: string;
+  addedAt: string;
+  /**
+   * The version whose initial user disk the subscription's user disk started from
+   * (set at the first start, which creates the subscription); null before that.
+   */
+  userBaseVersion: number | null;
+  /** The version a memory image was saved for by suspend; null when none. */
+  suspendedVersion: number | null;
+  /** The version last started. */
+  lastVersion: number | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS appliances (
+  name TEXT PRIMARY KEY,
+  repo TEXT NOT NULL,
+  added_at TEXT NOT NULL,
+  user_base_version INTEGER,
+  suspended_version INTEGER,
+  last_version INTEGER
+);
+`;
+
+const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** Throws `UsageError` unless `name` can name an appliance (and a directory). */
+export function checkApplianceName(name: string): string {
+  if (!NAME.test(name)) {
+    throw new UsageError(
+      `"${name}" cannot name an appliance: use lower-case letters, digits, ".", "_" and "-" (at most 63)`,
+    );
+  }
+  return name;
+}
+
+/** The state database. */
+export class StateDb {
+  readonly #db: DatabaseSync;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /** Opens (or creates) the database at `path`. */
+  static open(path: string): StateDb {
+    const db = new DatabaseSync(path);
+    db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;");
+    db.exec(SCHEMA);
+    return new StateDb(db);
+  }
+
+  /** Every appliance, by name. */
+  list(): ApplianceRecord[] {
+    return (this.#db.prepare("SELECT * FROM appliances ORDER BY name").all() as unknown as Row[])
+      .map(_record);
+  }
+
+  /** The appliance called `name`; `NotFoundError` if there is none. */
+  get(name: string): ApplianceRecord {
+    const row = this.#db.prepare("SELECT * FROM appliances WHERE name = ?").get(name) as unknown as
+      | Row
+      | undefined;
+    if (!row) {
+      throw new NotFoundError(
+        `no appliance called "${name}" (add one with: vat appliance add REPO)`,
+      );
+    }
+    return _record(row);
+  }
+
+  /** Adds an appliance; `ConflictError` if the name is taken. */
+  add(name: string, repo: string): ApplianceRecord {
+    checkApplianceName(name);
+    try {
+      this.#db.prepare("INSERT INTO appliances (name, repo, added_at) VALUES (?, ?, ?)").run(
+        name,
+        repo,
+        new Date().toISOString(),
+      );
+    } catch (err) {
+      if (/UNIQUE/.test((err as Error).message)) {
+        throw new ConflictError(`an appliance called "${name}" already exists`, { cause: err });
+      }
+      throw err;
+    }
+    return this.get(name);
+  }
+
+  /** Changes fields of an appliance. */
+  update(
+    name: string,
+    fields: Partial<Pick<ApplianceRecord, "userBaseVersion" | "suspendedVersion" | "lastVersion">>,
+  ): void {
+    const columns: Record<string, string> = {
+      userBaseVersion: "user_base_version",
+      suspendedVersion: "suspended_version",
+      lastVersion: "last_version",
+    };
+    for (const [field, value] of Object.entries(fields)) {
+      this.#db.prepare(`UPDATE appliances SET ${columns[field]} = ? WHERE name = ?`).run(
+        value ?? null,
+        name,
+      );
+    }
+  }
+
+  /** Removes an appliance's record. */
+  remove(name: string): void {
+    this.#db.prepare("DELETE FROM appliances WHERE name = ?").run(name);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+interface Row {
+  name: string;
+  repo: string;
+  added_at: string;
+  user_base_version: number | null;
+  suspended_version: number | null;
+  last_version: number | null;
+}
+
+function _record(row: Row): ApplianceRecord {
+  const n = (v: number | null) => v === null ? null : Number(v);
+  return {
+    name: row.name,
+    repo: row.repo,
+    addedAt: row.added_at,
+    userBaseVersion: n(row.user_base_version),
+    suspendedVersion: n(row.suspended_version),
+    lastVersion: n(row.last_version),
+  };
+}

@@ -4,20 +4,27 @@
 // It is plain Node.js because Deno is not there yet when it starts.
 
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const mode = process.argv[2];
 
-// Debian packages, each with a program that shows it is installed.
+// Debian packages, each with a program (or, for the kernel, a file) that shows it is
+// installed. `npm start` runs the demo appliance, so it needs QEMU and what the demo
+// is built from; the tests need those and the peers they are checked against.
 const START_PACKAGES = {
   "qemu-utils": "qemu-img",
+  "qemu-system-x86": "qemu-system-x86_64",
+  "linux-image-amd64": "/boot/vmlinuz-*",
+  "busybox-static": "busybox",
+  "e2fsprogs": "mkfs.ext4",
+  "xz-utils": "xz",
+  "util-linux": "setpriv",
 };
 const TEST_PACKAGES = {
   ...START_PACKAGES,
-  "qemu-system-x86": "qemu-system-x86_64",
   "nbdkit": "nbdkit",
   "libnbd-bin": "nbdcopy",
   "nginx": "nginx",
@@ -29,7 +36,14 @@ const TEST_PACKAGES = {
 };
 
 const SEARCH_PATH = [...(process.env.PATH ?? "").split(":"), "/usr/sbin", "/sbin", "/usr/bin"];
-const hasProgram = (name) => SEARCH_PATH.some((dir) => dir && existsSync(join(dir, name)));
+function hasProgram(name) {
+  if (name.startsWith("/")) {
+    const dir = dirname(name);
+    const prefix = name.slice(dir.length + 1).replace("*", "");
+    return existsSync(dir) && readdirSync(dir).some((f) => f.startsWith(prefix));
+  }
+  return SEARCH_PATH.some((dir) => dir && existsSync(join(dir, name)));
+}
 
 function run(command, args, options = {}) {
   const result = spawnSync(command, args, { stdio: "inherit", cwd: root, ...options });
@@ -91,7 +105,10 @@ function ensureDeno() {
 if (mode === "start") {
   ensureDebianPackages(START_PACKAGES);
   const deno = ensureDeno();
-  process.exit(run(deno, ["run", "-A", "main.ts", ...process.argv.slice(3)]));
+  // `npm start` alone runs the daemon with the demo appliance; `npm start -- ARGS`
+  // runs `vat ARGS`.
+  const args = process.argv.slice(3);
+  process.exit(run(deno, ["run", "-A", "main.ts", ...(args.length ? args : ["--demo"])]));
 } else if (mode === "test") {
   ensureDebianPackages(TEST_PACKAGES);
   const deno = ensureDeno();

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { buildTestAppliance } from "./fixtures/appliance.ts";
+import { buildBusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
 import { runVat, vatOk } from "./helpers/vat_cli.ts";
 
@@ -65,8 +65,8 @@ Deno.test("appliances boot, lock down, keep user data, update, suspend, reset an
     );
   };
   try {
-    const v1 = await buildTestAppliance(undefined, { systemMarker: "system-v1" });
-    const v2 = await buildTestAppliance(undefined, { systemMarker: "system-v2" });
+    const v1 = await buildBusyboxAppliance(undefined, { systemMarker: "system-v1" });
+    const v2 = await buildBusyboxAppliance(undefined, { systemMarker: "system-v2" });
     const repo = `${dir}/apps`;
     await vatOk(["keygen", "--out", `${dir}/key`]);
     await vatOk(["repo", "init", repo, "--kind", "appliance"]);
@@ -153,6 +153,25 @@ Deno.test("appliances boot, lock down, keep user data, update, suspend, reset an
     const refused = await runVat(["delete", "desk", "--state", state]);
     assert.equal(refused.code, 2);
 
+    // An administrator's change to the running system disk becomes version 3.
+    assert.equal(await guest.ask("write system admin-change from-v2"), "VAT-REPLY write ok");
+    assert.equal(await guest.ask("sync"), "VAT-REPLY sync ok");
+    const published = JSON.parse(
+      (await vatOk([
+        "publish",
+        "--from",
+        "desk",
+        "--key",
+        `${dir}/key`,
+        "--state",
+        state,
+        "--json",
+      ]))
+        .stdout,
+    );
+    assert.equal(published.version, 3);
+    assert.equal((await status(state, "desk")).updateAvailable, true);
+
     // The daemon dies with the guest running: the next daemon reaps QEMU.
     assert.notEqual(await qemuProcessesUnder(state), "");
     await daemon!.stop("SIGKILL");
@@ -162,9 +181,13 @@ Deno.test("appliances boot, lock down, keep user data, update, suspend, reset an
     const after = await status(state, "desk");
     assert.equal(after.state, "stopped");
     assert.equal(after.runningVersion, null);
-    await vatOk(["start", "desk", "--state", state]);
+    const started = JSON.parse((await vatOk(["start", "desk", "--state", state, "--json"])).stdout);
+    assert.equal(started.state, "running");
+    assert.equal(started.runningVersion, 3);
     await guest.waitFor(/VAT-READY/, 4);
     assert.equal(await guest.ask("read user note"), "VAT-REPLY read kept-across-boots");
+    assert.equal(await guest.ask("read system admin-change"), "VAT-REPLY read from-v2");
+    assert.equal(await guest.ask("cat /mnt/system/marker"), "VAT-REPLY cat system-v2");
     await vatOk(["stop", "desk", "--state", state]);
   } finally {
     await (daemon as VatProcess | null)?.stop();

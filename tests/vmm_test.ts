@@ -1,12 +1,12 @@
 /**
  * The QEMU supervisor against real QEMU (KVM if `probeKvm()` says it works, else
- * TCG) running the test appliance (`fixtures/appliance.ts`), whose disks vat's own
+ * TCG) running the test appliance (`vat/demo/busybox_appliance.ts`), whose disks vat's own
  * NBD server serves from files. Every test checks that it leaves no QEMU process and
  * no socket behind.
  */
 
 import assert from "node:assert/strict";
-import { buildTestAppliance, type TestAppliance } from "./fixtures/appliance.ts";
+import { buildBusyboxAppliance, type BusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
 import { FileDevice } from "../vat/disk/file_device.ts";
 import { type NbdServer, serveNbd } from "../vat/nbd/nbd_server.ts";
 import { QemuError, VirtualMachine } from "../vat/vmm/virtual_machine.ts";
@@ -20,7 +20,7 @@ const REPLY = /VAT-(REPLY|ERROR) \S+.*/;
 
 /** An appliance's disks on files in a temporary directory, served over NBD. */
 interface ServedAppliance {
-  appliance: TestAppliance;
+  appliance: BusyboxAppliance;
   dir: string;
   /** A spec for a VM of these disks, in `dir/run`. */
   spec: VirtualMachineSpec;
@@ -32,7 +32,7 @@ interface ServedAppliance {
  * socket is left, and removes everything.
  */
 async function withAppliance(fn: (served: ServedAppliance) => Promise<void>): Promise<void> {
-  const appliance = await buildTestAppliance();
+  const appliance = await buildBusyboxAppliance();
   const dir = await Deno.makeTempDir({ prefix: "vat-vmm-" });
   const devices: FileDevice[] = [];
   let server: NbdServer | undefined;

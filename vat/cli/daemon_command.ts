@@ -8,11 +8,13 @@ import { VERSION } from "./version.ts";
 export const daemonCommand: Command = {
   name: "daemon",
   summary: "run the VAT daemon (what `vat` alone does)",
-  usage: `vat [--headless] [--state DIR] [--port N] [--cache-size SIZE]
+  usage: `vat [--headless] [--state DIR] [--port N] [--cache-size SIZE] [--demo]
 
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
 --state DIR, else $VAT_STATE, else ~/.local/share/vat. The CLI's other verbs talk to it.
+--demo sets up the embedded default first: a local repository in the state directory
+holding a small busybox appliance built from Debian packages, added as "demo".
 Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
   async run(args) {
     const { values, positionals } = parseFlags("daemon", args, {
@@ -20,6 +22,7 @@ Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
       state: { type: "string" },
       port: { type: "string" },
       "cache-size": { type: "string" },
+      demo: { type: "boolean" },
     });
     if (positionals.length > 0) {
       throw new UsageError(`unknown command "${positionals.join(" ")}" (see: vat help)`);
@@ -36,6 +39,7 @@ Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
         ? parseSize(values["cache-size"], "--cache-size")
         : DEFAULT_CACHE_BYTES,
       version: VERSION,
+      demo: values.demo,
       onListen(url) {
         console.log(`vat daemon listening at ${url} (state: ${dir})`);
       },

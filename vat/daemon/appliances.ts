@@ -135,7 +135,6 @@ export class Appliances extends EventTarget {
         }
         this.#changed();
       });
-      return await this.status(name);
     } catch (err) {
       this.#errors.set(name, (err as Error).message);
       throw err;
@@ -143,6 +142,7 @@ export class Appliances extends EventTarget {
       this.#busy.delete(name);
       this.#changed();
     }
+    return await this.status(name);
   }
 
   /** Shuts the appliance down: ACPI powerdown, then a hard quit after `timeoutMs`. */

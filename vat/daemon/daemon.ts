@@ -13,6 +13,7 @@ import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { apiApp } from "../api/api_app.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
+import { ensureDemoAppliance } from "../demo/demo_repository.ts";
 import { Appliances } from "./appliances.ts";
 import { StateDb } from "./state_db.ts";
 
@@ -27,6 +28,10 @@ export interface DaemonOptions {
   port?: number;
   cacheBytes: number;
   version: string;
+  /** Set up and add the demo appliance (the embedded default) before serving. */
+  demo?: boolean;
+  /** Where progress lines go (default: standard error). */
+  log?: (line: string) => void;
   /** Called once the API listens, with its URL. */
   onListen?(url: string): void;
 }
@@ -53,6 +58,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   });
   const db = StateDb.open(`${stateDir}/vat.sqlite`);
   const appliances = new Appliances(db, cache, stateDir);
+  if (options.demo) {
+    await ensureDemoAppliance(stateDir, appliances, options.log ?? ((line) => console.error(line)));
+  }
   const token = randomBytes(32).toString("base64url");
   await writeFileAtomic(`${stateDir}/token`, new TextEncoder().encode(token + "\n"), {
     mode: 0o600,

@@ -15,7 +15,16 @@ if (denort) {
 }
 await Deno.mkdir("dist", { recursive: true });
 const result = await new Deno.Command(Deno.execPath(), {
-  args: ["compile", "-A", "--output", "dist/vat", "main.ts"],
+  // The demo appliance's init script is read at run time: embed it.
+  args: [
+    "compile",
+    "-A",
+    "--include",
+    "vat/demo/busybox_appliance_init",
+    "--output",
+    "dist/vat",
+    "main.ts",
+  ],
   stdout: "inherit",
   stderr: "inherit",
   env: denort ? { DENORT_BIN: denort } : undefined,

@@ -14,6 +14,8 @@ const MiB = 1024 * 1024;
 Deno.test("the daemon serves the CLI, and refuses requests without its token", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vat-daemon-test-" });
   const state = `${dir}/state`;
+  await Deno.mkdir(state);
+  await Deno.writeTextFile(`${state}/config.json`, JSON.stringify({ cacheSize: "3G" }));
   const daemon = await startVat(
     ["--headless", "--state", state, "--port", "0"],
     (out) => out.includes("listening at"),
@@ -44,7 +46,7 @@ Deno.test("the daemon serves the CLI, and refuses requests without its token", a
     assert.deepEqual(listed.map((a: { name: string }) => a.name), ["office"]);
     const status = JSON.parse((await vatOk(["status", "--state", state, "--json"])).stdout);
     assert.equal(status.appliances.length, 1);
-    assert.ok(status.cache.budgetBytes > 0);
+    assert.equal(status.cache.budgetBytes, 3 * 1024 ** 3, "config.json sets the cache size");
 
     const noYes = await runVat(["delete", "office", "--state", state]);
     assert.equal(noYes.code, 2);
@@ -99,4 +101,23 @@ Deno.test("the daemon serves the CLI, and refuses requests without its token", a
   const gone = await runVat(["ls", "--state", state]);
   assert.equal(gone.code, 1);
   assert.match(gone.stderr, /no vat daemon is running for/);
+});
+
+Deno.test("the daemon refuses a config file it does not understand", async () => {
+  const state = await Deno.makeTempDir({ prefix: "vat-daemon-config-" });
+  try {
+    await Deno.writeTextFile(`${state}/config.json`, JSON.stringify({ port: 0, cachesize: "1G" }));
+    const bad = await runVat(["--headless", "--state", state]);
+    assert.equal(bad.code, 2);
+    assert.match(
+      bad.stderr,
+      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize\)/,
+    );
+    await Deno.writeTextFile(`${state}/config.json`, "{ not json");
+    const broken = await runVat(["--headless", "--state", state]);
+    assert.equal(broken.code, 2);
+    assert.match(broken.stderr, /config\.json is not valid JSON/);
+  } finally {
+    await Deno.remove(state, { recursive: true });
+  }
 });

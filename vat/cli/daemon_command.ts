@@ -1,4 +1,5 @@
 import { runDaemon } from "../daemon/daemon.ts";
+import { readDaemonConfig } from "../daemon/daemon_config.ts";
 import { UsageError } from "../errors.ts";
 import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
 import { parseFlags, parseSize } from "./args.ts";
@@ -13,6 +14,8 @@ export const daemonCommand: Command = {
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
 --state DIR, else $VAT_STATE, else ~/.local/share/vat. The CLI's other verbs talk to it.
+Settings may also live in DIR/config.json ({"port": 8460, "hostname": "127.0.0.1",
+"cacheSize": "20G"}); flags win over it.
 --demo sets up the embedded default first: a local repository in the state directory
 holding a small busybox appliance built from Debian packages, added as "demo".
 Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
@@ -32,12 +35,14 @@ Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
       throw new UsageError(`--port "${values.port}" is not a port number`);
     }
     const dir = stateDir(values.state);
+    const config = await readDaemonConfig(dir);
     return await runDaemon({
       stateDir: dir,
-      port,
+      port: port ?? config.port,
+      hostname: config.hostname,
       cacheBytes: values["cache-size"]
         ? parseSize(values["cache-size"], "--cache-size")
-        : DEFAULT_CACHE_BYTES,
+        : config.cacheBytes ?? DEFAULT_CACHE_BYTES,
       version: VERSION,
       demo: values.demo,
       onListen(url) {

@@ -487,3 +487,92 @@ Deno.test("publish drops the stale data of blocks ext4 does not use; --exact kee
     assert.ok(await sameBytes(`${dir}/fs.raw`, `${dir}/exact.raw`));
   });
 });
+
+Deno.test("gc while a publish runs takes no lock: the publish commits whole, gc sweeps later", async () => {
+  await withDir(async (dir) => {
+    await setUp(dir);
+    await writeImage(`${dir}/v2.raw`, 48 * MiB, [[0, 48 * MiB]], 77);
+    const publisher = spawnVat([
+      "publish",
+      `${dir}/repo`,
+      "--image",
+      `${dir}/v2.raw`,
+      "--key",
+      `${dir}/key`,
+    ]);
+    // Wait until the publish has announced itself.
+    const announced = async () => {
+      for await (const e of Deno.readDir(`${dir}/repo/activity`)) {
+        if (/^publish-[0-9a-f-]+$/.test(e.name)) return true;
+      }
+      return false;
+    };
+    const deadline = Date.now() + 20_000;
+    while (!(await announced().catch(() => false))) {
+      assert.ok(Date.now() < deadline, "the publish announced itself");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const during = JSON.parse(
+      (await vatOk(["repo", "gc", `${dir}/repo`, "--keep", "1", "--json"])).stdout,
+    );
+    const { code } = await publisher.output();
+    assert.equal(code, 0, "the publish was not stopped by gc");
+    // Unless the publish finished first, gc saw it and left the sweep to a later run.
+    assert.ok(
+      during.sweepPostponed || during.keptVersions.includes(2),
+      `gc swept under a running publish: ${JSON.stringify(during)}`,
+    );
+    await vatOk(["repo", "verify", `${dir}/repo`, "--all"]);
+    await vatOk(["export", `${dir}/repo`, `${dir}/out.raw`]);
+    assert.ok(await sameBytes(`${dir}/v2.raw`, `${dir}/out.raw`));
+
+    // With no publisher running, the next gc reclaims version 1's chunks.
+    const after = JSON.parse(
+      (await vatOk(["repo", "gc", `${dir}/repo`, "--keep", "1", "--json"])).stdout,
+    );
+    assert.equal(after.sweepPostponed, false);
+    assert.equal((await chunkFiles(`${dir}/repo`)).length, after.keptChunks);
+    await vatOk(["repo", "verify", `${dir}/repo`, "--all"]);
+  });
+});
+
+Deno.test("gc reclaims what a killed publish left behind", async () => {
+  await withDir(async (dir) => {
+    await setUp(dir);
+    const before = (await chunkFiles(`${dir}/repo`)).length;
+    await writeImage(`${dir}/big.raw`, 48 * MiB, [[0, 48 * MiB]], 78);
+    const publisher = spawnVat([
+      "publish",
+      `${dir}/repo`,
+      "--image",
+      `${dir}/big.raw`,
+      "--key",
+      `${dir}/key`,
+    ]);
+    while ((await chunkFiles(`${dir}/repo`)).length < before + 20) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    publisher.kill("SIGKILL");
+    await publisher.output();
+    const orphans = (await chunkFiles(`${dir}/repo`)).length - before;
+    assert.ok(orphans >= 20);
+    // The killed publisher's announcement is fresh for ten minutes: gc waits for it
+    // to go stale rather than sweep under a publisher that may still be alive.
+    const fresh = JSON.parse(
+      (await vatOk(["repo", "gc", `${dir}/repo`, "--keep", "1", "--json"])).stdout,
+    );
+    assert.equal(fresh.sweepPostponed, true);
+    // Once it is stale (its files aged past the limit), gc reclaims every orphan.
+    const old = new Date(Date.now() - 11 * 60_000);
+    for await (const e of Deno.readDir(`${dir}/repo/activity`)) {
+      await Deno.utime(`${dir}/repo/activity/${e.name}`, old, old);
+    }
+    const report = JSON.parse(
+      (await vatOk(["repo", "gc", `${dir}/repo`, "--keep", "1", "--json"])).stdout,
+    );
+    assert.equal(report.sweepPostponed, false);
+    assert.equal(report.deletedChunks, orphans);
+    assert.equal((await chunkFiles(`${dir}/repo`)).length, before);
+    await vatOk(["repo", "verify", `${dir}/repo`, "--all"]);
+  });
+});

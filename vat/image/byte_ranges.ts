@@ -70,3 +70,16 @@ export function zeroRanges(buf: Uint8Array, bufOffset: number, ranges: readonly 
     buf.fill(0, from, to);
   }
 }
+
+/** Whether `ranges` (sorted, merged) cover every byte of [offset, offset + length). */
+export function coversFully(ranges: readonly ByteRange[], offset: number, length: number): boolean {
+  let lo = 0;
+  let hi = ranges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ranges[mid].offset + ranges[mid].length <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  const r = ranges[lo];
+  return r !== undefined && r.offset <= offset && r.offset + r.length >= offset + length;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mergeRanges, totalLength, zeroRanges } from "./byte_ranges.ts";
+import { coversFully, mergeRanges, totalLength, zeroRanges } from "./byte_ranges.ts";
 
 Deno.test("mergeRanges() sorts, joins touching and overlapping ranges, drops empty ones", () => {
   assert.deepStrictEqual(
@@ -25,4 +25,15 @@ Deno.test("zeroRanges() zeroes exactly the bytes of the ranges that fall in the 
     );
     assert.deepStrictEqual([...buf], expected, `buffer at ${bufOffset}`);
   }
+});
+
+Deno.test("coversFully() is true only when one merged range holds the whole span", () => {
+  const ranges = [{ offset: 0, length: 100 }, { offset: 200, length: 50 }];
+  assert.equal(coversFully(ranges, 0, 100), true);
+  assert.equal(coversFully(ranges, 10, 20), true);
+  assert.equal(coversFully(ranges, 90, 20), false);
+  assert.equal(coversFully(ranges, 200, 50), true);
+  assert.equal(coversFully(ranges, 240, 20), false);
+  assert.equal(coversFully(ranges, 300, 1), false);
+  assert.equal(coversFully([], 0, 1), false);
 });

@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import { ConflictError, PermanentError, UsageError } from "../errors.ts";
 import type { SigningKey } from "../auth/signing_key.ts";
 import { openPlainFile, openRawImage, type RawImage } from "../image/raw_image.ts";
-import { type ByteRange, zeroRanges } from "../image/byte_ranges.ts";
+import { type ByteRange, coversFully, zeroRanges } from "../image/byte_ranges.ts";
 import { findUnusedRangesInFile } from "../image/ext4_unused.ts";
 import type { Progress, ProgressListener } from "../progress.ts";
 import { announce, listActivities, storeNow } from "./activity.ts";
@@ -309,6 +309,12 @@ async function _chunkDisk(
   for (let i = 0; i < index.count; i++) {
     if (failure) break;
     const length = index.chunkLength(i);
+    if (source.unused && coversFully(source.unused, i * chunkBytes, length)) {
+      // Unused by the filesystem: published as zeroes without reading it.
+      progress.doneBytes += length;
+      report();
+      continue;
+    }
     const data = new Uint8Array(length);
     await source.read(i * chunkBytes, data);
     if (source.unused?.length) zeroRanges(data, i * chunkBytes, source.unused);

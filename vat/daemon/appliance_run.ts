@@ -13,7 +13,7 @@ import { FileDevice } from "../disk/file_device.ts";
 import { NotFoundError } from "../errors.ts";
 import { openVersionDisk, type VersionDisk } from "../disk/version_disk.ts";
 import { serveNbd } from "../nbd/nbd_server.ts";
-import { exportDisk } from "../repo/export.ts";
+import { writeFileAtomic } from "../fs_atomic.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import { removeStaleSocket } from "../unix_socket.ts";
 import { VirtualMachine, type VmExit } from "../vmm/virtual_machine.ts";
@@ -85,7 +85,7 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       exports.set("ephemeral", ephemeral);
       guestDisks.ephemeral = { socketPath, exportName: "ephemeral" };
     }
-    const boot = await _bootFiles(repo, version, dirs.dir);
+    const boot = await _bootFiles(repo, version, dirs.dir, spec.cache);
     await removeStaleSocket(socketPath);
     server = serveNbd({ exports, socketPath });
     const vm = await VirtualMachine.start({
@@ -125,11 +125,16 @@ async function _openOrCreate(path: string, sizeBytes: number): Promise<FileDevic
   return await FileDevice.create(path, sizeBytes);
 }
 
-/** The version's kernel and initrd as files, exported once per version. */
+/**
+ * The version's kernel and initrd as files (QEMU's -kernel and -initrd read files),
+ * written once per version, read through the chunk cache so that a cached or hoarded
+ * version needs no repository.
+ */
 async function _bootFiles(
   repo: Repository,
   version: Version,
   dir: string,
+  cache: ChunkCache,
 ): Promise<{ kernel?: string; initrd?: string }> {
   const out: { kernel?: string; initrd?: string } = {};
   for (const role of ["kernel", "initrd"] as const) {
@@ -140,7 +145,10 @@ async function _bootFiles(
       await Deno.stat(path);
     } catch {
       await Deno.mkdir(`${dir}/boot`, { recursive: true });
-      await exportDisk(repo, version, path, { disk: name });
+      const { device } = await openVersionDisk(repo, version, name, cache);
+      const data = new Uint8Array(device.sizeBytes);
+      await device.read(0, data);
+      await writeFileAtomic(path, data);
     }
     out[role] = path;
   }

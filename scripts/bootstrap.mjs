@@ -26,6 +26,7 @@ const START_PACKAGES = {
 const TEST_PACKAGES = {
   ...START_PACKAGES,
   "nbdkit": "nbdkit",
+  "chromium": "chromium",
   "libnbd-bin": "nbdcopy",
   "nginx": "nginx",
   "zstd": "zstd",

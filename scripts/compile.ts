@@ -4,6 +4,8 @@
  * names a local copy; where neither works, this says so instead of failing obscurely.
  */
 
+import { buildUi } from "../vat/ui/build_ui.ts";
+
 const denort = Deno.env.get("DENORT_BIN");
 if (denort) {
   try {
@@ -14,6 +16,8 @@ if (denort) {
   }
 }
 await Deno.mkdir("dist", { recursive: true });
+// The browser UI is bundled into dist/ui/ and embedded, so the binary needs no files beside it.
+await buildUi();
 const result = await new Deno.Command(Deno.execPath(), {
   // The demo appliance's init script is read at run time: embed it.
   args: [
@@ -21,6 +25,8 @@ const result = await new Deno.Command(Deno.execPath(), {
     "-A",
     "--include",
     "vat/demo/busybox_appliance_init",
+    "--include",
+    "dist/ui",
     "--output",
     "dist/vat",
     "main.ts",

@@ -1,8 +1,9 @@
 /**
  * The daemon's API: one Hono app made of one sub-app per area, JSON over HTTP, live
  * status as server-sent events. The CLI (and later the UI) call it through the typed
- * client (`hc<ApiApp>`, see `vat/api/api_client.ts`). Every route needs the session
- * token (`requireToken`); errors are turned into JSON in one `onError`.
+ * client (`hc<ApiApp>`, see `vat/api/api_client.ts`). Every route needs the token or a
+ * browser session (`requireToken`; signing in trades the one for the other); errors are
+ * turned into JSON in one `onError`. The root app also serves the browser UI (`vat/ui/`).
  *
  * @module
  */
@@ -14,6 +15,10 @@ import { validator } from "hono/validator";
 import { ConflictError, NotFoundError, PermanentError, UsageError, VatError } from "../errors.ts";
 import type { Appliances } from "../daemon/appliances.ts";
 import { requireToken } from "./require_token.ts";
+import { BrowserSessions, SESSION_COOKIE } from "../ui/browser_sessions.ts";
+import { signInRoutes, signOutRoutes } from "../ui/session_routes.ts";
+import { uiRoutes } from "../ui/ui_routes.ts";
+import { proxyVnc } from "../ui/vnc_proxy.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -57,6 +62,13 @@ function applianceRoutes(ctx: ApiContext) {
       },
     )
     .get("/:name/console", async (c) => c.text(await app.consoleLog(c.req.param("name"))))
+    .get("/:name/vnc", async (c) => {
+      const status = await app.status(c.req.param("name"));
+      if (status.vncWebsocketPort === null) {
+        throw new ConflictError(`"${status.name}" has no screen: it is ${status.state}`);
+      }
+      return proxyVnc(c.req.raw, status.vncWebsocketPort);
+    })
     .post(
       "/:name/console",
       validator("json", (value) => {
@@ -84,8 +96,9 @@ function applianceRoutes(ctx: ApiContext) {
 
 /** Builds the API app. */
 export function apiApp(ctx: ApiContext) {
+  const sessions = new BrowserSessions();
   const api = new Hono()
-    .use("*", requireToken({ token: ctx.token }))
+    .use("*", requireToken({ token: ctx.token, sessions, cookie: SESSION_COOKIE }))
     .get("/status", async (c) =>
       c.json({
         version: ctx.version,
@@ -118,9 +131,14 @@ export function apiApp(ctx: ApiContext) {
           ctx.appliances.removeEventListener("change", onChange);
         }
       }))
-    .route("/appliances", applianceRoutes(ctx));
+    .route("/appliances", applianceRoutes(ctx))
+    .route("/session", signOutRoutes(sessions));
 
-  const root = new Hono().route("/api", api);
+  // Signing in is the one API route without a session: it is mounted ahead of `api`.
+  const root = new Hono()
+    .route("/", uiRoutes())
+    .route("/api/session", signInRoutes(ctx.token, sessions))
+    .route("/api", api);
   root.onError((err, c) => {
     if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
     const status = err instanceof NotFoundError

@@ -94,6 +94,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const info: DaemonInfo = { url, pid: Deno.pid, stateDir, startedAt: new Date().toISOString() };
   await writeFileAtomic(`${stateDir}/daemon.json`, new TextEncoder().encode(JSON.stringify(info)));
   options.onListen?.(url);
+  // The token rides in the fragment, which the browser never sends to a server.
+  (options.log ?? ((line) => console.error(line)))(
+    `sign in to the UI at ${url}signin#token=${token}`,
+  );
 
   await new Promise<void>((resolve) => {
     Deno.addSignalListener("SIGINT", resolve);

@@ -1,0 +1,317 @@
+/**
+ * The browser UI, end to end: a real daemon (`--demo`, which provides a bootable
+ * appliance), Debian's Chromium driven by playwright-core. Signing in with the URL the
+ * daemon prints, the live list, starting an appliance and seeing its screen (noVNC
+ * through the daemon's proxy), typing into it, stopping it; and every route, the event
+ * stream and the console's WebSocket refusing requests without a session.
+ * Screenshots go to `tests/artefacts/` (git-ignored).
+ */
+
+/// <reference lib="dom" />
+
+import assert from "node:assert/strict";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { buildUi } from "../vat/ui/build_ui.ts";
+import { startVat, type VatProcess } from "./helpers/processes.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTEFACTS = new URL("./artefacts/", import.meta.url).pathname;
+const BOOT_TIMEOUT_MS = 90_000;
+
+/** Every API route, with a method; each must answer 401 without a session. */
+const ROUTES: [string, string][] = [
+  ["GET", "/api/status"],
+  ["GET", "/api/events"],
+  ["GET", "/api/appliances"],
+  ["POST", "/api/appliances"],
+  ["GET", "/api/appliances/demo"],
+  ["POST", "/api/appliances/demo/start"],
+  ["POST", "/api/appliances/demo/stop"],
+  ["POST", "/api/appliances/demo/suspend"],
+  ["POST", "/api/appliances/demo/reset"],
+  ["DELETE", "/api/appliances/demo?confirm=demo"],
+  ["GET", "/api/appliances/demo/console"],
+  ["POST", "/api/appliances/demo/console"],
+  ["POST", "/api/appliances/demo/publish"],
+  ["GET", "/api/appliances/demo/vnc"],
+  ["DELETE", "/api/session"],
+  ["GET", "/api/no-such-route"],
+];
+
+/** The status line of a WebSocket upgrade of `path`, sent by hand. */
+async function upgradeStatus(base: URL, path: string, headers: string[] = []): Promise<string> {
+  const conn = await Deno.connect({ hostname: base.hostname, port: Number(base.port) });
+  try {
+    const request = [
+      `GET ${path} HTTP/1.1`,
+      `Host: ${base.host}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Protocol: binary",
+      ...headers,
+      "",
+      "",
+    ].join("\r\n");
+    await conn.write(new TextEncoder().encode(request));
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf);
+    return new TextDecoder().decode(buf.subarray(0, n ?? 0)).split("\r\n")[0];
+  } finally {
+    conn.close();
+  }
+}
+
+async function refusedWithout(base: URL, headers: Record<string, string>, label: string) {
+  for (const [method, path] of ROUTES) {
+    const res = await fetch(new URL(path, base), {
+      method,
+      headers: { ...headers, "content-type": "application/json" },
+      body: method === "GET" ? undefined : "{}",
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 401, `${label}: ${method} ${path} answered ${res.status}`);
+  }
+  const ws = await upgradeStatus(
+    base,
+    "/api/appliances/demo/vnc",
+    Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  );
+  assert.match(ws, /^HTTP\/1.1 401/, `${label}: the console's WebSocket answered ${ws}`);
+}
+
+/** Counts the canvas's distinct colours and non-black pixels (noVNC draws a 2D canvas). */
+function canvasContent(page: Page) {
+  return page.evaluate(() => {
+    const canvas = document.querySelector<HTMLCanvasElement>("[data-testid=vnc] canvas");
+    if (!canvas || canvas.width === 0) return { colours: 0, lit: 0, width: 0 };
+    const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+    const colours = new Set<number>();
+    let lit = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+      if (data[i] + data[i + 1] + data[i + 2] > 60) lit++;
+    }
+    return { colours: colours.size, lit, width: canvas.width };
+  });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | null | false>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+Deno.test({
+  name: "the UI signs in, shows live appliances, runs one with its screen, and refuses strangers",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await buildUi();
+    await Deno.mkdir(ARTEFACTS, { recursive: true });
+    const dir = await Deno.makeTempDir({ prefix: "vat-ui-" });
+    let daemon: VatProcess | null = null;
+    let context: BrowserContext | null = null;
+    try {
+      daemon = await startVat(
+        ["--demo", "--headless", "--state", `${dir}/state`, "--port", "0"],
+        (out) => out.includes("sign in to the UI at"),
+        240_000,
+      );
+      const signIn = /sign in to the UI at (\S+)/.exec(daemon.output())![1];
+      const base = new URL(signIn);
+      const token = (await Deno.readTextFile(`${dir}/state/token`)).trim();
+      assert.equal(new URL(signIn).hash, `#token=${token}`);
+
+      // Strangers: no session, a wrong token, a forged cookie.
+      await refusedWithout(base, {}, "no session");
+      await refusedWithout(base, { authorization: "Bearer wrong" }, "wrong token");
+      await refusedWithout(base, { cookie: "vat_session=forged" }, "forged cookie");
+      const wrongSignIn = await fetch(new URL("/api/session", base), {
+        method: "POST",
+        body: JSON.stringify({ token: token.replace(/^./, (c) => c === "a" ? "b" : "a") }),
+      });
+      assert.equal(wrongSignIn.status, 401);
+      assert.match((await wrongSignIn.json()).error, /wrong access token/);
+      assert.equal(wrongSignIn.headers.get("set-cookie"), null);
+
+      // A good sign-in gives a cookie; a state change with it needs our own origin.
+      const good = await fetch(new URL("/api/session", base), {
+        method: "POST",
+        body: JSON.stringify({ token }),
+      });
+      assert.equal(good.status, 200);
+      await good.body?.cancel();
+      const setCookie = good.headers.get("set-cookie")!;
+      assert.match(setCookie, /HttpOnly/);
+      assert.match(setCookie, /SameSite=Strict/);
+      const cookie = setCookie.split(";")[0];
+      const status = await fetch(new URL("/api/status", base), { headers: { cookie } });
+      assert.equal(status.status, 200);
+      await status.body?.cancel();
+      const foreignOrigins: Record<string, string>[] = [
+        { origin: "http://evil.example" },
+        { "sec-fetch-site": "cross-site" },
+      ];
+      for (const foreign of foreignOrigins) {
+        const res = await fetch(new URL("/api/appliances/demo/reset", base), {
+          method: "POST",
+          headers: { cookie, ...foreign },
+        });
+        assert.equal(res.status, 403, JSON.stringify(foreign));
+        await res.body?.cancel();
+      }
+      assert.match(
+        await upgradeStatus(base, "/api/appliances/demo/vnc", [
+          `Cookie: ${cookie}`,
+          "Origin: http://evil.example",
+        ]),
+        /^HTTP\/1.1 403/,
+      );
+
+      context = await chromium.launchPersistentContext(`${dir}/chromium`, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+          "--headless",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--no-first-run",
+          "--disable-background-networking",
+          "--disable-component-update",
+          "--disable-sync",
+        ],
+        viewport: { width: 1280, height: 800 },
+      });
+      const page = context.pages()[0] ?? await context.newPage();
+      const pageErrors: string[] = [];
+      page.on("pageerror", (err) => pageErrors.push(err.message));
+      const keysSent: number[] = [];
+      let framesSent = 0;
+      page.on("websocket", (ws) =>
+        ws.on("framesent", (frame) => {
+          framesSent++;
+          // RFB KeyEvent messages going to the guest: 4, down-flag, 2 padding, keysym.
+          const bytes = typeof frame.payload === "string"
+            ? new TextEncoder().encode(frame.payload)
+            : new Uint8Array(frame.payload);
+          // QEMU's extended KeyEvent (noVNC uses it with QEMU): 255, 0, down (2), keysym (4),
+          // keycode (4).
+          for (let i = 0; i + 8 <= bytes.length; i++) {
+            if (bytes[i] === 4 && bytes[i + 1] <= 1 && bytes[i + 2] === 0 && bytes[i + 3] === 0) {
+              keysSent.push((bytes[i + 6] << 8) | bytes[i + 7]);
+            } else if (bytes[i] === 255 && bytes[i + 1] === 0 && bytes[i + 2] === 0) {
+              keysSent.push((bytes[i + 6] << 8) | bytes[i + 7]);
+            }
+          }
+        }));
+
+      // Sign in with the URL: the token leaves the address bar; the list shows.
+      await page.goto(signIn);
+      await page.getByRole("heading", { name: "demo" }).waitFor();
+      assert.equal(new URL(page.url()).hash, "#/");
+      assert.equal(new URL(page.url()).pathname, "/");
+      const cookies = await context.cookies();
+      assert.equal(cookies.find((c) => c.name === "vat_session")?.httpOnly, true);
+      await page.getByTestId("stream").getByText("live").waitFor();
+      await page.screenshot({ path: `${ARTEFACTS}ui-list-1280.png` });
+
+      // The appliance's page, started with the keyboard alone.
+      await page.getByRole("link", { name: "demo" }).focus();
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { name: "Serial console" }).waitFor();
+      await page.getByRole("button", { name: "Start" }).focus();
+      await page.keyboard.press("Enter");
+      const state = page.getByTestId("state");
+      await until(
+        "running",
+        async () => (await state.textContent()) === "running",
+        BOOT_TIMEOUT_MS,
+      );
+      await page.getByTestId("screen-state").getByText("connected").waitFor({ timeout: 30_000 });
+      await until(
+        "VAT-READY",
+        async () => (await page.getByTestId("serial-log").textContent())?.includes("VAT-READY"),
+        BOOT_TIMEOUT_MS,
+      );
+      const shown = await until("a screen that is not blank", async () => {
+        const c = await canvasContent(page);
+        return c.colours > 1 && c.lit > 100 ? c : null;
+      });
+      assert.ok(shown.width > 0);
+      await page.screenshot({ path: `${ARTEFACTS}ui-appliance-1280.png` });
+      await page.getByTestId("vnc").screenshot({ path: `${ARTEFACTS}ui-vnc-screen.png` });
+
+      // Typing into the screen sends key events through the proxy to QEMU.
+      await page.getByRole("button", { name: "Type into the screen" }).click();
+      await page.keyboard.type("ls");
+      await page.keyboard.press("Enter");
+      const focused = await page.evaluate(() => document.activeElement?.tagName);
+      await until(
+        `key events (${framesSent} frames sent; focus on ${focused}; keys ${keysSent})`,
+        () => Promise.resolve(keysSent.includes(0x6c) && keysSent.length),
+        10_000,
+      );
+
+      // Typing into the serial console: the guest answers.
+      await page.getByLabel("Type a line").fill("ping");
+      await page.keyboard.press("Enter");
+      await until(
+        "the guest's reply",
+        async () =>
+          (await page.getByTestId("serial-log").textContent())?.includes("VAT-REPLY ping pong"),
+      );
+
+      // A phone's width: nothing wider than the screen.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.screenshot({ path: `${ARTEFACTS}ui-appliance-390.png`, fullPage: true });
+      assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390));
+      await page.setViewportSize({ width: 1280, height: 800 });
+
+      // Live state: stopped from outside (the CLI's token), the page follows without a reload.
+      let reloaded = false;
+      page.on("load", () => reloaded = true);
+      const stop = await fetch(new URL("/api/appliances/demo/stop", base), {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal(stop.status, 200, await stop.text());
+      await until("stopped", async () => (await state.textContent()) === "stopped", 60_000);
+      assert.equal(reloaded, false);
+      await page.getByText("The screen shows while demo runs.").waitFor();
+
+      // Delete asks first, naming what is lost; keeping it changes nothing.
+      await page.getByRole("button", { name: "Delete…" }).click();
+      const dialog = page.getByRole("alertdialog");
+      assert.match((await dialog.textContent())!, /user disk/);
+      await page.keyboard.press("Escape");
+      await dialog.waitFor({ state: "detached" });
+      await page.screenshot({ path: `${ARTEFACTS}ui-stopped-1280.png` });
+
+      // No script error anywhere on the way.
+      assert.deepEqual(pageErrors, []);
+
+      // Signing out ends the session; a wrong token on the sign-in screen is refused.
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in to the VAT" }).waitFor();
+      const after = await page.evaluate(() => fetch("/api/status").then((r) => r.status));
+      assert.equal(after, 401);
+      await page.getByLabel("Sign-in URL or access token").fill("not-the-token");
+      await page.keyboard.press("Enter");
+      await page.getByRole("alert").getByText(/wrong access token/).waitFor();
+      await page.screenshot({ path: `${ARTEFACTS}ui-signin-refused.png` });
+      await page.getByLabel("Sign-in URL or access token").fill(signIn);
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { name: "demo" }).waitFor();
+    } finally {
+      await context?.close().catch(() => {});
+      await daemon?.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});

@@ -1,0 +1,81 @@
+/** @jsxImportSource preact */
+/**
+ * The UI's shell: wires the models (live state) to the presentational components.
+ *
+ * @module
+ */
+
+import { useEffect } from "preact/hooks";
+import * as list from "./models/appliances.ts";
+import * as consoleModel from "./models/console.ts";
+import { route } from "./models/route.ts";
+import { session, signIn, signInError, signingIn, signOut } from "./models/session.ts";
+import { AppliancePage } from "./components/appliance_page.tsx";
+import { ApplianceList } from "./components/appliance_list.tsx";
+import { ConfirmDelete } from "./components/confirm_delete.tsx";
+import { SignInScreen } from "./components/sign_in_screen.tsx";
+
+/** The whole UI. */
+export function App() {
+  if (session.value === "unknown") return <p class="loading">Connecting to the VAT…</p>;
+  if (session.value === "signed-out") {
+    return <SignInScreen error={signInError} busy={signingIn} onSignIn={signIn} />;
+  }
+  return <SignedIn />;
+}
+
+function SignedIn() {
+  useEffect(() => list.followEvents(), []);
+  const r = route.value;
+  const name = r.page === "appliance" ? r.name : null;
+  useEffect(() => name === null ? undefined : consoleModel.followSerialLog(name), [name]);
+  const asked = list.deleteAsked.value;
+  return (
+    <>
+      <header class="top">
+        <h1>
+          <a href="#/">VAT</a>
+        </h1>
+        <span class={`stream stream-${list.stream}`} data-testid="stream" role="status">
+          {list.stream.value === "live"
+            ? "live"
+            : list.stream.value === "lost"
+            ? "connection to the daemon lost, retrying…"
+            : "connecting…"}
+        </span>
+        <button type="button" onClick={signOut}>Sign out</button>
+      </header>
+      {list.actionError.value && <p class="error" role="alert">{list.actionError}</p>}
+      {asked !== null && (
+        <ConfirmDelete name={asked} onConfirm={list.confirmDelete} onCancel={list.cancelDelete} />
+      )}
+      {name === null
+        ? (
+          <main>
+            <ApplianceList
+              appliances={list.appliances.value}
+              pending={list.pending.value}
+              onOperate={list.operate}
+              onDelete={list.askDelete}
+            />
+          </main>
+        )
+        : (
+          <AppliancePage
+            name={name}
+            appliance={list.appliances.value.find((a) => a.name === name)}
+            pending={list.pending.value[name]}
+            screen={consoleModel.screen}
+            screenError={consoleModel.screenError}
+            serialLog={consoleModel.serialLog}
+            consoleError={consoleModel.consoleError}
+            attachScreen={consoleModel.attachScreen}
+            onFocusScreen={consoleModel.focusScreen}
+            onSend={(line) => consoleModel.sendLine(name, line)}
+            onOperate={list.operate}
+            onDelete={list.askDelete}
+          />
+        )}
+    </>
+  );
+}

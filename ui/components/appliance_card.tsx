@@ -1,0 +1,63 @@
+/** @jsxImportSource preact */
+import type { ApplianceStatus } from "../api.ts";
+import type { Operation } from "../models/appliances.ts";
+
+/** Props of `ApplianceCard`. */
+export interface ApplianceCardProps {
+  appliance: ApplianceStatus;
+  /** The operation under way, if any. */
+  pending?: string;
+  /** Where the name links to (none on the appliance's own page). */
+  href?: string;
+  onOperate(name: string, op: Operation): void;
+  onDelete(name: string): void;
+}
+
+function _version(a: ApplianceStatus): string {
+  const current = a.runningVersion ?? a.suspendedVersion;
+  const latest = a.latestVersion === null ? "repository unreachable" : `latest v${a.latestVersion}`;
+  return current === null ? latest : `v${current} (${latest})`;
+}
+
+/** One appliance: what it is, its state, and its operations. */
+export function ApplianceCard(
+  { appliance: a, pending, href, onOperate, onDelete }: ApplianceCardProps,
+) {
+  const busy = pending !== undefined || ["starting", "stopping", "suspending"].includes(a.state);
+  const running = a.state === "running";
+  const button = (op: Operation, label: string, enabled: boolean) => (
+    <button
+      type="button"
+      disabled={busy || !enabled}
+      onClick={() => onOperate(a.name, op)}
+    >
+      {label}
+    </button>
+  );
+  return (
+    <article class="appliance" aria-labelledby={`name-${a.name}`}>
+      <header>
+        <h2 id={`name-${a.name}`}>{href ? <a href={href}>{a.name}</a> : a.name}</h2>
+        <span class={`state state-${a.state}`} data-testid="state">{pending ?? a.state}</span>
+      </header>
+      <p class="version">{_version(a)}</p>
+      {a.updateRequired && <p class="badge required">update required</p>}
+      {a.updateAvailable && !a.updateRequired && <p class="badge update">update available</p>}
+      {a.lastError && <p class="error" role="alert">Last error: {a.lastError}</p>}
+      <div class="actions" role="group" aria-label={`${a.name}'s operations`}>
+        {button("start", a.state === "suspended" ? "Resume" : "Start", !running)}
+        {button("stop", "Stop", running)}
+        {button("suspend", "Suspend", running)}
+        {button("reset", "Reset", !running)}
+        <button
+          type="button"
+          class="danger"
+          disabled={busy || running}
+          onClick={() => onDelete(a.name)}
+        >
+          Delete…
+        </button>
+      </div>
+    </article>
+  );
+}

@@ -1,0 +1,98 @@
+/// <reference lib="dom" />
+/**
+ * The appliances, live: the daemon's event stream (`/api/events`, event `status`) feeds
+ * `appliances`; the operations are named actions whose failures land in `actionError`.
+ *
+ * @module
+ */
+
+import { signal } from "@preact/signals";
+import { api, ApiError, type ApplianceStatus, call, type ResponseLike } from "../api.ts";
+import { sessionLost } from "./session.ts";
+
+/** Every appliance's status, as last streamed. */
+export const appliances = signal<ApplianceStatus[]>([]);
+/** Whether the live stream is up. */
+export const stream = signal<"connecting" | "live" | "lost">("connecting");
+/** What the last failed action said. */
+export const actionError = signal<string | null>(null);
+/** The operation under way per appliance ("start", "stop", ...). */
+export const pending = signal<Record<string, string>>({});
+/** The appliance whose deletion waits for confirmation. */
+export const deleteAsked = signal<string | null>(null);
+
+/** The operations that the list's buttons run. */
+export type Operation = "start" | "stop" | "suspend" | "reset";
+
+/** Opens the event stream; returns the function that closes it. */
+export function followEvents(): () => void {
+  const events = new EventSource("/api/events");
+  stream.value = "connecting";
+  events.addEventListener("status", (e) => {
+    appliances.value = JSON.parse((e as MessageEvent<string>).data);
+    stream.value = "live";
+  });
+  events.onerror = async () => {
+    stream.value = "lost";
+    // EventSource retries by itself, but cannot tell a dead daemon from an ended
+    // session: ask.
+    try {
+      await call("checking the session", api.api.status.$get());
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        events.close();
+        sessionLost();
+      }
+    }
+  };
+  return () => events.close();
+}
+
+async function _run(name: string, what: string, request: () => Promise<ResponseLike>) {
+  actionError.value = null;
+  pending.value = { ...pending.value, [name]: what };
+  try {
+    await call(`${what} ${name}`, request());
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) sessionLost();
+    actionError.value = (err as Error).message;
+  } finally {
+    const { [name]: _, ...rest } = pending.value;
+    pending.value = rest;
+  }
+}
+
+/** Starts, stops, suspends or resets an appliance. */
+export function operate(name: string, op: Operation): Promise<void> {
+  const routes = api.api.appliances[":name"];
+  const param = { param: { name } };
+  const request = {
+    start: () => routes.start.$post(param),
+    stop: () => routes.stop.$post(param),
+    suspend: () => routes.suspend.$post(param),
+    reset: () => routes.reset.$post(param),
+  }[op];
+  return _run(name, op === "stop" ? "stopping" : `${op.replace(/e$/, "")}ing`, request);
+}
+
+/** Asks to delete an appliance (the UI then asks for confirmation). */
+export function askDelete(name: string): void {
+  deleteAsked.value = name;
+}
+
+/** Cancels a deletion that waits for confirmation. */
+export function cancelDelete(): void {
+  deleteAsked.value = null;
+}
+
+/** Deletes the appliance whose deletion was confirmed. */
+export async function confirmDelete(): Promise<void> {
+  const name = deleteAsked.value;
+  if (name === null) return;
+  deleteAsked.value = null;
+  await _run(
+    name,
+    "deleting",
+    () => api.api.appliances[":name"].$delete({ param: { name }, query: { confirm: name } }),
+  );
+}

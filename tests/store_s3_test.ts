@@ -152,9 +152,15 @@ test("S3Store reports an unreachable endpoint as TransientError", async () => {
   listener.close(); // nothing listens there now
   const store = new S3Store(options({ endpoint: `http://127.0.0.1:${port}` }));
   try {
-    for (const attempt of [store.get("repo.json"), store.put("x", bytes("1")), store.stat("x")]) {
+    // One at a time: a rejection nobody awaits yet would be an uncaught error.
+    const attempts = [
+      () => store.get("repo.json"),
+      () => store.put("x", bytes("1")),
+      () => store.stat("x"),
+    ];
+    for (const attempt of attempts) {
       await assert.rejects(
-        attempt,
+        attempt(),
         (err: Error) => err instanceof TransientError && err.message.includes(`127.0.0.1:${port}`),
       );
     }

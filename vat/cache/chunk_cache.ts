@@ -11,6 +11,7 @@
  * @module
  */
 
+import { closeSync, constants as fsConstants, openSync, readSync, writeSync } from "node:fs";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { isRetryable, TransientError, VatError } from "../errors.ts";
 import { hashChunk, toHex } from "../repo/chunk_codec.ts";
@@ -46,7 +47,18 @@ export interface CacheStats {
 
 interface Slab {
   slotBytes: number;
-  file: Deno.FsFile;
+  /** A file descriptor: node:fs reads and writes at a position (pread, pwrite). */
+  fd: number;
+}
+
+/** What this process knows of a cached chunk; the index's row, in memory. */
+interface _Entry {
+  hash: Uint8Array;
+  slotBytes: number;
+  slot: number;
+  length: number;
+  /** Whether this process has checked the slot against the hash. */
+  verified: boolean;
 }
 
 /** The counters kept across restarts. */
@@ -77,6 +89,9 @@ CREATE INDEX IF NOT EXISTS pins_by_hash ON pins(hash);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 `;
 
+/** Index entries kept in memory (about 150 bytes each; 16 GiB of 64 KiB chunks). */
+const MAX_ENTRIES = 1 << 18;
+
 /** The smallest slot; chunks are stored in the smallest power-of-two slot that fits. */
 const MIN_SLOT_BYTES = 4096;
 
@@ -87,8 +102,9 @@ export class ChunkCache {
   readonly #db: DatabaseSync;
   readonly #slabs = new Map<number, Slab>();
   readonly #inFlight = new Map<string, Promise<Uint8Array>>();
-  readonly #verifiedSlots = new Set<string>();
-  readonly #touched = new Map<string, { hash: Uint8Array; at: number }>();
+  /** Rows read from the index (or written) by this process, by hex hash. */
+  readonly #entries = new Map<string, _Entry>();
+  readonly #touched = new Map<_Entry, number>();
   /** A logical clock for LRU order: strictly increasing, so ties never happen. */
   #clock = 0;
   readonly #maxFetches: number;
@@ -112,7 +128,7 @@ export class ChunkCache {
     this.budgetBytes = options.budgetBytes;
     this.#db = db;
     this.#lock = lock;
-    this.#maxFetches = options.maxConcurrentFetches ?? 8;
+    this.#maxFetches = options.maxConcurrentFetches ?? 32;
     this.#retryForMs = options.retryForMs ?? 60_000;
     this.#q = {
       lookup: db.prepare("SELECT slot_bytes, slot, length FROM chunks WHERE hash = ?"),
@@ -173,7 +189,7 @@ export class ChunkCache {
    * transiently), stored for next time.
    */
   async get(hash: Uint8Array, fetch: ChunkFetcher): Promise<Uint8Array> {
-    const cached = await this.#read(hash);
+    const cached = this.#read(hash);
     if (cached) {
       this.#stats.hits++;
       return cached;
@@ -188,6 +204,37 @@ export class ChunkCache {
     return await pending;
   }
 
+  /**
+   * Fills `into` with the bytes of chunk `hash` from `offset` on, if the cache holds
+   * the chunk intact: once the slot is verified, with one positioned read straight
+   * into `into`. Returns false on a miss (then `get` fetches it).
+   */
+  readCached(hash: Uint8Array, offset: number, into: Uint8Array): boolean {
+    const entry = this.#lookup(hash);
+    if (!entry || offset + into.length > entry.length) return false;
+    if (!entry.verified) {
+      const data = this.#readVerified(entry);
+      if (!data) return false;
+      into.set(data.subarray(offset, offset + into.length));
+    } else {
+      const slab = this.#slab(entry.slotBytes);
+      const position = entry.slot * entry.slotBytes + offset;
+      let filled = 0;
+      while (filled < into.length) {
+        const n = readSync(slab.fd, into, filled, into.length - filled, position + filled);
+        if (n === 0) {
+          // The slab ends early (truncated under us): a miss, fetched again.
+          this.#drop(entry.hash, entry.slotBytes, entry.slot);
+          return false;
+        }
+        filled += n;
+      }
+    }
+    this.#stats.hits++;
+    this.#touch(entry);
+    return true;
+  }
+
   /** Whether the cache holds `hash` (not verified). */
   has(hash: Uint8Array): boolean {
     return this.#q.lookup.get(hash) !== undefined;
@@ -196,7 +243,7 @@ export class ChunkCache {
   /** Stores a chunk the caller already verified (prefetch, publish). */
   async put(hash: Uint8Array, data: Uint8Array): Promise<void> {
     if (this.has(hash)) return;
-    await this.#store(hash, data);
+    this.#store(hash, data);
   }
 
   /** Pins `hashes` for `owner` (e.g. "repo-id@3"): they are never evicted. */
@@ -233,41 +280,75 @@ export class ChunkCache {
     await Promise.allSettled([...this.#inFlight.values()]);
     this.#flushTouches();
     clearTimeout(this.#flushTimer);
-    for (const slab of this.#slabs.values()) slab.file.close();
+    for (const slab of this.#slabs.values()) closeSync(slab.fd);
     this.#slabs.clear();
     this.#db.close();
     this.#lock.close();
   }
 
-  async #read(hash: Uint8Array): Promise<Uint8Array | null> {
+  #read(hash: Uint8Array): Uint8Array | null {
+    const entry = this.#lookup(hash);
+    if (!entry) return null;
+    const data = this.#readVerified(entry);
+    if (data) this.#touch(entry);
+    return data;
+  }
+
+  /**
+   * Keeps `entry` in memory. The map is bounded: past `MAX_ENTRIES` the oldest eighth
+   * is forgotten, and those chunks are looked up (and hash-checked) again when read.
+   */
+  #remember(id: string, entry: _Entry): void {
+    this.#entries.set(id, entry);
+    if (this.#entries.size <= MAX_ENTRIES) return;
+    let forget = MAX_ENTRIES >> 3;
+    for (const key of this.#entries.keys()) {
+      if (forget-- <= 0) break;
+      this.#entries.delete(key);
+    }
+  }
+
+  /** The index entry of `hash`, from memory or else from SQLite. */
+  #lookup(hash: Uint8Array): _Entry | undefined {
+    const id = toHex(hash);
+    let entry = this.#entries.get(id);
+    if (entry) return entry;
     const row = this.#q.lookup.get(hash) as
       | { slot_bytes: number; slot: number; length: number }
       | undefined;
-    if (!row) return null;
-    const slab = await this.#slab(Number(row.slot_bytes));
-    const data = new Uint8Array(Number(row.length));
-    const offset = Number(row.slot) * slab.slotBytes;
+    if (!row) return undefined;
+    entry = {
+      hash: new Uint8Array(hash),
+      slotBytes: Number(row.slot_bytes),
+      slot: Number(row.slot),
+      length: Number(row.length),
+      verified: false,
+    };
+    this.#remember(id, entry);
+    return entry;
+  }
+
+  /** The whole chunk of `entry`, checked against its hash unless this process did. */
+  #readVerified(entry: _Entry): Uint8Array | null {
+    const slab = this.#slab(entry.slotBytes);
+    const data = new Uint8Array(entry.length);
+    const offset = entry.slot * entry.slotBytes;
     let filled = 0;
     while (filled < data.length) {
-      // Positioned reads on one shared handle: seek and read must not interleave
-      // with another reader's, so they run without an await between them.
-      slab.file.seekSync(offset + filled, Deno.SeekMode.Start);
-      const n = slab.file.readSync(data.subarray(filled));
-      if (n === null || n === 0) break;
+      const n = readSync(slab.fd, data, filled, data.length - filled, offset + filled);
+      if (n === 0) break;
       filled += n;
     }
-    const slotId = `${row.slot_bytes}:${row.slot}`;
-    if (!this.#verifiedSlots.has(slotId)) {
-      if (filled < data.length || !Buffer.from(hashChunk(data)).equals(hash)) {
+    if (!entry.verified) {
+      if (filled < data.length || !Buffer.from(hashChunk(data)).equals(entry.hash)) {
         // A crash before the data reached the disk, or a bad sector: a miss.
-        this.#drop(hash, Number(row.slot_bytes), Number(row.slot));
+        this.#drop(entry.hash, entry.slotBytes, entry.slot);
         this.#stats.corruptDropped++;
-        console.error(`cache: chunk ${toHex(hash)} failed its hash check; fetching it again`);
+        console.error(`cache: chunk ${toHex(entry.hash)} failed its hash check; fetching it again`);
         return null;
       }
-      this.#verifiedSlots.add(slotId);
+      entry.verified = true;
     }
-    this.#touch(hash);
     return data;
   }
 
@@ -280,7 +361,7 @@ export class ChunkCache {
       this.#releaseFetchSlot();
     }
     this.#stats.bytesFetched += data.length;
-    await this.#store(hash, data);
+    this.#store(hash, data);
     return data;
   }
 
@@ -317,25 +398,30 @@ export class ChunkCache {
     else this.#activeFetches--;
   }
 
-  async #store(hash: Uint8Array, data: Uint8Array): Promise<void> {
+  #store(hash: Uint8Array, data: Uint8Array): void {
     const slotBytes = _slotBytesFor(data.length);
     if (slotBytes > this.budgetBytes) return;
     if (!this.#makeRoom(slotBytes)) return; // everything is pinned: serve without caching
     const slot = this.#allocate(slotBytes);
-    const slab = await this.#slab(slotBytes);
+    const slab = this.#slab(slotBytes);
     // Record first, then write: if the write never lands, the hash check on the
-    // next read turns the row into a miss.
+    // next process's first read turns the row into a miss.
     this.#q.insert.run(hash, slotBytes, slot, data.length, ++this.#clock);
     this.#usedBytes += slotBytes;
-    const slotId = `${slotBytes}:${slot}`;
-    this.#verifiedSlots.delete(slotId);
+    const entry: _Entry = {
+      hash: new Uint8Array(hash),
+      slotBytes,
+      slot,
+      length: data.length,
+      verified: false,
+    };
+    this.#remember(toHex(hash), entry);
     let written = 0;
     const offset = slot * slotBytes;
     while (written < data.length) {
-      slab.file.seekSync(offset + written, Deno.SeekMode.Start);
-      written += slab.file.writeSync(data.subarray(written));
+      written += writeSync(slab.fd, data, written, data.length - written, offset + written);
     }
-    this.#verifiedSlots.add(slotId);
+    entry.verified = true;
   }
 
   #makeRoom(slotBytes: number): boolean {
@@ -366,8 +452,12 @@ export class ChunkCache {
     this.#q.remove.run(hash);
     this.#q.addFree.run(slotBytes, slot);
     this.#usedBytes -= slotBytes;
-    this.#verifiedSlots.delete(`${slotBytes}:${slot}`);
-    this.#touched.delete(toHex(hash));
+    const id = toHex(hash);
+    const entry = this.#entries.get(id);
+    if (entry) {
+      this.#entries.delete(id);
+      this.#touched.delete(entry);
+    }
   }
 
   #allocate(slotBytes: number): number {
@@ -380,23 +470,23 @@ export class ChunkCache {
     return Number(row.slots) - 1;
   }
 
-  async #slab(slotBytes: number): Promise<Slab> {
+  #slab(slotBytes: number): Slab {
     let slab = this.#slabs.get(slotBytes);
     if (!slab) {
-      const file = await Deno.open(`${this.dir}/slab-${slotBytes}.bin`, {
-        read: true,
-        write: true,
-        create: true,
-      });
-      slab = { slotBytes, file };
+      const fd = openSync(
+        `${this.dir}/slab-${slotBytes}.bin`,
+        fsConstants.O_RDWR | fsConstants.O_CREAT,
+        0o644,
+      );
+      slab = { slotBytes, fd };
       this.#slabs.set(slotBytes, slab);
     }
     return slab;
   }
 
   /** LRU order is updated in batches: one transaction a second, not a write a read. */
-  #touch(hash: Uint8Array): void {
-    this.#touched.set(toHex(hash), { hash, at: ++this.#clock });
+  #touch(entry: _Entry): void {
+    this.#touched.set(entry, ++this.#clock);
     if (this.#flushTimer === undefined) {
       const timer = setTimeout(() => {
         this.#flushTimer = undefined;
@@ -410,7 +500,7 @@ export class ChunkCache {
   #flushTouches(): void {
     this.#db.exec("BEGIN");
     try {
-      for (const { hash, at } of this.#touched.values()) this.#q.touch.run(at, hash);
+      for (const [entry, at] of this.#touched) this.#q.touch.run(at, entry.hash);
       for (const [name, value] of Object.entries(this.#stats)) this.#q.setCounter.run(name, value);
       this.#db.exec("COMMIT");
     } catch (err) {

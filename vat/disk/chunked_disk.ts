@@ -50,20 +50,25 @@ export class ChunkedDisk implements BlockDevice {
     const chunkBytes = this.index.chunkBytes;
     const first = Math.floor(offset / chunkBytes);
     const last = Math.floor((offset + into.length - 1) / chunkBytes);
-    const parts: Promise<void>[] = [];
+    let misses: Promise<void>[] | undefined;
     for (let i = first; i <= last && into.length > 0; i++) {
       const chunkStart = i * chunkBytes;
       const from = Math.max(offset, chunkStart);
       const to = Math.min(offset + into.length, chunkStart + chunkBytes);
       const target = into.subarray(from - offset, to - offset);
-      parts.push(
-        this.readChunk(i).then((data) => {
-          if (data) target.set(data.subarray(from - chunkStart, to - chunkStart));
-          else target.fill(0);
-        }),
-      );
+      const hash = this.index.hash(i);
+      this.#observer?.(i);
+      if (!hash) {
+        target.fill(0);
+      } else if (!this.#cache.readCached(hash, from - chunkStart, target)) {
+        (misses ??= []).push(
+          this.#cache.get(hash, this.#fetch).then((data) => {
+            target.set(data.subarray(from - chunkStart, to - chunkStart));
+          }),
+        );
+      }
     }
-    await Promise.all(parts);
+    if (misses) await Promise.all(misses);
   }
 
   write(): Promise<void> {

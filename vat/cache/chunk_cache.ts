@@ -241,7 +241,7 @@ export class ChunkCache {
   }
 
   /** Stores a chunk the caller already verified (prefetch, publish). */
-  async put(hash: Uint8Array, data: Uint8Array): Promise<void> {
+  put(hash: Uint8Array, data: Uint8Array): void {
     if (this.has(hash)) return;
     this.#store(hash, data);
   }

@@ -27,6 +27,7 @@ const TEST_PACKAGES = {
   ...START_PACKAGES,
   "nbdkit": "nbdkit",
   "chromium": "chromium",
+  "openssl": "openssl",
   "libnbd-bin": "nbdcopy",
   "nginx": "nginx",
   "zstd": "zstd",

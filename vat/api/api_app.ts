@@ -28,6 +28,8 @@ export interface ApiContext {
   version: string;
   /** Cache counters and sizes. */
   cacheStats(): unknown;
+  /** The remote display's URL and certificate fingerprint, if it is on (`--listen`). */
+  remoteDisplay?(): { url: string; fingerprint: string } | null;
 }
 
 function applianceRoutes(ctx: ApiContext) {
@@ -106,6 +108,7 @@ export function apiApp(ctx: ApiContext) {
         pid: Deno.pid,
         appliances: await ctx.appliances.list(),
         cache: ctx.cacheStats(),
+        remoteDisplay: ctx.remoteDisplay?.() ?? null,
       }))
     .get("/events", (c) =>
       streamSSE(c, async (stream) => {

@@ -152,6 +152,7 @@ export const statusCommand: Command = {
       pid: number;
       appliances: ApplianceStatus[];
       cache: { usedBytes: number; budgetBytes: number; hits: number; misses: number };
+      remoteDisplay: { url: string; fingerprint: string } | null;
     }>(client.api.status.$get());
     if (values.json) {
       printJson(status);
@@ -164,6 +165,11 @@ export const statusCommand: Command = {
       }, ` +
         `${status.cache.hits} hits, ${status.cache.misses} misses`,
     );
+    if (status.remoteDisplay) {
+      console.log(
+        `remote display: ${status.remoteDisplay.url} (TLS certificate SHA-256 ${status.remoteDisplay.fingerprint})`,
+      );
+    }
     for (const a of status.appliances) console.log(describe(a));
     return 0;
   },

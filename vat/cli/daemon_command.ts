@@ -1,5 +1,6 @@
 import { runDaemon } from "../daemon/daemon.ts";
 import { readDaemonConfig } from "../daemon/daemon_config.ts";
+import { parseListenAddress } from "../daemon/remote_display.ts";
 import { UsageError } from "../errors.ts";
 import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
 import { parseFlags, parseSize } from "./args.ts";
@@ -9,7 +10,8 @@ import { VERSION } from "./version.ts";
 export const daemonCommand: Command = {
   name: "daemon",
   summary: "run the VAT daemon (what `vat` alone does)",
-  usage: `vat [--headless] [--state DIR] [--port N] [--cache-size SIZE] [--demo]
+  usage: `vat [--headless | --kiosk] [--listen ADDR:PORT] [--state DIR] [--port N]
+    [--cache-size SIZE] [--demo]
 
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
@@ -18,10 +20,17 @@ Settings may also live in DIR/config.json ({"port": 8460, "hostname": "127.0.0.1
 "cacheSize": "20G"}); flags win over it.
 --demo sets up the embedded default first: a local repository in the state directory
 holding a small busybox appliance built from Debian packages, added as "demo".
-Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
+Without --headless it opens the UI in a local browser (Chromium's app window, or
+Firefox) when there is a display and one is installed; --kiosk makes it full screen.
+--listen ADDR:PORT (e.g. 0.0.0.0:8443) also serves the UI and API over TLS there, for a
+browser on another machine: the certificate is self-signed, made on first use, kept in
+DIR/remote-display/, and its SHA-256 fingerprint is printed and shown by vat status.
+Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first.`,
   async run(args) {
     const { values, positionals } = parseFlags("daemon", args, {
       headless: { type: "boolean" },
+      kiosk: { type: "boolean" },
+      listen: { type: "string" },
       state: { type: "string" },
       port: { type: "string" },
       "cache-size": { type: "string" },
@@ -34,6 +43,10 @@ Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
     if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) {
       throw new UsageError(`--port "${values.port}" is not a port number`);
     }
+    if (values.headless && values.kiosk) {
+      throw new UsageError("--kiosk opens a browser; it cannot go with --headless");
+    }
+    const listen = values.listen === undefined ? undefined : parseListenAddress(values.listen);
     const dir = stateDir(values.state);
     const config = await readDaemonConfig(dir);
     return await runDaemon({
@@ -45,6 +58,8 @@ Stops on SIGINT or SIGTERM, shutting its appliances down first.`,
         : config.cacheBytes ?? DEFAULT_CACHE_BYTES,
       version: VERSION,
       demo: values.demo,
+      listen,
+      browser: values.headless ? undefined : { kiosk: values.kiosk ?? false },
       onListen(url) {
         console.log(`vat daemon listening at ${url} (state: ${dir})`);
       },

@@ -1,8 +1,9 @@
 /**
  * `vat` (and `vat --headless`): the VAT daemon. It owns the state directory (one
  * daemon per directory), opens the chunk cache and the state database, reaps what a
- * killed predecessor left running, serves the API on loopback, and stops every
- * appliance when told to stop.
+ * killed predecessor left running, serves the API on loopback (and, with `--listen`,
+ * over TLS as the remote display), opens the UI in a local browser unless headless, and
+ * stops every appliance when told to stop.
  *
  * @module
  */
@@ -15,6 +16,8 @@ import { apiApp } from "../api/api_app.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
 import { Appliances } from "./appliances.ts";
+import { openBrowser, type OpenedBrowser } from "./open_browser.ts";
+import { type ListenAddress, type RemoteDisplay, serveRemoteDisplay } from "./remote_display.ts";
 import { StateDb } from "./state_db.ts";
 
 /** Where the daemon listens unless told otherwise. */
@@ -32,6 +35,10 @@ export interface DaemonOptions {
   demo?: boolean;
   /** Where progress lines go (default: standard error). */
   log?: (line: string) => void;
+  /** Also serve the app over TLS here (the remote display; `--listen`). */
+  listen?: ListenAddress;
+  /** Open the UI in a local browser (not headless); full screen with `kiosk`. */
+  browser?: { kiosk: boolean };
   /** Called once the API listens, with its URL. */
   onListen?(url: string): void;
 }
@@ -47,6 +54,7 @@ export interface DaemonInfo {
 /** Runs the daemon until SIGINT or SIGTERM; returns the exit code. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   const { stateDir } = options;
+  const log = options.log ?? ((line) => console.error(line));
   await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
   await _refuseSecondDaemon(stateDir);
   for await (const entry of _readDirOrEmpty(`${stateDir}/run`)) {
@@ -59,7 +67,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const db = StateDb.open(`${stateDir}/vat.sqlite`);
   const appliances = new Appliances(db, cache, stateDir);
   if (options.demo) {
-    await ensureDemoAppliance(stateDir, appliances, options.log ?? ((line) => console.error(line)));
+    await ensureDemoAppliance(stateDir, appliances, log);
   }
   const token = randomBytes(32).toString("base64url");
   await writeFileAtomic(`${stateDir}/token`, new TextEncoder().encode(token + "\n"), {
@@ -71,15 +79,21 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     stateDir,
     version: options.version,
     cacheStats: () => cache.stats(),
+    remoteDisplay: () => remote && { url: remote.url, fingerprint: remote.fingerprint },
   });
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  let remote: RemoteDisplay | null = null;
   try {
     server = Deno.serve({
       hostname: options.hostname ?? "127.0.0.1",
       port: options.port ?? DEFAULT_DAEMON_PORT,
       onListen: () => {},
     }, app.fetch);
+    if (options.listen) {
+      remote = await serveRemoteDisplay({ stateDir, listen: options.listen, handler: app.fetch });
+    }
   } catch (err) {
+    await server?.shutdown();
     await cache.close();
     db.close();
     if (err instanceof Deno.errors.AddrInUse) {
@@ -95,16 +109,35 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   await writeFileAtomic(`${stateDir}/daemon.json`, new TextEncoder().encode(JSON.stringify(info)));
   options.onListen?.(url);
   // The token rides in the fragment, which the browser never sends to a server.
-  (options.log ?? ((line) => console.error(line)))(
-    `sign in to the UI at ${url}signin#token=${token}`,
-  );
+  log(`sign in to the UI at ${url}signin#token=${token}`);
+  if (remote) {
+    log(
+      `remote display at ${remote.url} (TLS; ${
+        remote.certificateCreated ? "new" : "the"
+      } certificate's SHA-256 fingerprint: ${remote.fingerprint})`,
+    );
+    log(`sign in remotely at ${remote.url}signin#token=${token}`);
+  }
+  let browser: OpenedBrowser | null = null;
+  if (options.browser) {
+    browser = await openBrowser({
+      signInUrl: `${url}signin#token=${token}`,
+      stateDir,
+      kiosk: options.browser.kiosk,
+      log,
+    });
+  }
 
   await new Promise<void>((resolve) => {
     Deno.addSignalListener("SIGINT", resolve);
     Deno.addSignalListener("SIGTERM", resolve);
   });
+  await browser?.close();
   await appliances.close();
-  await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
+  await Promise.race([
+    Promise.all([server.shutdown(), remote?.server.shutdown()]),
+    new Promise((r) => setTimeout(r, 2000)),
+  ]);
   await cache.close();
   db.close();
   await Deno.remove(`${stateDir}/daemon.json`).catch(() => {});

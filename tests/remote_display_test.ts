@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { certificateFingerprint } from "../vat/daemon/tls_certificate.ts";
 import { startVat } from "./helpers/processes.ts";
-import { VAT_MAIN, vatOk } from "./helpers/vat_cli.ts";
+import { vatOk } from "./helpers/vat_cli.ts";
 
 const READY = "sign in remotely at";
 
@@ -144,49 +144,6 @@ async function fakeBrowser(dir: string): Promise<string> {
   return bin;
 }
 
-/** Starts the daemon with `env` changed (`undefined` unsets a variable). */
-async function startWithEnv(
-  args: string[],
-  env: Record<string, string | undefined>,
-  ready: (out: string) => boolean,
-) {
-  const full = { ...Deno.env.toObject(), ...env };
-  for (const [name, value] of Object.entries(env)) if (value === undefined) delete full[name];
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", VAT_MAIN, ...args],
-    clearEnv: true,
-    env: full as Record<string, string>,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const piece of stream) text += decoder.decode(piece, { stream: true });
-  };
-  const collecting = Promise.all([collect(child.stdout), collect(child.stderr)]);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  const stop = async (signal: Deno.Signal = "SIGTERM") => {
-    if (!exited) child.kill(signal);
-    const s = await status;
-    await collecting;
-    return s;
-  };
-  const deadline = Date.now() + 20_000;
-  while (!ready(text)) {
-    if (exited || Date.now() > deadline) {
-      await stop("SIGKILL");
-      throw new Error(`vat ${args.join(" ")} did not get ready:\n${text}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { output: () => text, stop };
-}
-
 /** Whether `pid` runs (a zombie does not count). */
 async function running(pid: number): Promise<boolean> {
   try {
@@ -218,10 +175,10 @@ Deno.test({
     let browserPid = 0;
     try {
       // No display: nothing is started, and the daemon says why.
-      const headless = await startWithEnv(
+      const headless = await startVat(
         args,
-        { PATH: path, DISPLAY: undefined, WAYLAND_DISPLAY: undefined },
         (out) => out.includes("not opening a browser"),
+        { env: { PATH: path, DISPLAY: undefined, WAYLAND_DISPLAY: undefined } },
       );
       stops.push(headless.stop);
       assert.match(headless.output(), /there is no display \(DISPLAY and WAYLAND_DISPLAY/);
@@ -231,10 +188,10 @@ Deno.test({
 
       // A display: the app window opens on a page that forwards to the sign-in URL,
       // so that the token is not on the browser's command line.
-      const kiosk = await startWithEnv(
+      const kiosk = await startVat(
         [...args, "--kiosk"],
-        { PATH: path, DISPLAY: ":vat-test", WAYLAND_DISPLAY: undefined },
         (out) => out.includes("opened the UI in chromium (kiosk)"),
+        { env: { PATH: path, DISPLAY: ":vat-test", WAYLAND_DISPLAY: undefined } },
       );
       stops.push(kiosk.stop);
       await until(
@@ -261,10 +218,10 @@ Deno.test({
 
       // A killed daemon takes its browser along (parent-death signal).
       await Deno.remove(`${dir}/launched`);
-      const killed = await startWithEnv(
+      const killed = await startVat(
         args,
-        { PATH: path, DISPLAY: ":vat-test" },
         (out) => out.includes("opened the UI in chromium"),
+        { env: { PATH: path, DISPLAY: ":vat-test" } },
       );
       stops.push(killed.stop);
       await until(

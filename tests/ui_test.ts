@@ -121,7 +121,7 @@ Deno.test({
       daemon = await startVat(
         ["--demo", "--headless", "--state", `${dir}/state`, "--port", "0"],
         (out) => out.includes("sign in to the UI at"),
-        240_000,
+        { timeoutMs: 240_000 },
       );
       const signIn = /sign in to the UI at (\S+)/.exec(daemon.output())![1];
       const base = new URL(signIn);

@@ -12,17 +12,31 @@ export interface VatProcess {
   /** Everything it printed so far (stdout and stderr). */
   output(): string;
   /** SIGTERM (or the given signal), then wait for it to exit. */
-  stop(signal?: Deno.Signal): Promise<void>;
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/** Options of `startVat`. */
+export interface StartVatOptions {
+  /** Environment changes; `undefined` unsets a variable. */
+  env?: Record<string, string | undefined>;
+  /** How long it may take to get ready (default 20 s). */
+  timeoutMs?: number;
 }
 
 /** Starts `vat args...` and resolves once `ready(output)` is true. */
 export async function startVat(
   args: string[],
   ready: (output: string) => boolean,
-  timeoutMs = 20_000,
+  options: StartVatOptions = {},
 ): Promise<VatProcess> {
+  const env = { ...Deno.env.toObject(), ...options.env };
+  for (const [name, value] of Object.entries(options.env ?? {})) {
+    if (value === undefined) delete env[name];
+  }
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", VAT_MAIN, ...args],
+    clearEnv: true,
+    env: env as Record<string, string>,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -46,11 +60,12 @@ export async function startVat(
           child.kill(signal);
         } catch { /* already gone */ }
       }
-      await status;
+      const s = await status;
       await collecting;
+      return s;
     },
   };
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000);
   while (!ready(text)) {
     if (exited || Date.now() > deadline) {
       await proc.stop("SIGKILL");

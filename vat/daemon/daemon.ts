@@ -13,6 +13,7 @@ import { ChunkCache } from "../cache/chunk_cache.ts";
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { apiApp } from "../api/api_app.ts";
+import { probeKvm } from "../vmm/kvm_probe.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
 import { Appliances } from "./appliances.ts";
@@ -60,6 +61,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   for await (const entry of _readDirOrEmpty(`${stateDir}/run`)) {
     if (entry.isDirectory) await reapOrphan(`${stateDir}/run/${entry.name}`);
   }
+  // The KVM probe takes up to its time limit where /dev/kvm hangs: start it now, so
+  // the first appliance start finds the answer ready (it is kept for the process).
+  probeKvm().catch(() => {});
   const cache = await ChunkCache.open({
     dir: `${stateDir}/cache`,
     budgetBytes: options.cacheBytes,

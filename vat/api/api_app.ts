@@ -124,10 +124,12 @@ export function apiApp(ctx: ApiContext) {
             });
             // Send again on a change, or every 15 s to show new versions and keep
             // the connection alive through proxies.
+            let timer: ReturnType<typeof setTimeout> | undefined;
             await new Promise<void>((resolve) => {
               wake = resolve;
-              setTimeout(resolve, 15_000);
+              timer = setTimeout(resolve, 15_000);
             });
+            clearTimeout(timer);
             wake = null;
           }
         } finally {

@@ -15,6 +15,7 @@ import { loadSigningKey } from "../auth/signing_key.ts";
 import { openStore } from "../repo/open_store.ts";
 import { type DiskSource, publishDisks, type PublishResult } from "../repo/publish.ts";
 import { Repository, type Version } from "../repo/repository.ts";
+import type { Store } from "../repo/store.ts";
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
@@ -89,8 +90,9 @@ export class Appliances extends EventTarget {
     this.#busy.set(name, "starting");
     this.#errors.delete(name);
     this.#changed();
+    let store: Store | null = null;
     try {
-      const store = await openStore(record.repo);
+      store = await openStore(record.repo);
       const repo = await Repository.open(store);
       const version = await repo.resolveVersion("latest");
       this.#latest.set(name, {
@@ -124,7 +126,11 @@ export class Appliances extends EventTarget {
       if (resumeFrom) await this.#dropMemoryImage(name);
       this.#runs.set(name, run);
       this.#db.update(name, { lastVersion: version.number });
+      // The run reads chunks through this store until QEMU exits.
+      const runStore = store;
+      store = null;
       run.ended.then((exit) => {
+        runStore.close().catch(() => {});
         this.#runs.delete(name);
         if (exit.reason === "crashed" || exit.reason === "panic") {
           this.#errors.set(
@@ -137,6 +143,7 @@ export class Appliances extends EventTarget {
       });
     } catch (err) {
       this.#errors.set(name, (err as Error).message);
+      await store?.close().catch(() => {});
       throw err;
     } finally {
       this.#busy.delete(name);

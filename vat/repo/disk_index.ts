@@ -56,6 +56,14 @@ export class DiskIndex {
     return null;
   }
 
+  /** Every chunk that is not all zeroes, in disk order: its number and hash (a view). */
+  *dataChunks(): IterableIterator<[number, Uint8Array]> {
+    for (let i = 0; i < this.count; i++) {
+      const hash = this.hash(i);
+      if (hash) yield [i, hash];
+    }
+  }
+
   /** Sets chunk `i`'s hash; null marks it all-zero. */
   setHash(i: number, hash: Uint8Array | null): void {
     const at = i * HASH_BYTES;

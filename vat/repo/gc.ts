@@ -105,10 +105,7 @@ async function _markLive(
   for (const disk of Object.values(manifest.disks)) {
     liveObjects.add(disk.index.key);
     const index = await repo.readDiskIndex(disk.index);
-    for (let i = 0; i < index.count; i++) {
-      const hash = index.hash(i);
-      if (hash) live.add(toHex(hash));
-    }
+    for (const [, hash] of index.dataChunks()) live.add(toHex(hash));
   }
 }
 

@@ -201,7 +201,7 @@ export async function publishDisks(
       for (const [name, index] of indexes) {
         const ref = await repo.writeDiskIndex(version, name, index);
         let dataChunks = 0;
-        for (let i = 0; i < index.count; i++) if (index.hash(i)) dataChunks++;
+        for (const _ of index.dataChunks()) dataChunks++;
         disks[name] = {
           sizeBytes: index.sizeBytes,
           chunkBytes: index.chunkBytes,
@@ -254,10 +254,7 @@ async function _chunksOfLatest(repo: Repository): Promise<Set<string>> {
   const { manifest } = await repo.readVersion(latest);
   for (const disk of Object.values(manifest.disks)) {
     const index = await repo.readDiskIndex(disk.index);
-    for (let i = 0; i < index.count; i++) {
-      const hash = index.hash(i);
-      if (hash) known.add(toHex(hash));
-    }
+    for (const [, hash] of index.dataChunks()) known.add(toHex(hash));
   }
   return known;
 }

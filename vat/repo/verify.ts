@@ -38,12 +38,9 @@ export async function verifyRepository(
         if (index.sizeBytes !== disk.sizeBytes) {
           report.problems.push(`version ${n} ${name} disk: index size differs from manifest`);
         }
-        for (let i = 0; i < index.count; i++) {
-          const hash = index.hash(i);
-          if (hash) {
-            const id = toHex(hash);
-            if (!chunks.has(id)) chunks.set(id, `version ${n} ${name} disk, chunk ${i}`);
-          }
+        for (const [i, hash] of index.dataChunks()) {
+          const id = toHex(hash);
+          if (!chunks.has(id)) chunks.set(id, `version ${n} ${name} disk, chunk ${i}`);
         }
       }
     } catch (err) {

@@ -19,6 +19,10 @@ function _version(a: ApplianceStatus): string {
   return current === null ? latest : `v${current} (${latest})`;
 }
 
+function _mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(1);
+}
+
 /** One appliance: what it is, its state, and its operations. */
 export function ApplianceCard(
   { appliance: a, pending, href, onOperate, onDelete }: ApplianceCardProps,
@@ -43,6 +47,15 @@ export function ApplianceCard(
       <p class="version">{_version(a)}</p>
       {a.updateRequired && <p class="badge required">update required</p>}
       {a.updateAvailable && !a.updateRequired && <p class="badge update">update available</p>}
+      {a.offline && <p class="badge offline">offline</p>}
+      {a.safeOffline
+        ? <p class="badge safe-offline">safe offline</p>
+        : a.hoarded && a.totalBytes !== null && (
+          <p class="badge hoarding">
+            {a.hoarding ? "hoarding" : "hoarded"}: {_mib(a.cachedBytes ?? 0)} of{" "}
+            {_mib(a.totalBytes)} MiB cached
+          </p>
+        )}
       {a.lastError && <p class="error" role="alert">Last error: {a.lastError}</p>}
       <div class="actions" role="group" aria-label={`${a.name}'s operations`}>
         {button("start", a.state === "suspended" ? "Resume" : "Start", !running)}

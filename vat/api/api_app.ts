@@ -48,6 +48,17 @@ function applianceRoutes(ctx: ApiContext) {
     .post("/:name/stop", async (c) => c.json(await app.stop(c.req.param("name"))))
     .post("/:name/suspend", async (c) => c.json(await app.suspend(c.req.param("name"))))
     .post("/:name/reset", async (c) => c.json(await app.reset(c.req.param("name"))))
+    .post(
+      "/:name/hoard",
+      validator("json", (value) => {
+        const on = (value as { on?: unknown })?.on;
+        if (typeof on !== "boolean") {
+          throw new UsageError('say whether to hoard as {"on": true} or {"on": false}');
+        }
+        return { on };
+      }),
+      async (c) => c.json(await app.hoard(c.req.param("name"), c.req.valid("json").on)),
+    )
     .delete(
       "/:name",
       validator("query", (value) => ({ confirm: String(value.confirm ?? "") })),

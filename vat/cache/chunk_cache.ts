@@ -153,6 +153,7 @@ export class ChunkCache {
       pinned: db.prepare("SELECT COUNT(DISTINCT hash) AS n FROM pins"),
       pin: db.prepare("INSERT OR IGNORE INTO pins (owner, hash) VALUES (?, ?)"),
       unpin: db.prepare("DELETE FROM pins WHERE owner = ?"),
+      owners: db.prepare("SELECT DISTINCT owner FROM pins WHERE substr(owner, 1, ?) = ?"),
       counter: db.prepare("SELECT value FROM counters WHERE name = ?"),
       setCounter: db.prepare("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"),
     };
@@ -261,6 +262,11 @@ export class ChunkCache {
   /** Drops every pin of `owner`. */
   unpin(owner: string): void {
     this.#q.unpin.run(owner);
+  }
+
+  /** The owners holding pins whose names start with `prefix`. */
+  pinOwners(prefix: string): string[] {
+    return (this.#q.owners.all(prefix.length, prefix) as { owner: string }[]).map((r) => r.owner);
   }
 
   /** The counters and sizes. */

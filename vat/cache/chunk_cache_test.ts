@@ -143,8 +143,13 @@ Deno.test("ChunkCache evicts the least recently used unpinned chunks within its 
     assert.equal(cache.has(chunks[2].hash), false);
     assert.equal(cache.has(chunks[5].hash), true);
     assert.equal(stats.pinnedChunks, 1);
+    cache.pin("hoard:desk:2", [chunks[5].hash]);
+    assert.deepEqual(cache.pinOwners("hoard:desk:"), ["hoard:desk:2"]);
+    assert.deepEqual(cache.pinOwners("hoard:des:"), []);
+    cache.unpin("hoard:desk:2");
     cache.unpin("appliance@1");
     assert.equal(cache.stats().pinnedChunks, 0);
+    assert.deepEqual(cache.pinOwners(""), []);
     await cache.close();
   });
 });

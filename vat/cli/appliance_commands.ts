@@ -1,6 +1,6 @@
 /**
  * The user's verbs, sent to the running daemon: add, list, start, stop, suspend,
- * reset, delete, status, console, and publish --from.
+ * reset, delete, status, console, hoard, and publish --from.
  *
  * @module
  */
@@ -8,7 +8,7 @@
 import { connectDaemon, expectOk } from "../api/api_client.ts";
 import type { ApplianceStatus } from "../daemon/appliances.ts";
 import { UsageError } from "../errors.ts";
-import { formatBytes } from "../progress.ts";
+import { formatBytes, terminalProgress } from "../progress.ts";
 import type { PublishResult } from "../repo/publish.ts";
 import { stateDir } from "../state_dir.ts";
 import { parseFlags, printJson } from "./args.ts";
@@ -21,7 +21,15 @@ function describe(a: ApplianceStatus): string {
   const notes = [
     a.updateAvailable ? `update available (version ${a.latestVersion})` : "",
     a.updateRequired ? "update required" : "",
-    a.latestVersion === null ? "repository unreachable" : "",
+    a.offline ? "offline" : "",
+    a.safeOffline
+      ? "safe offline"
+      : a.hoarding && a.totalBytes !== null
+      ? `hoarding ${formatBytes(a.cachedBytes ?? 0)} of ${formatBytes(a.totalBytes)}`
+      : a.hoarded
+      ? "hoarded, not all cached"
+      : "",
+    a.latestVersion === null && !a.offline ? "no version found" : "",
     a.lastError ? `error: ${a.lastError}` : "",
   ].filter(Boolean);
   return `${a.name.padEnd(16)} ${a.state.padEnd(10)} ${version === null ? "-" : `v${version}`}` +
@@ -111,6 +119,62 @@ export const resetCommand = actionCommand(
   "throw away an appliance's ephemeral disk and memory image (the user disk stays)",
   `vat reset NAME [--state DIR] [--json]`,
 );
+
+export const hoardCommand: Command = {
+  name: "hoard",
+  summary: "keep an appliance's newest version cached for offline use (or stop: --off)",
+  usage: `vat hoard NAME [--off] [--state DIR] [--json]
+
+Fetches every chunk of the appliance's newest version that the cache lacks (system disk,
+kernel, initrd and the user disk's base) and pins them, so the appliance starts without a
+network. Newer versions are fetched and pinned when they are seen; the older version stays
+pinned until then. --off drops the pins (the chunks stay cached until evicted).`,
+  async run(args) {
+    const { values, positionals } = parseFlags("hoard", args, {
+      ...COMMON,
+      off: { type: "boolean" },
+    });
+    if (positionals.length !== 1) throw new UsageError("hoard: give one appliance NAME");
+    const name = positionals[0];
+    const client = await connectDaemon(stateDir(values.state));
+    const request = expectOk<ApplianceStatus>(
+      client.api.appliances[":name"].hoard.$post({ param: { name }, json: { on: !values.off } }),
+    );
+    // The daemon fetches; this shows how far it got until the answer comes.
+    const progress = terminalProgress({ quiet: values.json || values.off });
+    const started = Date.now();
+    let answered = false;
+    const watching = (async () => {
+      while (!answered) {
+        await new Promise((r) => setTimeout(r, 300));
+        if (answered) break;
+        const res = await client.api.appliances[":name"].$get({ param: { name } }).catch(() =>
+          null
+        );
+        const a = res?.ok ? await res.json() as ApplianceStatus : null;
+        if (answered || !a?.hoarding || a.totalBytes === null) continue;
+        progress.listener({
+          phase: `hoarding ${name}`,
+          doneBytes: a.cachedBytes ?? 0,
+          totalBytes: a.totalBytes,
+          transferredBytes: 0,
+          elapsedMs: Date.now() - started,
+        });
+      }
+    })();
+    let status: ApplianceStatus;
+    try {
+      status = await request;
+    } finally {
+      answered = true;
+      await watching;
+      progress.done();
+    }
+    if (values.json) printJson(status);
+    else console.log(describe(status));
+    return 0;
+  },
+};
 
 export const deleteCommand: Command = {
   name: "delete",

@@ -6,16 +6,32 @@
  * subscription and its user disk), and publish (an administrator's running system
  * disk becomes the next version). Changes are announced as "change" events.
  *
+ * Offline (docs/DAEMON.md, "Hoarding and offline use"): repositories are read through
+ * a `MirroredStore`, so their metadata is at hand without a network; `hoard` fetches
+ * and pins every chunk of the newest version, and a start without the repository
+ * boots that version when every chunk of it is cached.
+ *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import type { ChunkCache } from "../cache/chunk_cache.ts";
-import { ConflictError, NotFoundError, PermanentError, UsageError, VatError } from "../errors.ts";
+import {
+  ConflictError,
+  isRetryable,
+  NotFoundError,
+  PermanentError,
+  TransientError,
+  UsageError,
+  VatError,
+} from "../errors.ts";
 import { loadSigningKey } from "../auth/signing_key.ts";
 import { openStore } from "../repo/open_store.ts";
 import { type DiskSource, publishDisks, type PublishResult } from "../repo/publish.ts";
 import { Repository, type Version } from "../repo/repository.ts";
-import type { Store } from "../repo/store.ts";
+import { MirroredStore } from "../repo/store_mirrored.ts";
+import { toHex } from "../repo/chunk_codec.ts";
+import { formatBytes } from "../progress.ts";
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
@@ -42,7 +58,40 @@ export interface ApplianceStatus {
   vncWebsocketPort: number | null;
   /** What went wrong last (a failed start, a crash), until the next start. */
   lastError: string | null;
+  /** The repository cannot be reached now (its metadata comes from the local mirror). */
+  offline: boolean;
+  /**
+   * Every chunk of the newest version the VAT holds (system disk, boot files, and the
+   * subscription's user-disk base) is cached and pinned by a hoard.
+   */
+  safeOffline: boolean;
+  /** Bytes of that version's chunks in the cache, and in all (null when unknown). */
+  cachedBytes: number | null;
+  totalBytes: number | null;
+  /** The user asked to keep this appliance for offline use (`vat hoard`). */
+  hoarded: boolean;
+  /** A hoard is fetching chunks now. */
+  hoarding: boolean;
 }
+
+/** The distinct chunks one version needs on this VAT. */
+interface _VersionChunks {
+  hashes: Uint8Array[];
+  lengths: number[];
+  totalBytes: number;
+}
+
+/** What a status lookup found out about the repository. */
+interface _View {
+  latest: { version: number; updateRequired: boolean } | null;
+  offline: boolean;
+  holding: { cachedBytes: number; totalBytes: number; version: number } | null;
+}
+
+/** How long a counted number of cached bytes is trusted while nothing changed. */
+const HOLDING_TTL_MS = 5000;
+/** A hoard that failed in the background is not tried again sooner than this. */
+const HOARD_RETRY_MS = 60_000;
 
 /** The appliances of one VAT. */
 export class Appliances extends EventTarget {
@@ -52,7 +101,17 @@ export class Appliances extends EventTarget {
   readonly #runs = new Map<string, ApplianceRun>();
   readonly #busy = new Map<string, ApplianceStatus["state"]>();
   readonly #errors = new Map<string, string>();
-  readonly #latest = new Map<string, { version: number; updateRequired: boolean }>();
+  /** The last status lookup of each appliance, shown while a lookup fails. */
+  readonly #views = new Map<string, _View>();
+  /** Chunk lists of versions, by `#chunksKey` (a version never changes). */
+  readonly #chunkSets = new Map<string, _VersionChunks>();
+  /** Cached byte counts, by `#chunksKey`, valid for `#generation` and a short time. */
+  readonly #holdings = new Map<string, { cachedBytes: number; at: number; generation: number }>();
+  /** Bumped whenever the cache's content changes in bulk (hoard, unhoard, a run). */
+  #generation = 0;
+  readonly #hoarding = new Map<string, Promise<void>>();
+  readonly #hoardProgress = new Map<string, { doneBytes: number; totalBytes: number }>();
+  readonly #hoardFailedAt = new Map<string, number>();
 
   constructor(db: StateDb, cache: ChunkCache, stateDir: string) {
     super();
@@ -65,7 +124,12 @@ export class Appliances extends EventTarget {
   async add(repo: string, name?: string): Promise<ApplianceStatus> {
     const chosen = checkApplianceName(name ?? _defaultName(repo));
     // The repository must exist and hold a version now, so a typo fails here.
-    await this.#withRepo(repo, (r) => r.resolveVersion("latest"));
+    await this.#withRepo(repo, async (r, store) => {
+      await r.resolveVersion("latest");
+      if (store.offline) {
+        throw new TransientError(`${repo} cannot be reached; add the appliance while connected`);
+      }
+    });
     this.#db.add(chosen, repo);
     this.#changed();
     return await this.status(chosen);
@@ -90,15 +154,17 @@ export class Appliances extends EventTarget {
     this.#busy.set(name, "starting");
     this.#errors.delete(name);
     this.#changed();
-    let store: Store | null = null;
+    let store: MirroredStore | null = null;
     try {
-      store = await openStore(record.repo);
+      store = this.#openStore(record.repo);
       const repo = await Repository.open(store);
+      // Offline, "latest" is the newest version whose metadata the mirror holds.
       const version = await repo.resolveVersion("latest");
-      this.#latest.set(name, {
-        version: version.number,
-        updateRequired: version.manifest.updateRequired ?? false,
-      });
+      if (store.offline) await this.#checkSafeOffline(record, repo, version);
+      else if (record.hoarded && record.hoardedVersion !== version.number) {
+        // A newer version than the hoarded one: fetch and pin it while this one runs.
+        this.#hoardInBackground(name);
+      }
       // The first start creates the subscription: its user disk starts as this
       // version's initial user disk and keeps that base from then on.
       if (record.userBaseVersion === null) {
@@ -132,6 +198,7 @@ export class Appliances extends EventTarget {
       run.ended.then((exit) => {
         runStore.close().catch(() => {});
         this.#runs.delete(name);
+        this.#generation++;
         if (exit.reason === "crashed" || exit.reason === "panic") {
           this.#errors.set(
             name,
@@ -205,10 +272,33 @@ export class Appliances extends EventTarget {
     await Deno.remove(this.#dirs(name).dir, { recursive: true }).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     });
+    for (const owner of this.#cache.pinOwners(`hoard:${name}:`)) this.#cache.unpin(owner);
     this.#db.remove(name);
-    this.#latest.delete(name);
+    this.#views.delete(name);
     this.#errors.delete(name);
     this.#changed();
+  }
+
+  /**
+   * Keeps the appliance for offline use (`on`): fetches every missing chunk of its
+   * newest version through the cache and pins them (owner `hoard:NAME:VERSION`);
+   * later versions are fetched and pinned when they are seen, and only then are the
+   * older version's pins dropped. `on = false` drops every pin of the appliance.
+   */
+  async hoard(name: string, on: boolean): Promise<ApplianceStatus> {
+    this.#db.get(name);
+    if (on) {
+      this.#db.update(name, { hoarded: true });
+      this.#hoardFailedAt.delete(name);
+      this.#changed();
+      await this.#hoardNow(name);
+    } else {
+      this.#db.update(name, { hoarded: false, hoardedVersion: null });
+      for (const owner of this.#cache.pinOwners(`hoard:${name}:`)) this.#cache.unpin(owner);
+      this.#generation++;
+      this.#changed();
+    }
+    return await this.status(name);
   }
 
   /** The serial console's log. */
@@ -266,7 +356,17 @@ export class Appliances extends EventTarget {
 
   async #statusOf(record: ApplianceRecord): Promise<ApplianceStatus> {
     const run = this.#runs.get(record.name);
-    const latest = await this.#latestOf(record);
+    const view = await this.#viewOf(record);
+    const latest = view.latest;
+    if (
+      record.hoarded && !view.offline && latest && record.hoardedVersion !== latest.version &&
+      Date.now() - (this.#hoardFailedAt.get(record.name) ?? 0) > HOARD_RETRY_MS
+    ) {
+      // A newer version is published: fetch and pin it before calling it safe.
+      this.#hoardInBackground(record.name);
+    }
+    const progress = this.#hoardProgress.get(record.name);
+    const holding = view.holding;
     const current = run?.version.number ?? record.suspendedVersion ?? record.lastVersion;
     const busy = this.#busy.get(record.name);
     return {
@@ -281,35 +381,235 @@ export class Appliances extends EventTarget {
       subscribed: record.userBaseVersion !== null,
       vncWebsocketPort: run?.vm.vncWebsocketPort ?? null,
       lastError: this.#errors.get(record.name) ?? null,
+      offline: view.offline,
+      safeOffline: holding !== null && record.hoarded &&
+        record.hoardedVersion === holding.version && holding.cachedBytes === holding.totalBytes,
+      cachedBytes: progress?.doneBytes ?? holding?.cachedBytes ?? null,
+      totalBytes: progress?.totalBytes ?? holding?.totalBytes ?? null,
+      hoarded: record.hoarded,
+      hoarding: this.#hoarding.has(record.name),
     };
   }
 
-  /** The newest version, looked up with a short time limit; the last known one offline. */
-  async #latestOf(record: ApplianceRecord) {
+  /**
+   * The newest version and how much of it is cached, looked up with a short time
+   * limit: from the repository, from its local mirror when it cannot be reached, and
+   * the last known answer when even that fails.
+   */
+  async #viewOf(record: ApplianceRecord): Promise<_View> {
     try {
-      const found = await _withTimeout(
-        this.#withRepo(record.repo, async (repo) => {
+      const view = await _withTimeout(
+        this.#withRepo(record.repo, async (repo, store): Promise<_View> => {
           const n = await repo.latestVersion();
-          if (n === null) return null;
-          const { manifest } = await repo.readVersion(n);
-          return { version: n, updateRequired: manifest.updateRequired ?? false };
+          if (n === null) return { latest: null, offline: store.offline, holding: null };
+          const version = await repo.readVersion(n);
+          const holding = await this.#holdingOf(record, repo, version).catch(() => null);
+          return {
+            latest: { version: n, updateRequired: version.manifest.updateRequired ?? false },
+            offline: store.offline,
+            holding,
+          };
         }),
-        3000,
+        10_000,
       );
-      if (found) this.#latest.set(record.name, found);
-      return found;
-    } catch {
-      return this.#latest.get(record.name) ?? null;
+      this.#views.set(record.name, view);
+      return view;
+    } catch (err) {
+      const last = this.#views.get(record.name);
+      const offline = isRetryable(err) || !(err instanceof VatError) ||
+        /no answer within/.test((err as Error).message);
+      return { latest: last?.latest ?? null, offline, holding: last?.holding ?? null };
     }
   }
 
-  async #withRepo<T>(location: string, fn: (repo: Repository) => Promise<T>): Promise<T> {
-    const store = await openStore(location);
+  /** Refuses an offline start of `version` unless every chunk it needs is cached. */
+  async #checkSafeOffline(record: ApplianceRecord, repo: Repository, version: Version) {
+    const advice = `(hoard it while connected: vat hoard ${record.name})`;
+    let holding;
     try {
-      return await fn(await Repository.open(store));
+      holding = await this.#holdingOf(record, repo, version, true);
+    } catch (err) {
+      throw new PermanentError(
+        `"${record.name}" is not safe to use offline: its repository ${record.repo} cannot ` +
+          `be reached and version ${version.number} was never fetched here ${advice}`,
+        { cause: err },
+      );
+    }
+    const missing = holding.totalBytes - holding.cachedBytes;
+    if (missing > 0) {
+      throw new PermanentError(
+        `"${record.name}" is not safe to use offline: ${formatBytes(missing)} of version ` +
+          `${version.number} is not cached ${advice}`,
+      );
+    }
+  }
+
+  /** How many bytes of `version`'s chunks are cached (counted again after a while). */
+  async #holdingOf(
+    record: ApplianceRecord,
+    repo: Repository,
+    version: Version,
+    fresh = false,
+  ): Promise<{ cachedBytes: number; totalBytes: number; version: number }> {
+    const key = this.#chunksKey(record, version);
+    const chunks = await this.#chunksOf(record, repo, version);
+    const known = this.#holdings.get(key);
+    if (
+      !fresh && known && known.generation === this.#generation &&
+      Date.now() - known.at < HOLDING_TTL_MS
+    ) {
+      return {
+        cachedBytes: known.cachedBytes,
+        totalBytes: chunks.totalBytes,
+        version: version.number,
+      };
+    }
+    let cachedBytes = 0;
+    for (let i = 0; i < chunks.hashes.length; i++) {
+      if (this.#cache.has(chunks.hashes[i])) cachedBytes += chunks.lengths[i];
+    }
+    this.#holdings.set(key, { cachedBytes, at: Date.now(), generation: this.#generation });
+    return { cachedBytes, totalBytes: chunks.totalBytes, version: version.number };
+  }
+
+  #chunksKey(record: ApplianceRecord, version: Version): string {
+    return `${record.repo}\n${version.number}\n${record.userBaseVersion ?? version.number}`;
+  }
+
+  /**
+   * The distinct chunks a start of `version` reads: every disk of it but the user
+   * disk (system disk, kernel, initrd), and the user disk of the subscription's base
+   * (this version's, before the first start creates the subscription).
+   */
+  async #chunksOf(
+    record: ApplianceRecord,
+    repo: Repository,
+    version: Version,
+  ): Promise<_VersionChunks> {
+    const key = this.#chunksKey(record, version);
+    const known = this.#chunkSets.get(key);
+    if (known) return known;
+    const refs = Object.entries(version.manifest.disks)
+      .filter(([disk]) => disk !== "user").map(([, entry]) => entry.index);
+    const baseNumber = record.userBaseVersion ?? version.number;
+    const base = baseNumber === version.number ? version : await repo.readVersion(baseNumber);
+    if (base.manifest.disks.user) refs.push(base.manifest.disks.user.index);
+    const seen = new Set<string>();
+    const out: _VersionChunks = { hashes: [], lengths: [], totalBytes: 0 };
+    for (const ref of refs) {
+      const index = await repo.readDiskIndex(ref);
+      for (let i = 0; i < index.count; i++) {
+        const hash = index.hash(i);
+        if (!hash) continue; // an all-zero chunk is not stored
+        const id = toHex(hash);
+        if (seen.has(id)) continue;
+        seen.add(id);
+        out.hashes.push(hash.slice());
+        out.lengths.push(index.chunkLength(i));
+        out.totalBytes += index.chunkLength(i);
+      }
+    }
+    // Versions are immutable; the map only needs a bound.
+    if (this.#chunkSets.size >= 16) this.#chunkSets.clear();
+    this.#chunkSets.set(key, out);
+    return out;
+  }
+
+  /** Runs (or joins) the hoard of `name`'s newest version. */
+  #hoardNow(name: string): Promise<void> {
+    let running = this.#hoarding.get(name);
+    if (!running) {
+      running = this.#hoardVersion(name).finally(() => {
+        this.#hoarding.delete(name);
+        this.#hoardProgress.delete(name);
+        this.#generation++;
+        this.#changed();
+      });
+      this.#hoarding.set(name, running);
+    }
+    return running;
+  }
+
+  #hoardInBackground(name: string): void {
+    if (this.#hoarding.has(name)) return;
+    this.#hoardNow(name).catch((err) => {
+      this.#hoardFailedAt.set(name, Date.now());
+      this.#errors.set(name, `hoarding failed: ${(err as Error).message}`);
+      console.error(`hoard ${name}: ${(err as Error).message}`);
+    });
+  }
+
+  async #hoardVersion(name: string): Promise<void> {
+    const record = this.#db.get(name);
+    await this.#withRepo(record.repo, async (repo, store) => {
+      const version = await repo.resolveVersion("latest");
+      if (store.offline) {
+        throw new TransientError(
+          `cannot hoard "${name}": its repository ${record.repo} cannot be reached`,
+        );
+      }
+      const chunks = await this.#chunksOf(record, repo, version);
+      const owner = `hoard:${name}:${version.number}`;
+      // Pinned first, so nothing fetched below is evicted before the end.
+      this.#cache.pin(owner, chunks.hashes);
+      const missing: number[] = [];
+      let doneBytes = 0;
+      for (let i = 0; i < chunks.hashes.length; i++) {
+        if (this.#cache.has(chunks.hashes[i])) doneBytes += chunks.lengths[i];
+        else missing.push(i);
+      }
+      const progress = { doneBytes, totalBytes: chunks.totalBytes };
+      this.#hoardProgress.set(name, progress);
+      this.#changed();
+      let lastEvent = Date.now();
+      let next = 0;
+      const worker = async () => {
+        while (next < missing.length) {
+          const i = missing[next++];
+          await this.#cache.get(chunks.hashes[i], (hash) => repo.readChunk(hash));
+          progress.doneBytes += chunks.lengths[i];
+          if (Date.now() - lastEvent > 500) {
+            lastEvent = Date.now();
+            this.#changed();
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, worker));
+      if (!this.#db.get(name).hoarded) {
+        // Unhoarded while this ran.
+        this.#cache.unpin(owner);
+        return;
+      }
+      // The new version is safe offline: only now do the older versions' pins go.
+      for (const other of this.#cache.pinOwners(`hoard:${name}:`)) {
+        if (other !== owner) this.#cache.unpin(other);
+      }
+      this.#db.update(name, { hoardedVersion: version.number });
+      this.#hoardFailedAt.delete(name);
+      if (this.#errors.get(name)?.startsWith("hoarding failed")) this.#errors.delete(name);
+    });
+  }
+
+  async #withRepo<T>(
+    location: string,
+    fn: (repo: Repository, store: MirroredStore) => Promise<T>,
+  ): Promise<T> {
+    const store = this.#openStore(location);
+    try {
+      return await fn(await Repository.open(store), store);
     } finally {
       await store.close();
     }
+  }
+
+  /** The repository at `location`, its metadata mirrored under `mirror/` for offline use. */
+  #openStore(location: string): MirroredStore {
+    const id = createHash("sha256").update(location).digest("hex").slice(0, 32);
+    return new MirroredStore({
+      location,
+      open: () => openStore(location),
+      mirrorDir: `${this.#stateDir}/mirror/${id}`,
+    });
   }
 
   #running(name: string): ApplianceRun {

@@ -24,6 +24,10 @@ export interface ApplianceRecord {
   suspendedVersion: number | null;
   /** The version last started. */
   lastVersion: number | null;
+  /** The user asked for the newest version to be kept for offline use (`vat hoard`). */
+  hoarded: boolean;
+  /** The version whose every chunk is fetched and pinned; null before the first hoard. */
+  hoardedVersion: number | null;
 }
 
 const SCHEMA = `
@@ -36,6 +40,12 @@ CREATE TABLE IF NOT EXISTS appliances (
   last_version INTEGER
 );
 `;
+
+/** Columns added after the first schema, made on databases that lack them. */
+const ADDED_COLUMNS: [string, string][] = [
+  ["hoarded", "INTEGER NOT NULL DEFAULT 0"],
+  ["hoarded_version", "INTEGER"],
+];
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
@@ -62,6 +72,12 @@ export class StateDb {
     const db = new DatabaseSync(path);
     db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;");
     db.exec(SCHEMA);
+    const have = new Set(
+      (db.prepare("PRAGMA table_info(appliances)").all() as { name: string }[]).map((c) => c.name),
+    );
+    for (const [column, type] of ADDED_COLUMNS) {
+      if (!have.has(column)) db.exec(`ALTER TABLE appliances ADD COLUMN ${column} ${type}`);
+    }
     return new StateDb(db);
   }
 
@@ -105,16 +121,23 @@ export class StateDb {
   /** Changes fields of an appliance. */
   update(
     name: string,
-    fields: Partial<Pick<ApplianceRecord, "userBaseVersion" | "suspendedVersion" | "lastVersion">>,
+    fields: Partial<
+      Pick<
+        ApplianceRecord,
+        "userBaseVersion" | "suspendedVersion" | "lastVersion" | "hoarded" | "hoardedVersion"
+      >
+    >,
   ): void {
     const columns: Record<string, string> = {
       userBaseVersion: "user_base_version",
       suspendedVersion: "suspended_version",
       lastVersion: "last_version",
+      hoarded: "hoarded",
+      hoardedVersion: "hoarded_version",
     };
     for (const [field, value] of Object.entries(fields)) {
       this.#db.prepare(`UPDATE appliances SET ${columns[field]} = ? WHERE name = ?`).run(
-        value ?? null,
+        typeof value === "boolean" ? Number(value) : value ?? null,
         name,
       );
     }
@@ -137,6 +160,8 @@ interface Row {
   user_base_version: number | null;
   suspended_version: number | null;
   last_version: number | null;
+  hoarded: number;
+  hoarded_version: number | null;
 }
 
 function _record(row: Row): ApplianceRecord {
@@ -148,5 +173,7 @@ function _record(row: Row): ApplianceRecord {
     userBaseVersion: n(row.user_base_version),
     suspendedVersion: n(row.suspended_version),
     lastVersion: n(row.last_version),
+    hoarded: Number(row.hoarded) !== 0,
+    hoardedVersion: n(row.hoarded_version),
   };
 }

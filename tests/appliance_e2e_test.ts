@@ -8,50 +8,13 @@
 
 import assert from "node:assert/strict";
 import { buildBusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
+import { Guest, publishAppliance, qemuProcessesUnder } from "./helpers/guest.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
 import { runVat, vatOk } from "./helpers/vat_cli.ts";
-
-const BOOT_TIMEOUT_MS = 90_000;
-
-class Guest {
-  constructor(readonly state: string, readonly name: string) {}
-
-  async log(): Promise<string> {
-    return (await vatOk(["console", this.name, "--state", this.state])).stdout;
-  }
-
-  /** Waits until the console log has `count` lines matching `pattern`. */
-  async waitFor(pattern: RegExp, count = 1, timeoutMs = BOOT_TIMEOUT_MS): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const log = await this.log();
-      const all = log.match(new RegExp(pattern.source, "g")) ?? [];
-      if (all.length >= count) return all[count - 1];
-      if (Date.now() > deadline) {
-        throw new Error(`no ${pattern} (#${count}) on the console; it ends:\n${log.slice(-2000)}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-
-  /** Types a command and returns its reply line (`VAT-REPLY ...` or `VAT-ERROR ...`). */
-  async ask(command: string): Promise<string> {
-    const word = command.split(" ")[0];
-    const pattern = new RegExp(`VAT-(?:REPLY|ERROR) ${word}[^\\r\\n]*`);
-    const before = ((await this.log()).match(new RegExp(pattern.source, "g")) ?? []).length;
-    await vatOk(["console", this.name, "--send", command, "--state", this.state]);
-    return await this.waitFor(pattern, before + 1, 30_000);
-  }
-}
 
 async function status(state: string, name: string) {
   const list = JSON.parse((await vatOk(["ls", "--state", state, "--json"])).stdout);
   return list.find((a: { name: string }) => a.name === name);
-}
-
-function qemuProcessesUnder(dir: string): Promise<string> {
-  return new Deno.Command("pgrep", { args: ["-af", `qemu-system.*${dir}`], stdout: "piped" })
-    .output().then((o) => new TextDecoder().decode(o.stdout).trim());
 }
 
 Deno.test("appliances boot, lock down, keep user data, update, suspend, reset and survive a killed daemon", async () => {
@@ -71,26 +34,7 @@ Deno.test("appliances boot, lock down, keep user data, update, suspend, reset an
     await vatOk(["keygen", "--out", `${dir}/key`]);
     await vatOk(["repo", "init", repo, "--kind", "appliance"]);
     const publish = (a: typeof v1) =>
-      vatOk([
-        "publish",
-        repo,
-        "--key",
-        `${dir}/key`,
-        "--image",
-        a.systemImage,
-        "--user-disk",
-        a.userImage,
-        "--kernel",
-        a.kernel,
-        "--initrd",
-        a.initrd,
-        "--append",
-        a.append,
-        "--memory",
-        "256",
-        "--ephemeral-size",
-        "16M",
-      ]);
+      publishAppliance(repo, `${dir}/key`, a, "--ephemeral-size", "16M");
     await publish(v1);
 
     await startDaemon();

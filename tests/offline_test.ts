@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { buildBusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
+import { Guest, publishAppliance, qemuProcessesUnder } from "./helpers/guest.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
 import { runVat, vatOk } from "./helpers/vat_cli.ts";
 
@@ -27,24 +28,6 @@ async function list(state: string): Promise<Map<string, Status>> {
   return new Map(all.map((a) => [a.name, a]));
 }
 
-async function consoleWait(state: string, name: string, pattern: RegExp, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const log = (await vatOk(["console", name, "--state", state])).stdout;
-    const found = log.match(pattern);
-    if (found) return found[0];
-    if (Date.now() > deadline) {
-      throw new Error(`no ${pattern} on the console:\n${log.slice(-2000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function qemuProcessesUnder(dir: string): Promise<string> {
-  return new Deno.Command("pgrep", { args: ["-af", `qemu-system.*${dir}`], stdout: "piped" })
-    .output().then((o) => new TextDecoder().decode(o.stdout).trim());
-}
-
 Deno.test("a hoarded appliance starts without its repository; the other says what is missing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vat-offline-" });
   const state = `${dir}/s`;
@@ -60,24 +43,7 @@ Deno.test("a hoarded appliance starts without its repository; the other says wha
   };
   const publish = async (name: string, marker: string) => {
     const a = await buildBusyboxAppliance(undefined, { systemMarker: marker });
-    await vatOk([
-      "publish",
-      `${served}/${name}`,
-      "--key",
-      `${dir}/key`,
-      "--image",
-      a.systemImage,
-      "--user-disk",
-      a.userImage,
-      "--kernel",
-      a.kernel,
-      "--initrd",
-      a.initrd,
-      "--append",
-      a.append,
-      "--memory",
-      "256",
-    ]);
+    await publishAppliance(`${served}/${name}`, `${dir}/key`, a);
   };
   try {
     await vatOk(["keygen", "--out", `${dir}/key`]);
@@ -133,17 +99,10 @@ Deno.test("a hoarded appliance starts without its repository; the other says wha
     );
 
     await vatOk(["start", "desk", "--state", state]);
-    await consoleWait(state, "desk", /VAT-READY/);
-    await vatOk(["console", "desk", "--send", "read user hello", "--state", state]);
-    assert.equal(
-      await consoleWait(state, "desk", /VAT-(REPLY|ERROR) read [^\r\n]*/),
-      "VAT-REPLY read user-initial",
-    );
-    await vatOk(["console", "desk", "--send", "write user note offline-note", "--state", state]);
-    assert.equal(
-      await consoleWait(state, "desk", /VAT-(REPLY|ERROR) write [^\r\n]*/),
-      "VAT-REPLY write ok",
-    );
+    const guest = new Guest(state, "desk");
+    await guest.waitFor(/VAT-READY/, 1, 60_000);
+    assert.equal(await guest.ask("read user hello"), "VAT-REPLY read user-initial");
+    assert.equal(await guest.ask("write user note offline-note"), "VAT-REPLY write ok");
     await vatOk(["stop", "desk", "--state", state]);
 
     // The repository comes back on the same address: online again, nothing to do.

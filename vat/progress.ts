@@ -73,3 +73,71 @@ export function terminalProgress(
     },
   };
 }
+
+/** A long operation the daemon runs for an appliance, as the API and UI show it. */
+export interface OperationProgress {
+  /** What runs: a hoard, a publish, boot-trace replay, prefetch, backup upload. */
+  kind: "hoard" | "publish" | "trace" | "prefetch" | "backup";
+  doneBytes: number;
+  totalBytes: number;
+  /** Recent rate (bytes per second, smoothed); 0 while nothing moves. */
+  rateBytesPerSecond: number;
+  /** Seconds left at that rate; null while the rate is 0. */
+  secondsLeft: number | null;
+}
+
+/**
+ * Measures one operation's progress: `advance` it as bytes get done and read
+ * `progress()` whenever the API needs it. The rate is smoothed over a few seconds so
+ * that a burst does not make the time left jump.
+ */
+export class ProgressMeter {
+  readonly kind: OperationProgress["kind"];
+  doneBytes = 0;
+  totalBytes: number;
+  #rate = 0;
+  #windowStart = performance.now();
+  #windowBytes = 0;
+
+  constructor(kind: OperationProgress["kind"], totalBytes: number, doneBytes = 0) {
+    this.kind = kind;
+    this.totalBytes = totalBytes;
+    this.doneBytes = doneBytes;
+  }
+
+  /** Counts `bytes` more done. */
+  advance(bytes: number): void {
+    this.doneBytes += bytes;
+    this.#windowBytes += bytes;
+    this.#fold();
+  }
+
+  /** The operation as the API shows it. */
+  progress(): OperationProgress {
+    this.#fold();
+    const left = Math.max(0, this.totalBytes - this.doneBytes);
+    return {
+      kind: this.kind,
+      doneBytes: this.doneBytes,
+      totalBytes: this.totalBytes,
+      rateBytesPerSecond: Math.round(this.#rate),
+      secondsLeft: this.#rate > 0 ? Math.ceil(left / this.#rate) : null,
+    };
+  }
+
+  /** Folds the bytes of each finished one-second window into the smoothed rate. */
+  #fold(): void {
+    const now = performance.now();
+    const elapsedMs = now - this.#windowStart;
+    if (elapsedMs < 1000) return;
+    const windowRate = this.#windowBytes / (elapsedMs / 1000);
+    // Idle windows longer than a few seconds reset the rate rather than averaging in.
+    this.#rate = elapsedMs > 5000
+      ? windowRate
+      : this.#rate === 0
+      ? windowRate
+      : 0.6 * this.#rate + 0.4 * windowRate;
+    this.#windowStart = now;
+    this.#windowBytes = 0;
+  }
+}

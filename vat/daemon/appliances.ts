@@ -31,7 +31,7 @@ import { type DiskSource, publishDisks, type PublishResult } from "../repo/publi
 import { Repository, type Version } from "../repo/repository.ts";
 import { MirroredStore } from "../repo/store_mirrored.ts";
 import { toHex } from "../repo/chunk_codec.ts";
-import { formatBytes } from "../progress.ts";
+import { formatBytes, type OperationProgress, ProgressMeter } from "../progress.ts";
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
@@ -72,6 +72,8 @@ export interface ApplianceStatus {
   hoarded: boolean;
   /** A hoard is fetching chunks now. */
   hoarding: boolean;
+  /** Long operations running for this appliance now (hoard, publish, prefetch, backup). */
+  operations: OperationProgress[];
 }
 
 /** The distinct chunks one version needs on this VAT. */
@@ -110,7 +112,9 @@ export class Appliances extends EventTarget {
   /** Bumped whenever the cache's content changes in bulk (hoard, unhoard, a run). */
   #generation = 0;
   readonly #hoarding = new Map<string, Promise<void>>();
-  readonly #hoardProgress = new Map<string, { doneBytes: number; totalBytes: number }>();
+  readonly #hoardProgress = new Map<string, ProgressMeter>();
+  /** Long operations of each appliance, by appliance name (see `ApplianceStatus.operations`). */
+  readonly #operations = new Map<string, Set<ProgressMeter>>();
   readonly #hoardFailedAt = new Map<string, number>();
 
   constructor(db: StateDb, cache: ChunkCache, stateDir: string) {
@@ -388,6 +392,7 @@ export class Appliances extends EventTarget {
       totalBytes: progress?.totalBytes ?? holding?.totalBytes ?? null,
       hoarded: record.hoarded,
       hoarding: this.#hoarding.has(record.name),
+      operations: [...this.#operations.get(record.name) ?? []].map((m) => m.progress()),
     };
   }
 
@@ -521,6 +526,8 @@ export class Appliances extends EventTarget {
     if (!running) {
       running = this.#hoardVersion(name).finally(() => {
         this.#hoarding.delete(name);
+        const meter = this.#hoardProgress.get(name);
+        if (meter) this.#untrack(name, meter);
         this.#hoardProgress.delete(name);
         this.#generation++;
         this.#changed();
@@ -558,8 +565,9 @@ export class Appliances extends EventTarget {
         if (this.#cache.has(chunks.hashes[i])) doneBytes += chunks.lengths[i];
         else missing.push(i);
       }
-      const progress = { doneBytes, totalBytes: chunks.totalBytes };
+      const progress = new ProgressMeter("hoard", chunks.totalBytes, doneBytes);
       this.#hoardProgress.set(name, progress);
+      this.#track(name, progress);
       this.#changed();
       let lastEvent = Date.now();
       let next = 0;
@@ -567,7 +575,7 @@ export class Appliances extends EventTarget {
         while (next < missing.length) {
           const i = missing[next++];
           await this.#cache.get(chunks.hashes[i], (hash) => repo.readChunk(hash));
-          progress.doneBytes += chunks.lengths[i];
+          progress.advance(chunks.lengths[i]);
           if (Date.now() - lastEvent > 500) {
             lastEvent = Date.now();
             this.#changed();
@@ -636,6 +644,19 @@ export class Appliances extends EventTarget {
       dir: `${this.#stateDir}/appliances/${name}`,
       runDir: `${this.#stateDir}/run/${name}`,
     };
+  }
+
+  /** Shows `meter` in the appliance's `operations` until `#untrack`. */
+  #track(name: string, meter: ProgressMeter): void {
+    let set = this.#operations.get(name);
+    if (!set) this.#operations.set(name, set = new Set());
+    set.add(meter);
+    this.#changed();
+  }
+
+  #untrack(name: string, meter: ProgressMeter): void {
+    this.#operations.get(name)?.delete(meter);
+    this.#changed();
   }
 
   #changed(): void {

@@ -29,6 +29,11 @@ export interface ChunkCacheOptions {
   maxConcurrentFetches?: number;
   /** How long a fetch is retried while the repository fails transiently (default 60 s). */
   retryForMs?: number;
+  /**
+   * How a chunk's name follows from its content (default SHA-256); a cache of a data
+   * repository's chunks checks them by the user's keyed hash.
+   */
+  hashOf?: (data: Uint8Array) => Uint8Array;
 }
 
 /** Counters, as the API and benchmarks show them. */
@@ -109,6 +114,7 @@ export class ChunkCache {
   #clock = 0;
   readonly #maxFetches: number;
   readonly #retryForMs: number;
+  readonly #hashOf: (data: Uint8Array) => Uint8Array;
   #activeFetches = 0;
   readonly #fetchQueue: (() => void)[] = [];
   #usedBytes = 0;
@@ -130,6 +136,7 @@ export class ChunkCache {
     this.#lock = lock;
     this.#maxFetches = options.maxConcurrentFetches ?? 32;
     this.#retryForMs = options.retryForMs ?? 60_000;
+    this.#hashOf = options.hashOf ?? hashChunk;
     this.#q = {
       lookup: db.prepare("SELECT slot_bytes, slot, length FROM chunks WHERE hash = ?"),
       insert: db.prepare(
@@ -346,7 +353,7 @@ export class ChunkCache {
       filled += n;
     }
     if (!entry.verified) {
-      if (filled < data.length || !Buffer.from(hashChunk(data)).equals(entry.hash)) {
+      if (filled < data.length || !Buffer.from(this.#hashOf(data)).equals(entry.hash)) {
         // A crash before the data reached the disk, or a bad sector: a miss.
         this.#drop(entry.hash, entry.slotBytes, entry.slot);
         this.#stats.corruptDropped++;

@@ -10,12 +10,17 @@
  * atomically); writes not yet flushed may be lost, never half-applied to the map.
  *
  * For user disks the overlay also tracks which chunks changed since the last
- * snapshot (the backup uploads them).
+ * snapshot (the backup uploads them), and takes crash-consistent snapshots while the
+ * guest keeps writing (docs/BACKUP.md, "Snapshots"): `beginSnapshot` freezes the set of
+ * changed chunks at one instant; each is then handed to the snapshot's `save` either by
+ * `saveForSnapshot` or, if the guest writes it first, just before that write lands
+ * (copy-before-write). Until `endSnapshot(true)` the frozen chunks stay dirty in the
+ * map on disk, so a crash mid-snapshot loses no change from the next one.
  *
  * @module
  */
 
-import { IntegrityError, PermanentError } from "../errors.ts";
+import { ConflictError, IntegrityError, PermanentError } from "../errors.ts";
 import { mapDiskFull, writeFileAtomic } from "../fs_atomic.ts";
 import { type BlockDevice, checkRange } from "./block_device.ts";
 
@@ -32,6 +37,17 @@ const ZERO = 2;
 
 const MAP_MAGIC = "VATOVL01";
 const MAP_HEADER_BYTES = 24;
+
+/** Receives a chunk's content as it was at a snapshot's instant (null: all zeroes). */
+export type SnapshotSave = (i: number, content: Uint8Array | null) => Promise<void>;
+
+/** A snapshot in progress. */
+interface _Snapshot {
+  frozen: number[];
+  unsaved: Set<number>;
+  save: SnapshotSave;
+  failed: unknown;
+}
 
 /** Options of `CowOverlay.open`. */
 export interface OverlayOptions {
@@ -55,6 +71,7 @@ export class CowOverlay implements BlockDevice {
   readonly #locks = new Map<number, Promise<void>>();
   #mapChanged = false;
   #closed = false;
+  #snapshot: _Snapshot | null = null;
 
   private constructor(
     options: OverlayOptions,
@@ -110,6 +127,66 @@ export class CowOverlay implements BlockDevice {
     this.#mapChanged = true;
   }
 
+  /** Counts `chunks` as changed (e.g. every chunk, for a first backup). */
+  markDirty(chunks: Iterable<number>): void {
+    for (const i of chunks) this.#dirty[i] = 1;
+    this.#mapChanged = true;
+  }
+
+  /** Bytes of the chunks changed since the last snapshot. */
+  dirtyBytes(): number {
+    let bytes = 0;
+    for (let i = 0; i < this.#dirty.length; i++) if (this.#dirty[i]) bytes += this.#chunkLength(i);
+    return bytes;
+  }
+
+  /**
+   * Starts a snapshot of the disk as it is now and returns the chunks it changed since
+   * the last snapshot. Each of them reaches `save` once, with its content as of now:
+   * through `saveForSnapshot`, or before a write changes it. Synchronous, so that no
+   * write lands between reading the dirty set and freezing it.
+   */
+  beginSnapshot(save: SnapshotSave): number[] {
+    if (this.#snapshot) throw new ConflictError(`${this.path}: a snapshot is already being taken`);
+    const frozen = this.dirtyChunks();
+    for (const i of frozen) this.#dirty[i] = 0;
+    this.#snapshot = { frozen, unsaved: new Set(frozen), save, failed: null };
+    return frozen;
+  }
+
+  /** Hands chunk `i` to the snapshot's `save` unless a write already did. */
+  async saveForSnapshot(i: number): Promise<void> {
+    await this.#withChunk(i, () => this.#saveOld(i));
+    const failed = this.#snapshot?.failed;
+    if (failed) throw failed;
+  }
+
+  /**
+   * Ends the snapshot. `committed`: its content is safely kept, so its chunks are no
+   * longer dirty; otherwise they count as changed again, for the next snapshot.
+   */
+  endSnapshot(committed: boolean): void {
+    const snapshot = this.#snapshot;
+    if (!snapshot) return;
+    if (!committed) { for (const i of snapshot.frozen) this.#dirty[i] = 1; }
+    this.#snapshot = null;
+    this.#mapChanged = true;
+  }
+
+  /** Saves chunk `i`'s current content for the snapshot, if it still waits for that. */
+  async #saveOld(i: number): Promise<void> {
+    const snapshot = this.#snapshot;
+    if (!snapshot?.unsaved.has(i)) return;
+    snapshot.unsaved.delete(i);
+    if (snapshot.failed) return;
+    try {
+      await snapshot.save(i, await this.readChunk(i));
+    } catch (err) {
+      // The guest's write goes ahead; the snapshot is abandoned by its taker.
+      snapshot.failed = err;
+    }
+  }
+
   /** Chunks whose content differs from the base (written or zeroed), ascending. */
   changedChunks(): number[] {
     const out: number[] = [];
@@ -156,10 +233,10 @@ export class CowOverlay implements BlockDevice {
     const parts: Promise<void>[] = [];
     this.#eachPiece(offset, data.length, (i, from, to) => {
       parts.push(
-        this.#withChunk(
-          i,
-          () => this.#writePiece(i, from, data.subarray(from - offset, to - offset)),
-        ),
+        this.#withChunk(i, async () => {
+          await this.#saveOld(i);
+          await this.#writePiece(i, from, data.subarray(from - offset, to - offset));
+        }),
       );
     });
     await Promise.all(parts);
@@ -169,12 +246,13 @@ export class CowOverlay implements BlockDevice {
     checkRange(this.sizeBytes, offset, length);
     const parts: Promise<void>[] = [];
     this.#eachPiece(offset, length, (i, from, to) => {
-      parts.push(this.#withChunk(i, () => {
+      parts.push(this.#withChunk(i, async () => {
+        await this.#saveOld(i);
         if (to - from === this.#chunkLength(i)) {
           this.#setState(i, ZERO);
-          return Promise.resolve();
+          return;
         }
-        return this.#writePiece(i, from, new Uint8Array(to - from));
+        await this.#writePiece(i, from, new Uint8Array(to - from));
       }));
     });
     await Promise.all(parts);
@@ -192,6 +270,8 @@ export class CowOverlay implements BlockDevice {
     const changed = this.#mapChanged;
     const states = this.#states.slice();
     const dirty = this.#dirty.slice();
+    // A snapshot's chunks stay dirty on disk until it is committed.
+    for (const i of this.#snapshot?.frozen ?? []) dirty[i] = 1;
     this.#mapChanged = false;
     try {
       await this.#file.syncData();

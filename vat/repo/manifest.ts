@@ -61,6 +61,25 @@ export interface VersionManifest {
   /** When true, a VAT refuses to start any older version of this appliance. */
   updateRequired?: boolean;
   note?: string;
+  /** In a data repository: the user-disk snapshot this version commits. */
+  snapshot?: SnapshotRecord;
+}
+
+/** What a data repository's version records of its snapshot (docs/FORMAT.md). */
+export interface SnapshotRecord {
+  /** Unique per snapshot: a resumed upload finds its own commit by it. */
+  id: string;
+  takenAt: string;
+  /** "start", "stop", "periodic", "now", "undo", "first". */
+  reason: string;
+  /** Bytes of chunks that changed since the version before. */
+  changedBytes: number;
+  /** Bytes of chunks that are not all zeroes. */
+  dataBytes: number;
+  /** The VAT that took it. */
+  vatId: string;
+  /** An undo: the version whose content this one commits again. */
+  undoneTo?: number;
 }
 
 interface Envelope {

@@ -8,16 +8,9 @@
 
 import { randomUUID } from "node:crypto";
 import { ConflictError, IntegrityError, NotFoundError, PermanentError } from "../errors.ts";
-import {
-  chunkKey,
-  decodeChunk,
-  decodeObject,
-  encodeChunk,
-  encodeChunkSync,
-  hashChunk,
-  toHex,
-} from "./chunk_codec.ts";
+import { chunkKey, fromHex, toHex } from "./chunk_codec.ts";
 import { DiskIndex } from "./disk_index.ts";
+import { type ObjectCodec, PLAIN_CODEC } from "./object_codec.ts";
 import { type ObjectRef, openManifest, type VersionManifest } from "./manifest.ts";
 import { parseRepoConfig, type RepoConfig, type RepoKind } from "./repo_config.ts";
 import type { Store } from "./store.ts";
@@ -47,14 +40,21 @@ export interface Version {
 export class Repository {
   readonly store: Store;
   config: RepoConfig;
+  /** How objects are named and stored: plain, or sealed in a data repository. */
+  readonly codec: ObjectCodec;
 
-  constructor(store: Store, config: RepoConfig) {
+  constructor(store: Store, config: RepoConfig, codec: ObjectCodec = PLAIN_CODEC) {
     this.store = store;
     this.config = config;
+    this.codec = codec;
   }
 
   /** Creates a repository; throws `ConflictError` if one is already there. */
-  static async init(store: Store, options: InitOptions): Promise<Repository> {
+  static async init(
+    store: Store,
+    options: InitOptions,
+    codec: ObjectCodec = PLAIN_CODEC,
+  ): Promise<Repository> {
     const config: RepoConfig = {
       format: 1,
       id: randomUUID(),
@@ -70,11 +70,11 @@ export class Repository {
     if (!created) {
       throw new ConflictError(`${store.location} already holds a vat repository`);
     }
-    return new Repository(store, config);
+    return new Repository(store, config, codec);
   }
 
   /** Opens the repository in `store`; `NotFoundError` if there is none. */
-  static async open(store: Store): Promise<Repository> {
+  static async open(store: Store, codec: ObjectCodec = PLAIN_CODEC): Promise<Repository> {
     let bytes: Uint8Array;
     try {
       bytes = await store.get(REPO_JSON);
@@ -87,7 +87,7 @@ export class Repository {
       }
       throw err;
     }
-    return new Repository(store, parseRepoConfig(bytes, store.location));
+    return new Repository(store, parseRepoConfig(bytes, store.location), codec);
   }
 
   /** Adds a publisher key to repo.json (idempotent). */
@@ -182,21 +182,27 @@ export class Repository {
   /** Reads a disk index and checks it against the manifest's hash. */
   async readDiskIndex(ref: ObjectRef): Promise<DiskIndex> {
     const object = await this.store.get(ref.key);
-    const plain = decodeObject(object, `disk index ${ref.key}`, MAX_INDEX_BYTES);
-    if (toHex(hashChunk(plain)) !== ref.sha256) {
+    const what = `disk index ${ref.key}`;
+    let plain: Uint8Array;
+    try {
+      plain = this.codec.decode(object, fromHex(ref.sha256), what, MAX_INDEX_BYTES);
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err;
       throw new IntegrityError(
-        `disk index ${ref.key} does not match its manifest (corrupt or tampered)`,
+        `${what} does not match its manifest (corrupt or tampered): ${err.message}`,
+        { cause: err },
       );
     }
-    return DiskIndex.fromBytes(plain, `disk index ${ref.key}`);
+    return DiskIndex.fromBytes(plain, what);
   }
 
   /** Stores a disk index under `versions/N/`; returns the manifest's reference. */
   async writeDiskIndex(version: number, name: string, index: DiskIndex): Promise<ObjectRef> {
     const plain = index.toBytes();
-    const sha256 = toHex(hashChunk(plain));
+    const hash = this.codec.nameOf(plain);
+    const sha256 = toHex(hash);
     const key = `versions/${version}/${name}.${sha256.slice(0, 16)}.idx`;
-    const object = encodeChunkSync(plain);
+    const object = await this.codec.encode(plain, hash);
     await this.store.put(key, object);
     return { key, sha256, sizeBytes: object.length };
   }
@@ -219,7 +225,7 @@ export class Repository {
       }
       throw err;
     }
-    return decodeChunk(
+    return this.codec.decode(
       object,
       hash,
       `chunk ${id} in ${this.store.location}`,
@@ -229,7 +235,7 @@ export class Repository {
 
   /** Encodes and stores a chunk; returns the stored object's size. */
   async writeChunk(hash: Uint8Array, plain: Uint8Array): Promise<number> {
-    const object = await encodeChunk(plain);
+    const object = await this.codec.encode(plain, hash);
     await this.store.put(chunkKey(toHex(hash)), object);
     return object.length;
   }

@@ -67,7 +67,7 @@ export function operate(name: string, op: Operation): Promise<void> {
   const routes = api.api.appliances[":name"];
   const param = { param: { name } };
   const request = {
-    start: () => routes.start.$post(param),
+    start: () => routes.start.$post({ ...param, json: {} }),
     stop: () => routes.stop.$post(param),
     suspend: () => routes.suspend.$post(param),
     reset: () => routes.reset.$post(param),

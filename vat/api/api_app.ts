@@ -44,7 +44,36 @@ function applianceRoutes(ctx: ApiContext) {
       return c.json(await app.add(body.repo, body.name), 201);
     })
     .get("/:name", async (c) => c.json(await app.status(c.req.param("name"))))
-    .post("/:name/start", async (c) => c.json(await app.start(c.req.param("name"))))
+    .post(
+      "/:name/start",
+      validator("json", (value) => {
+        const body = (value ?? {}) as { takeOver?: unknown; fork?: unknown };
+        if (body.takeOver !== undefined && typeof body.takeOver !== "boolean") {
+          throw new UsageError('"takeOver" is true or false');
+        }
+        if (body.fork !== undefined && typeof body.fork !== "boolean") {
+          throw new UsageError('"fork" is true or false');
+        }
+        const options: { takeOver?: boolean; fork?: boolean } = {};
+        if (body.takeOver) options.takeOver = true;
+        if (body.fork) options.fork = true;
+        return options;
+      }),
+      async (c) => c.json(await app.start(c.req.param("name"), c.req.valid("json"))),
+    )
+    .get("/:name/snapshots", async (c) => c.json(await app.snapshots(c.req.param("name"))))
+    .post("/:name/backup", async (c) => c.json(await app.backupNow(c.req.param("name"))))
+    .post(
+      "/:name/undo",
+      validator("json", (value) => {
+        const version = (value as { version?: unknown })?.version;
+        if (!Number.isSafeInteger(version) || (version as number) < 1) {
+          throw new UsageError('give the version to go back to as {"version": N}');
+        }
+        return { version: version as number };
+      }),
+      async (c) => c.json(await app.undo(c.req.param("name"), c.req.valid("json").version)),
+    )
     .post("/:name/stop", async (c) => c.json(await app.stop(c.req.param("name"))))
     .post("/:name/suspend", async (c) => c.json(await app.suspend(c.req.param("name"))))
     .post("/:name/reset", async (c) => c.json(await app.reset(c.req.param("name"))))

@@ -58,18 +58,7 @@ export class DataRepository {
         root = await Repository.open(store, codec);
       }
     }
-    if (root.config.kind !== "data") {
-      throw new PermanentError(
-        `${store.location} is an ${root.config.kind} repository, not a data repository`,
-      );
-    }
-    if (!root.config.publisherKeys.includes(key.signingKey.publicKeyId)) {
-      throw new PermanentError(
-        `the user key ${key.path} does not open the data repository ${store.location}: ` +
-          `it belongs to another key (${root.config.publisherKeys.join(", ")}); ` +
-          `use the key it was made with`,
-      );
-    }
+    _checkKey(root, key, store);
     return new DataRepository(store, key, root);
   }
 
@@ -109,5 +98,21 @@ export async function openDataRepository(
   } catch (err) {
     await store.close();
     throw err;
+  }
+}
+
+/** Throws unless `root` is a data repository that `key` opens. */
+function _checkKey(root: Repository, key: UserKey, store: Store): void {
+  if (root.config.kind !== "data") {
+    throw new PermanentError(
+      `${store.location} is an ${root.config.kind} repository, not a data repository`,
+    );
+  }
+  if (!root.config.publisherKeys.includes(key.signingKey.publicKeyId)) {
+    throw new PermanentError(
+      `the user key ${key.path} does not open the data repository ${store.location}: ` +
+        `it belongs to another key (${root.config.publisherKeys.join(", ")}); ` +
+        `use the key it was made with`,
+    );
   }
 }

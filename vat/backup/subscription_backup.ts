@@ -102,6 +102,8 @@ const UPLOAD_CONCURRENCY = 4;
 export class SubscriptionBackup {
   readonly name: string;
   readonly outbox: Outbox;
+  /** The appliance runs: the lease is kept even when nothing waits for upload. */
+  active = false;
   readonly #data: DataRepository;
   readonly #options: SubscriptionBackupOptions;
   #lease: Lease;
@@ -269,7 +271,7 @@ export class SubscriptionBackup {
         reason,
         changedBytes,
         dataBytes: _dataBytes(index),
-        vm,
+        vm: _runsOn(vm),
       });
       overlay.endSnapshot(true);
       await overlay.flush();
@@ -521,7 +523,7 @@ export class SubscriptionBackup {
       reason,
       changedBytes: 0,
       dataBytes: _dataBytes(index),
-      vm,
+      vm: _runsOn(vm),
       ...extra,
     });
   }
@@ -545,6 +547,14 @@ export class SubscriptionBackup {
       this.#options.leaseTtlMs,
     );
   }
+}
+
+/**
+ * The VM description a data version records: what the disk ran with, without the
+ * appliance's boot files (they are not in the data repository).
+ */
+function _runsOn(vm: VmDescription): VmDescription {
+  return { memoryMiB: vm.memoryMiB, cpus: vm.cpus };
 }
 
 function _dataChunks(index: DiskIndex): number {

@@ -243,6 +243,11 @@ export class ChunkCache {
     return true;
   }
 
+  /** Repository fetches running or waiting now (demand, replay or prefetch). */
+  get fetchesInFlight(): number {
+    return this.#inFlight.size;
+  }
+
   /** Whether the cache holds `hash` (not verified). */
   has(hash: Uint8Array): boolean {
     return this.#q.lookup.get(hash) !== undefined;

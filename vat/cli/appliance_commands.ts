@@ -30,6 +30,14 @@ function describe(a: ApplianceStatus): string {
       ? "hoarded, not all cached"
       : "",
     a.latestVersion === null && !a.offline ? "no version found" : "",
+    a.backup.enabled && a.subscribed
+      ? a.backup.pendingBytes > 0
+        ? `backup: ${formatBytes(a.backup.pendingBytes)} to upload` +
+          (a.backup.rateBytesPerSecond ? ` at ${formatBytes(a.backup.rateBytesPerSecond)}/s` : "")
+        : `backed up${a.backup.lastVersion !== null ? ` (v${a.backup.lastVersion})` : ""}`
+      : "",
+    a.backup.error ? `backup error: ${a.backup.error}` : "",
+    a.backup.forkNote ?? "",
     a.lastError ? `error: ${a.lastError}` : "",
   ].filter(Boolean);
   return `${a.name.padEnd(16)} ${a.state.padEnd(10)} ${version === null ? "-" : `v${version}`}` +
@@ -47,11 +55,26 @@ function actionCommand(
     summary,
     usage,
     async run(args) {
-      const { values, positionals } = parseFlags(action, args, COMMON);
+      const { values, positionals } = parseFlags(action, args, {
+        ...COMMON,
+        ...(action === "start"
+          ? { "take-over": { type: "boolean" as const }, fork: { type: "boolean" as const } }
+          : {}),
+      });
       if (positionals.length !== 1) throw new UsageError(`${action}: give one appliance NAME`);
+      const flags = values as { "take-over"?: boolean; fork?: boolean };
+      if (flags["take-over"] && flags.fork) {
+        throw new UsageError("start: choose --take-over or --fork, not both");
+      }
       const client = await connectDaemon(stateDir(values.state));
+      const param = { param: { name: positionals[0] } };
       const status = await expectOk<ApplianceStatus>(
-        client.api.appliances[":name"][action].$post({ param: { name: positionals[0] } }),
+        action === "start"
+          ? client.api.appliances[":name"].start.$post({
+            ...param,
+            json: { takeOver: flags["take-over"], fork: flags.fork },
+          })
+          : client.api.appliances[":name"][action].$post(param),
       );
       if (values.json) printJson(status);
       else console.log(describe(status));
@@ -102,7 +125,11 @@ export const lsCommand: Command = {
 export const startCommand = actionCommand(
   "start",
   "boot an appliance's newest version (or resume it)",
-  `vat start NAME [--state DIR] [--json]`,
+  `vat start NAME [--take-over | --fork] [--state DIR] [--json]
+
+When the VAT backs up to a data repository and another VAT holds this subscription,
+start refuses and says which; --take-over takes it (the other VAT keeps its unsent
+changes as a fork), --fork continues here in a new subscription.`,
 );
 export const stopCommand = actionCommand(
   "stop",

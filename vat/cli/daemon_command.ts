@@ -6,12 +6,14 @@ import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
 import { parseFlags, parseSize } from "./args.ts";
 import type { Command } from "./command.ts";
 import { VERSION } from "./version.ts";
+import { parseBitRate } from "../rate_limiter.ts";
 
 export const daemonCommand: Command = {
   name: "daemon",
   summary: "run the VAT daemon (what `vat` alone does)",
   usage: `vat [--headless | --kiosk] [--listen ADDR:PORT] [--state DIR] [--port N]
-    [--cache-size SIZE] [--demo]
+    [--cache-size SIZE] [--demo] [--data-repo REPO --user-key FILE]
+    [--snapshot-interval SECONDS] [--backup-limit RATE]
 
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
@@ -25,6 +27,11 @@ Firefox) when there is a display and one is installed; --kiosk makes it full scr
 --listen ADDR:PORT (e.g. 0.0.0.0:8443) also serves the UI and API over TLS there, for a
 browser on another machine: the certificate is self-signed, made on first use, kept in
 DIR/remote-display/, and its SHA-256 fingerprint is printed and shown by vat status.
+--data-repo REPO --user-key FILE back every user disk up to the user's data repository
+(made there on first use; encrypted with the key from vat keygen --user): snapshots
+at start, at stop and every --snapshot-interval seconds (default 300) while running,
+uploaded in the background, capped at --backup-limit bits per second (e.g. 384k, 2M;
+default no cap). Without them user disks stay on this PC only, and vat says so.
 Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first.`,
   async run(args) {
     const { values, positionals } = parseFlags("daemon", args, {
@@ -35,7 +42,34 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
       port: { type: "string" },
       "cache-size": { type: "string" },
       demo: { type: "boolean" },
+      "data-repo": { type: "string" },
+      "user-key": { type: "string" },
+      "snapshot-interval": { type: "string" },
+      "backup-limit": { type: "string" },
+      "lease-ttl": { type: "string" },
     });
+    if ((values["data-repo"] === undefined) !== (values["user-key"] === undefined)) {
+      throw new UsageError(
+        "--data-repo and --user-key go together (make a key: vat keygen --user)",
+      );
+    }
+    const seconds = (flag: string, text: string | undefined) => {
+      if (text === undefined) return undefined;
+      const n = Number(text);
+      if (!(Number.isFinite(n) && n > 0)) {
+        throw new UsageError(`${flag} "${text}" is not a number of seconds`);
+      }
+      return n * 1000;
+    };
+    const backup = values["data-repo"]
+      ? {
+        dataRepo: values["data-repo"],
+        userKeyPath: values["user-key"]!,
+        snapshotIntervalMs: seconds("--snapshot-interval", values["snapshot-interval"]),
+        uploadBytesPerSecond: values["backup-limit"] ? parseBitRate(values["backup-limit"]) : 0,
+        leaseTtlMs: seconds("--lease-ttl", values["lease-ttl"]),
+      }
+      : undefined;
     if (positionals.length > 0) {
       throw new UsageError(`unknown command "${positionals.join(" ")}" (see: vat help)`);
     }
@@ -58,6 +92,7 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
         : config.cacheBytes ?? DEFAULT_CACHE_BYTES,
       version: VERSION,
       demo: values.demo,
+      backup,
       listen,
       browser: values.headless ? undefined : { kiosk: values.kiosk ?? false },
       onListen(url) {

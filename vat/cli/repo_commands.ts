@@ -13,7 +13,9 @@ import { openStore } from "../repo/open_store.ts";
 import { DEFAULT_CHUNK_BYTES, REPO_KINDS, type RepoKind } from "../repo/repo_config.ts";
 import { Repository } from "../repo/repository.ts";
 import type { Store } from "../repo/store.ts";
-import { verifyRepository } from "../repo/verify.ts";
+import { type VerifyReport, verifyRepository } from "../repo/verify.ts";
+import { loadUserKey } from "../auth/user_key.ts";
+import { DataRepository } from "../backup/data_repository.ts";
 import {
   parseCount,
   parseFlags,
@@ -204,26 +206,52 @@ export const repoShowCommand: Command = {
 export const repoVerifyCommand: Command = {
   name: "repo verify",
   summary: "check signatures, indexes and chunks",
-  usage: `vat repo verify REPO [--all] [--json] [--quiet]
+  usage: `vat repo verify REPO [--all] [--user-key FILE] [--json] [--quiet]
 
 Checks every version's signature and disk indexes and that every chunk they name
-exists; --all also reads every chunk and checks its hash. Exits 1 if anything is wrong.`,
+exists; --all also reads every chunk and checks its hash. Exits 1 if anything is wrong.
+A data repository is checked with its user's key (--user-key), every subscription in
+it; --all then also decrypts every chunk.`,
   async run(args) {
     const { values, positionals } = parseFlags("repo verify", args, {
       ...STORE_FLAGS,
       all: { type: "boolean" },
       json: { type: "boolean" },
       quiet: { type: "boolean" },
+      "user-key": { type: "string" },
     });
     if (positionals.length !== 1) throw new UsageError("repo verify: give exactly one REPO");
     return await withStore(positionals[0], values, async (store) => {
-      const repo = await Repository.open(store);
       const progress = terminalProgress({ quiet: values.quiet || values.json });
-      const report = await verifyRepository(repo, {
-        all: values.all,
-        onProgress: progress.listener,
-      })
-        .finally(() => progress.done());
+      let repos: [string, Repository][];
+      if (values["user-key"]) {
+        const data = await DataRepository.open(store, await loadUserKey(values["user-key"]));
+        repos = (await data.listSubscriptions()).map((name) => [name, data.subscription(name)]);
+      } else {
+        const repo = await Repository.open(store);
+        if (repo.config.kind === "data") {
+          throw new UsageError(
+            `${store.location} is a data repository: its content is encrypted; give --user-key FILE`,
+          );
+        }
+        repos = [["", repo]];
+      }
+      const report: VerifyReport = { versions: [], chunks: 0, chunksRead: 0, problems: [] };
+      try {
+        for (const [name, repo] of repos) {
+          const one = await verifyRepository(repo, {
+            all: values.all,
+            onProgress: progress.listener,
+          });
+          const prefix = name ? `subscription ${name}: ` : "";
+          report.versions.push(...one.versions);
+          report.chunks += one.chunks;
+          report.chunksRead += one.chunksRead;
+          report.problems.push(...one.problems.map((p) => prefix + p));
+        }
+      } finally {
+        progress.done();
+      }
       if (values.json) printJson({ ok: report.problems.length === 0, ...report });
       else {
         for (const p of report.problems) console.error(`problem: ${p}`);

@@ -23,6 +23,12 @@ import {
   suspendCommand,
 } from "./appliance_commands.ts";
 import { daemonCommand } from "./daemon_command.ts";
+import {
+  backupNowCommand,
+  backupStatusCommand,
+  snapshotsCommand,
+  undoCommand,
+} from "./backup_commands.ts";
 import { VERSION } from "./version.ts";
 import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
@@ -48,6 +54,10 @@ export const COMMANDS: Command[] = [
   deleteCommand,
   statusCommand,
   consoleCommand,
+  backupStatusCommand,
+  backupNowCommand,
+  snapshotsCommand,
+  undoCommand,
   keygenCommand,
   repoInitCommand,
   repoAddKeyCommand,

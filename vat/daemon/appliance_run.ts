@@ -32,12 +32,29 @@ export interface RunSpec {
   repo: Repository;
   /** The version whose system disk boots. */
   version: Version;
-  /** The version whose initial user disk the subscription's user disk grows from. */
-  userBase: Version | null;
+  /** The subscription's user disk; null when the appliance has none. */
+  userDisk: UserDiskSpec | null;
   cache: ChunkCache;
   dirs: ApplianceDirs;
   /** A memory image to resume from (same version) and the machine it was saved on. */
   resumeFrom?: { path: string; machineType: string };
+  /** Runs once QEMU exited, before the disks are closed (the backup's last snapshot). */
+  beforeClose?: (run: ApplianceRun) => Promise<void>;
+}
+
+/**
+ * Where the user disk grows from: the user disk of `version` in `repo` (an appliance
+ * version's initial user disk, or a version of the user's data repository), read
+ * through `cache`, under the persistent overlay.
+ */
+export interface UserDiskSpec {
+  repo: Repository;
+  version: Version;
+  cache: ChunkCache;
+  /** Start the overlay afresh: the disk becomes the base (a restore, an undo). */
+  discardOverlay?: boolean;
+  /** Count every chunk as changed since the last snapshot (a first backup). */
+  markAllDirty?: boolean;
 }
 
 /** A running appliance. */
@@ -45,6 +62,7 @@ export interface ApplianceRun {
   readonly vm: VirtualMachine;
   readonly version: Version;
   readonly system: VersionDisk;
+  readonly user: VersionDisk | null;
   /** Resolves once QEMU exited and every disk is flushed and closed. */
   readonly ended: Promise<VmExit>;
 }
@@ -69,10 +87,16 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
     devices.push(system.device);
     exports.set("system", system.device);
     guestDisks.system = { socketPath, exportName: "system" };
-    if (spec.userBase?.manifest.disks.user) {
-      const user = await openVersionDisk(repo, spec.userBase, "user", spec.cache, {
+    let user: VersionDisk | null = null;
+    const userDisk = spec.userDisk;
+    if (userDisk?.version.manifest.disks.user) {
+      user = await openVersionDisk(userDisk.repo, userDisk.version, "user", userDisk.cache, {
         overlayPath: `${dirs.dir}/user.overlay`,
+        discardOverlay: userDisk.discardOverlay,
       });
+      if (userDisk.markAllDirty) {
+        user.overlay?.markDirty(Array.from({ length: user.base.index.count }, (_, i) => i));
+      }
       devices.push(user.device);
       exports.set("user", user.device);
       guestDisks.user = { socketPath, exportName: "user" };
@@ -101,12 +125,19 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       machine: spec.resumeFrom?.machineType,
     });
     const nbd = server;
+    let run: ApplianceRun | null = null;
     const ended = vm.exited.then(async (exit) => {
       await nbd.close();
+      if (run && spec.beforeClose) {
+        await spec.beforeClose(run).catch((err) => {
+          console.error(`after ${dirs.dir}: ${(err as Error).message}`);
+        });
+      }
       for (const device of devices) await device.close().catch(() => {});
       return exit;
     });
-    return { vm, version, system, ended };
+    run = { vm, version, system, user, ended };
+    return run;
   } catch (err) {
     await server?.close();
     for (const device of devices) await device.close().catch(() => {});

@@ -35,7 +35,14 @@ import { formatBytes, type OperationProgress, ProgressMeter } from "../progress.
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
-import { type ApplianceRun, startApplianceRun } from "./appliance_run.ts";
+import { type ApplianceRun, startApplianceRun, type UserDiskSpec } from "./appliance_run.ts";
+import { type Backups, DEFAULT_SNAPSHOT_INTERVAL_MS } from "../backup/backups.ts";
+import type {
+  BackupStatus,
+  SnapshotEntry,
+  SubscriptionBackup,
+} from "../backup/subscription_backup.ts";
+import type { CowOverlay } from "../disk/cow_overlay.ts";
 import { type ApplianceRecord, checkApplianceName, type StateDb } from "./state_db.ts";
 
 /** What the UI and CLI show of one appliance. */
@@ -74,7 +81,31 @@ export interface ApplianceStatus {
   hoarding: boolean;
   /** Long operations running for this appliance now (hoard, publish, prefetch, backup). */
   operations: OperationProgress[];
+  /** The user disk's backup (`enabled: false` when the VAT has no data repository). */
+  backup: BackupStatus;
 }
+
+/** How `start` treats a subscription another VAT holds. */
+export interface StartOptions {
+  /** Take it over: the other VAT keeps its unsent changes as a fork. */
+  takeOver?: boolean;
+  /** Continue here in a new subscription (a fork). */
+  fork?: boolean;
+}
+
+/** The backup status of an appliance on a VAT without a data repository. */
+const NO_BACKUP: BackupStatus = {
+  enabled: false,
+  series: null,
+  pendingBytes: 0,
+  pendingSnapshots: 0,
+  uploading: false,
+  rateBytesPerSecond: 0,
+  lastVersion: null,
+  lastBackupAt: null,
+  error: null,
+  forkNote: null,
+};
 
 /** The distinct chunks one version needs on this VAT. */
 interface _VersionChunks {
@@ -116,12 +147,38 @@ export class Appliances extends EventTarget {
   /** Long operations of each appliance, by appliance name (see `ApplianceStatus.operations`). */
   readonly #operations = new Map<string, Set<ProgressMeter>>();
   readonly #hoardFailedAt = new Map<string, number>();
+  readonly #backups: Backups | null;
+  readonly #snapshotTimers = new Map<string, ReturnType<typeof setInterval>>();
 
-  constructor(db: StateDb, cache: ChunkCache, stateDir: string) {
+  constructor(db: StateDb, cache: ChunkCache, stateDir: string, backups: Backups | null = null) {
     super();
     this.#db = db;
     this.#cache = cache;
     this.#stateDir = stateDir;
+    this.#backups = backups;
+    backups?.addEventListener("change", () => this.#changed());
+  }
+
+  /** Whether user disks are backed up (the VAT has a data repository). */
+  get backupEnabled(): boolean {
+    return this.#backups !== null;
+  }
+
+  /**
+   * Queues what a killed daemon left unsnapshotted on stopped appliances' user disks,
+   * and starts uploading every outbox (called once at daemon start).
+   */
+  async resumeBackups(): Promise<void> {
+    if (!this.#backups) return;
+    for (const record of this.#db.list()) {
+      if (record.userBaseVersion === null || this.#runs.has(record.name)) continue;
+      try {
+        await this.#snapshotStopped(record);
+      } catch (err) {
+        console.error(`backup ${record.name}: ${(err as Error).message}`);
+      }
+    }
+    this.#backups.kick();
   }
 
   /** Adds an appliance from `repo` (its name defaults to the repository's last path part). */
@@ -150,7 +207,7 @@ export class Appliances extends EventTarget {
   }
 
   /** Starts the appliance at its newest version (resuming a memory image of that version). */
-  async start(name: string): Promise<ApplianceStatus> {
+  async start(name: string, options: StartOptions = {}): Promise<ApplianceStatus> {
     const record = this.#db.get(name);
     if (this.#runs.has(name) || this.#busy.has(name)) {
       throw new ConflictError(`appliance "${name}" is already running on this VAT`);
@@ -177,6 +234,28 @@ export class Appliances extends EventTarget {
       }
       const userBase = await _readVersionOrNull(repo, record.userBaseVersion);
       const dirs = this.#dirs(name);
+      let userDisk: UserDiskSpec | null = userBase
+        ? { repo, version: userBase, cache: this.#cache }
+        : null;
+      let backup: SubscriptionBackup | null = null;
+      if (this.#backups && userBase?.manifest.disks.user) {
+        backup = await this.#backups.subscription(name, `${dirs.dir}/backup`);
+        const plan = await backup.prepareStart(
+          await _localUserDisk(`${dirs.dir}/user.overlay`),
+          options,
+        );
+        if (plan.base) {
+          const dataRepo = backup.repoOf(plan.base.series);
+          userDisk = {
+            repo: dataRepo,
+            version: await dataRepo.readVersion(plan.base.version),
+            cache: this.#backups.cache,
+          };
+        }
+        userDisk = { ...userDisk!, discardOverlay: plan.discardOverlay };
+        userDisk.markAllDirty = plan.markAllDirty;
+        backup.active = true;
+      }
       let resumeFrom: { path: string; machineType: string } | undefined;
       if (record.suspendedVersion === version.number) {
         const saved = JSON.parse(await Deno.readTextFile(`${dirs.dir}/memory.json`));
@@ -185,22 +264,39 @@ export class Appliances extends EventTarget {
         // A memory image of an older version cannot run on the newer system disk.
         await this.#dropMemoryImage(name);
       }
-      const run = await startApplianceRun({
-        repo,
-        version,
-        userBase,
-        cache: this.#cache,
-        dirs,
-        resumeFrom,
-      });
+      const subscription = backup;
+      let run: ApplianceRun;
+      try {
+        run = await startApplianceRun({
+          repo,
+          version,
+          userDisk,
+          cache: this.#cache,
+          dirs,
+          resumeFrom,
+          beforeClose: subscription
+            ? (ended) => this.#snapshotRun(name, subscription, ended, "stop")
+            : undefined,
+        });
+      } catch (err) {
+        if (subscription) subscription.active = false;
+        throw err;
+      }
       if (resumeFrom) await this.#dropMemoryImage(name);
       this.#runs.set(name, run);
+      if (subscription) this.#startSnapshots(name, subscription, run);
       this.#db.update(name, { lastVersion: version.number });
       // The run reads chunks through this store until QEMU exits.
       const runStore = store;
       store = null;
       run.ended.then((exit) => {
         runStore.close().catch(() => {});
+        clearInterval(this.#snapshotTimers.get(name));
+        this.#snapshotTimers.delete(name);
+        if (subscription) {
+          subscription.active = false;
+          this.#backups?.kick();
+        }
         this.#runs.delete(name);
         this.#generation++;
         if (exit.reason === "crashed" || exit.reason === "panic") {
@@ -273,10 +369,12 @@ export class Appliances extends EventTarget {
   async delete(name: string): Promise<void> {
     this.#db.get(name);
     this.#notRunning(name, "delete");
+    await this.#backups?.forget(name);
     await Deno.remove(this.#dirs(name).dir, { recursive: true }).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     });
     for (const owner of this.#cache.pinOwners(`hoard:${name}:`)) this.#cache.unpin(owner);
+    await this.#backups?.forget(name);
     this.#db.remove(name);
     this.#views.delete(name);
     this.#errors.delete(name);
@@ -348,6 +446,44 @@ export class Appliances extends EventTarget {
     }
   }
 
+  /** The user disk's versions in the data repository and the snapshots waiting for upload. */
+  async snapshots(name: string): Promise<SnapshotEntry[]> {
+    return await (await this.#backupOf(name)).list();
+  }
+
+  /**
+   * Takes a snapshot of the running appliance's user disk now (of a stopped one: of
+   * whatever a killed daemon left unsnapshotted) and uploads what waits.
+   */
+  async backupNow(name: string): Promise<ApplianceStatus> {
+    const backup = await this.#backupOf(name);
+    const run = this.#runs.get(name);
+    if (run) await this.#snapshotRun(name, backup, run, "now");
+    else await this.#snapshotStopped(this.#db.get(name));
+    this.#backups!.kick();
+    return await this.status(name);
+  }
+
+  /**
+   * Makes the stopped appliance's user disk equal to backed-up version `version` by
+   * queueing it as the newest version (nothing is deleted: what the disk held is
+   * snapshotted first, and every version stays listed).
+   */
+  async undo(name: string, version: number): Promise<ApplianceStatus> {
+    const record = this.#db.get(name);
+    this.#notRunning(name, "undo");
+    const backup = await this.#backupOf(name);
+    await this.#snapshotStopped(record);
+    await backup.queueUndo(version);
+    for (const suffix of ["", ".map", ".dirty"]) {
+      await _removeIfThere(`${this.#dirs(name).dir}/user.overlay${suffix}`);
+    }
+    await this.#dropMemoryImage(name);
+    this.#backups!.kick();
+    this.#changed();
+    return await this.status(name);
+  }
+
   /** Stops every running appliance (ACPI powerdown, bounded). */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#runs.keys()].map((name) => this.stop(name, 15_000)));
@@ -360,6 +496,10 @@ export class Appliances extends EventTarget {
 
   async #statusOf(record: ApplianceRecord): Promise<ApplianceStatus> {
     const run = this.#runs.get(record.name);
+    const backup = this.#backups && record.userBaseVersion !== null
+      ? await this.#backups.subscription(record.name, `${this.#dirs(record.name).dir}/backup`)
+        .catch(() => null)
+      : null;
     const view = await this.#viewOf(record);
     const latest = view.latest;
     if (
@@ -392,7 +532,11 @@ export class Appliances extends EventTarget {
       totalBytes: progress?.totalBytes ?? holding?.totalBytes ?? null,
       hoarded: record.hoarded,
       hoarding: this.#hoarding.has(record.name),
-      operations: [...this.#operations.get(record.name) ?? []].map((m) => m.progress()),
+      operations: [
+        ...[...this.#operations.get(record.name) ?? []].map((m) => m.progress()),
+        ...(backup?.meter ? [backup.meter.progress()] : []),
+      ],
+      backup: backup?.status(run?.user?.overlay?.dirtyBytes() ?? 0) ?? NO_BACKUP,
     };
   }
 
@@ -646,6 +790,81 @@ export class Appliances extends EventTarget {
     };
   }
 
+  /** The backup of a subscribed appliance; `UsageError` when there is none. */
+  async #backupOf(name: string): Promise<SubscriptionBackup> {
+    const record = this.#db.get(name);
+    if (!this.#backups) {
+      throw new UsageError(
+        `nothing is backed up on this VAT: start it with --data-repo REPO --user-key FILE`,
+      );
+    }
+    if (record.userBaseVersion === null) {
+      throw new UsageError(`"${name}" has no user disk yet (start it once first)`);
+    }
+    return await this.#backups.subscription(name, `${this.#dirs(name).dir}/backup`);
+  }
+
+  /** Snapshots the running appliance now and then (and once at its start). */
+  #startSnapshots(name: string, backup: SubscriptionBackup, run: ApplianceRun): void {
+    this.#snapshotRun(name, backup, run, "start").catch(() => {});
+    const interval = this.#backups!.config.snapshotIntervalMs ?? DEFAULT_SNAPSHOT_INTERVAL_MS;
+    const timer = setInterval(() => {
+      this.#snapshotRun(name, backup, run, "periodic").catch(() => {});
+    }, interval);
+    Deno.unrefTimer(timer);
+    this.#snapshotTimers.set(name, timer);
+  }
+
+  /** Queues a snapshot of `run`'s user disk and wakes the uploader. */
+  async #snapshotRun(
+    name: string,
+    backup: SubscriptionBackup,
+    run: ApplianceRun,
+    reason: "start" | "stop" | "periodic" | "now",
+  ): Promise<void> {
+    const overlay = run.user?.overlay;
+    if (!overlay) return;
+    try {
+      await backup.snapshot(overlay, reason, run.version.manifest.vm);
+    } catch (err) {
+      console.error(`backup ${name}: the ${reason} snapshot failed: ${(err as Error).message}`);
+      throw err;
+    } finally {
+      this.#backups!.kick();
+      this.#changed();
+    }
+  }
+
+  /** Snapshots what a stopped appliance's user disk changed since its last snapshot. */
+  async #snapshotStopped(record: ApplianceRecord): Promise<void> {
+    const path = `${this.#dirs(record.name).dir}/user.overlay`;
+    if (!(await _localUserDisk(path)).dirty) return;
+    const backup = await this.#backupOf(record.name);
+    const base = backup.outbox.state().base;
+    const disk = base
+      ? await (async () => {
+        const dataRepo = backup.repoOf(base.series);
+        const version = await dataRepo.readVersion(base.version);
+        return await openVersionDisk(dataRepo, version, "user", this.#backups!.cache, {
+          overlayPath: path,
+        });
+      })()
+      : await this.#withRepo(record.repo, async (repo) => {
+        const version = await repo.readVersion(record.userBaseVersion!);
+        return await openVersionDisk(repo, version, "user", this.#cache, { overlayPath: path });
+      });
+    try {
+      const vm = backup.outbox.queued().at(-1)?.vm ??
+        await this.#withRepo(record.repo, async (repo) => {
+          const n = record.lastVersion ?? record.userBaseVersion!;
+          return (await repo.readVersion(n)).manifest.vm;
+        });
+      await backup.snapshot(disk.overlay as CowOverlay, "stop", vm);
+    } finally {
+      await disk.device.close();
+    }
+  }
+
   /** Shows `meter` in the appliance's `operations` until `#untrack`. */
   #track(name: string, meter: ProgressMeter): void {
     let set = this.#operations.get(name);
@@ -683,6 +902,20 @@ async function _readVersionOrNull(repo: Repository, n: number | null): Promise<V
     }
     throw err;
   }
+}
+
+/** Whether the user disk's overlay exists, and whether it holds unsnapshotted changes. */
+async function _localUserDisk(path: string): Promise<{ hasDisk: boolean; dirty: boolean }> {
+  let dirty: Uint8Array;
+  try {
+    dirty = await Deno.readFile(`${path}.dirty`);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    const hasDisk = await Deno.stat(`${path}.map`).then(() => true, () => false);
+    return { hasDisk, dirty: false };
+  }
+  // The map's header is 24 bytes (docs/CACHE.md, "Overlays"); then a byte per chunk.
+  return { hasDisk: true, dirty: dirty.subarray(24).some((b) => b !== 0) };
 }
 
 async function _removeIfThere(path: string): Promise<void> {

@@ -17,6 +17,8 @@ import { probeKvm } from "../vmm/kvm_probe.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
 import { Appliances } from "./appliances.ts";
+import { type BackupConfig, Backups } from "../backup/backups.ts";
+import { formatBytes } from "../progress.ts";
 import { openBrowser, type OpenedBrowser } from "./open_browser.ts";
 import { type ListenAddress, type RemoteDisplay, serveRemoteDisplay } from "./remote_display.ts";
 import { StateDb } from "./state_db.ts";
@@ -34,6 +36,8 @@ export interface DaemonOptions {
   version: string;
   /** Set up and add the demo appliance (the embedded default) before serving. */
   demo?: boolean;
+  /** Back user disks up to a data repository (`--data-repo`, `--user-key`). */
+  backup?: BackupConfig;
   /** Where progress lines go (default: standard error). */
   log?: (line: string) => void;
   /** Also serve the app over TLS here (the remote display; `--listen`). */
@@ -68,8 +72,26 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     dir: `${stateDir}/cache`,
     budgetBytes: options.cacheBytes,
   });
+  let backups: Backups | null = null;
+  try {
+    backups = options.backup ? await Backups.open(options.backup, stateDir) : null;
+  } catch (err) {
+    await cache.close();
+    throw err;
+  }
+  if (backups) {
+    const limit = backups.limiter.bytesPerSecond;
+    log(
+      `backing user disks up to ${backups.location}` +
+        (limit ? ` (at most ${formatBytes(limit)}/s)` : ""),
+    );
+    backups.shouldYield = () => cache.fetchesInFlight > 0;
+  } else {
+    log("no data repository: user disks stay on this PC and nothing is backed up");
+  }
   const db = StateDb.open(`${stateDir}/vat.sqlite`);
-  const appliances = new Appliances(db, cache, stateDir);
+  const appliances = new Appliances(db, cache, stateDir, backups);
+  appliances.resumeBackups().catch((err) => log(`backup: ${(err as Error).message}`));
   if (options.demo) {
     await ensureDemoAppliance(stateDir, appliances, log);
   }
@@ -98,6 +120,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     }
   } catch (err) {
     await server?.shutdown();
+    await backups?.close();
     await cache.close();
     db.close();
     if (err instanceof Deno.errors.AddrInUse) {
@@ -138,6 +161,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   });
   await browser?.close();
   await appliances.close();
+  await backups?.close();
   await Promise.race([
     Promise.all([server.shutdown(), remote?.server.shutdown()]),
     new Promise((r) => setTimeout(r, 2000)),

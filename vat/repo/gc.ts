@@ -39,6 +39,13 @@ export async function collectGarbage(
   if (!Number.isInteger(options.keep) || options.keep < 1) {
     throw new UsageError("--keep must be a whole number of at least 1");
   }
+  if (repo.config.kind === "data") {
+    // Its chunks are shared by every subscription's series, and undo may name any
+    // version: a data repository keeps everything (docs/BACKUP.md).
+    throw new UsageError(
+      `${repo.store.location} is a data repository; gc does not delete users' backups`,
+    );
+  }
   const store = repo.store;
   if (!store.canList) {
     throw new PermanentError(

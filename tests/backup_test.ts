@@ -149,7 +149,9 @@ Deno.test("backup: a fresh VAT restores the user's file; undo brings old content
     assert.equal(undone.state, "stopped");
     assert.deepEqual(await bootAndAsk(b, ["read user note"]), [`VAT-REPLY read first ${marker}`]);
     await drained(b);
-    const versions = JSON.parse((await vatOk(["snapshots", "desk", "--state", b, "--json"])).stdout);
+    const versions = JSON.parse(
+      (await vatOk(["snapshots", "desk", "--state", b, "--json"])).stdout,
+    );
     const numbers = versions.map((v: { version: number }) => v.version);
     assert.ok(numbers.includes(second.lastVersion), "the undone-from version is still listed");
     const undo = versions.find((v: { undoneTo: number | null }) => v.undoneTo !== null);

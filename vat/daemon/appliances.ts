@@ -173,6 +173,7 @@ export class Appliances extends EventTarget {
     for (const record of this.#db.list()) {
       if (record.userBaseVersion === null || this.#runs.has(record.name)) continue;
       try {
+        await this.#backupOf(record.name); // opened, so the uploader sees its outbox
         await this.#snapshotStopped(record);
       } catch (err) {
         console.error(`backup ${record.name}: ${(err as Error).message}`);

@@ -340,9 +340,22 @@ export class Appliances extends EventTarget {
         sources.push([disk, base.device]);
       }
       await run.system.device.flush();
-      const result = await publishDisks(repo, sources, run.version.manifest.vm, { key });
-      this.#changed();
-      return result;
+      // Shown in the status's `operations` while it runs; events at most twice a second.
+      const meter = new ProgressMeter("publish", sources.reduce((n, [, s]) => n + s.sizeBytes, 0));
+      let lastEvent = Date.now();
+      const onProgress = (p: { doneBytes: number }) => {
+        meter.moveTo(p.doneBytes);
+        if (Date.now() - lastEvent > 500) {
+          lastEvent = Date.now();
+          this.#changed();
+        }
+      };
+      this.#track(name, meter);
+      try {
+        return await publishDisks(repo, sources, run.version.manifest.vm, { key, onProgress });
+      } finally {
+        this.#untrack(name, meter);
+      }
     } finally {
       await store.close();
     }

@@ -316,6 +316,12 @@ export class Appliances extends EventTarget {
     }
   }
 
+  /** Where the serial console's log is (it may not exist yet). */
+  consoleLogPath(name: string): string {
+    this.#db.get(name);
+    return runDirPaths(this.#dirs(name).runDir).consoleLog;
+  }
+
   /** Types `line` and a newline into the running appliance's serial console. */
   async consoleSend(name: string, line: string): Promise<void> {
     await this.#running(name).vm.console.writeLine(line);

@@ -39,11 +39,18 @@ export function ConfirmDelete({ name, onConfirm, onCancel }: ConfirmDeleteProps)
       aria-labelledby="confirm-title"
       aria-describedby="confirm-text"
       onCancel={(e) => {
-        // Escape: the browser would close the dialog itself; the model decides.
+        // Another close request than Escape (a phone's Back): the model decides.
         e.preventDefault();
         onCancel();
       }}
       onKeyDown={(e) => {
+        if (e.key === "Escape") {
+          // Handled here: the browser may refuse to let the cancel event stop its own
+          // closing of the dialog (without a user activation), and that races the model.
+          e.preventDefault();
+          onCancel();
+          return;
+        }
         if (e.key !== "Tab") return;
         const [first, last] = [keep.current, remove.current];
         if (e.shiftKey && document.activeElement === first) {

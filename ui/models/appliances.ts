@@ -72,7 +72,8 @@ export function operate(name: string, op: Operation): Promise<void> {
     suspend: () => routes.suspend.$post(param),
     reset: () => routes.reset.$post(param),
   }[op];
-  return _run(name, op === "stop" ? "stopping" : `${op.replace(/e$/, "")}ing`, request);
+  const doing = { start: "starting", stop: "stopping", suspend: "suspending", reset: "resetting" };
+  return _run(name, doing[op], request);
 }
 
 /**

@@ -2,8 +2,11 @@
  * The browser UI, end to end: a real daemon (`--demo`, which provides a bootable
  * appliance), Debian's Chromium driven by playwright-core. Signing in with the URL the
  * daemon prints, the live list, starting an appliance and seeing its screen (noVNC
- * through the daemon's proxy), typing into it, stopping it; and every route, the event
- * stream and the console's WebSocket refusing requests without a session.
+ * through the daemon's proxy), typing into it, stopping it; the serial log streamed live
+ * in its tab, a publish's progress bar, the cache and offline state, keyboard-only use
+ * (visible focus, tabs, the delete dialog's focus), errors in words, a phone's width; and
+ * every route, the event streams and the console's WebSocket refusing requests without a
+ * session.
  * Screenshots go to `tests/artefacts/` (git-ignored).
  */
 

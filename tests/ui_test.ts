@@ -300,10 +300,31 @@ Deno.test({
         "the guest's reply",
         async () => (await log.textContent())?.includes("VAT-REPLY ping pong"),
       );
-      // The log follows its end.
-      assert.ok(
-        await log.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24),
+      // The log follows its end while the reader is there, and stays put when scrolled up.
+      const sendLines = async (n: number) => {
+        for (let i = 0; i < n; i++) {
+          const res = await fetch(new URL("/api/appliances/demo/console", base), {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+            body: JSON.stringify({ line: "count" }),
+          });
+          assert.equal(res.status, 200, await res.text());
+        }
+      };
+      await sendLines(40);
+      await until("40 more replies", async () => (await log.textContent())?.includes("count 41"));
+      const overflow = await log.evaluate((el) => el.scrollHeight > el.clientHeight);
+      assert.ok(overflow, "the log is long enough to scroll");
+      await until(
+        "the log at its end",
+        () => log.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24),
+        5000,
       );
+      await log.evaluate((el) => el.scrollTop = 0);
+      await sendLines(1);
+      await until("one more reply", async () => (await log.textContent())?.includes("count 42"));
+      assert.equal(await log.evaluate((el) => el.scrollTop), 0);
+      await log.evaluate((el) => el.scrollTop = el.scrollHeight);
       assert.ok(requests.includes("GET /api/appliances/demo/console/stream"));
       assert.ok(!requests.includes("GET /api/appliances/demo/console"), "the log is not polled");
       assert.equal(reloaded, false);

@@ -38,11 +38,18 @@ export async function call<T>(what: string, response: Promise<ResponseLike>): Pr
   try {
     res = await response;
   } catch {
-    throw new ApiError(`${what} failed: the VAT daemon did not answer`, 0);
+    throw new ApiError(
+      `${what} failed: the VAT daemon did not answer; check that it still runs ` +
+        "(vat status), then try again",
+      0,
+    );
   }
   const type = res.headers.get("content-type") ?? "";
   const body = type.includes("json") ? await res.json().catch(() => null) : await res.text();
   if (res.ok) return body as T;
-  const reason = (body as { error?: string } | null)?.error ?? `the daemon answered ${res.status}`;
+  // The daemon's errors are `{"error"}` saying what failed; anything else (a proxy's
+  // page, a crash) is not shown as it is.
+  const reason = (body as { error?: string } | null)?.error ??
+    `the daemon answered ${res.status}; try again, and see the daemon's log if it persists`;
   throw new ApiError(`${what} failed: ${reason}`, res.status);
 }

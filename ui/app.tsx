@@ -8,7 +8,7 @@
 import { useEffect } from "preact/hooks";
 import * as list from "./models/appliances.ts";
 import * as consoleModel from "./models/console.ts";
-import { route } from "./models/route.ts";
+import { route, showTab } from "./models/route.ts";
 import { session, signIn, signInError, signingIn, signOut } from "./models/session.ts";
 import { AppliancePage } from "./components/appliance_page.tsx";
 import { ApplianceList } from "./components/appliance_list.tsx";
@@ -45,7 +45,12 @@ function SignedIn() {
         </span>
         <button type="button" onClick={signOut}>Sign out</button>
       </header>
-      {list.actionError.value && <p class="error" role="alert">{list.actionError}</p>}
+      {list.actionError.value && (
+        <div class="error banner" role="alert">
+          <p>{list.actionError}</p>
+          <button type="button" onClick={list.dismissError}>Dismiss</button>
+        </div>
+      )}
       {asked !== null && (
         <ConfirmDelete name={asked} onConfirm={list.confirmDelete} onCancel={list.cancelDelete} />
       )}
@@ -57,12 +62,14 @@ function SignedIn() {
               pending={list.pending.value}
               onOperate={list.operate}
               onDelete={list.askDelete}
+              onHoard={list.hoard}
             />
           </main>
         )
         : (
           <AppliancePage
             name={name}
+            tab={r.page === "appliance" ? r.tab : "screen"}
             appliance={list.appliances.value.find((a) => a.name === name)}
             pending={list.pending.value[name]}
             screen={consoleModel.screen}
@@ -74,6 +81,8 @@ function SignedIn() {
             onSend={(line) => consoleModel.sendLine(name, line)}
             onOperate={list.operate}
             onDelete={list.askDelete}
+            onHoard={list.hoard}
+            onTab={showTab}
           />
         )}
     </>

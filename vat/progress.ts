@@ -112,6 +112,18 @@ export class ProgressMeter {
     this.#fold();
   }
 
+  /**
+   * Sets the bytes done in all, for sources that report totals (a `ProgressListener`).
+   * A step back (the operation started a pass over again) keeps the rate but starts a
+   * new window, so the repeated bytes are not counted twice.
+   */
+  moveTo(doneBytes: number): void {
+    if (doneBytes >= this.doneBytes) return this.advance(doneBytes - this.doneBytes);
+    this.doneBytes = doneBytes;
+    this.#windowStart = performance.now();
+    this.#windowBytes = 0;
+  }
+
   /** The operation as the API shows it. */
   progress(): OperationProgress {
     this.#fold();

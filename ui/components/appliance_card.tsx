@@ -1,6 +1,8 @@
 /** @jsxImportSource preact */
 import type { ApplianceStatus } from "../api.ts";
+import { formatBytes, percent } from "../format.ts";
 import type { Operation } from "../models/appliances.ts";
+import { OperationsProgress } from "./operation_progress.tsx";
 
 /** Props of `ApplianceCard`. */
 export interface ApplianceCardProps {
@@ -11,6 +13,8 @@ export interface ApplianceCardProps {
   href?: string;
   onOperate(name: string, op: Operation): void;
   onDelete(name: string): void;
+  /** Keeps the appliance for offline use (`on`), or stops keeping it. */
+  onHoard(name: string, on: boolean): void;
 }
 
 function _version(a: ApplianceStatus): string {
@@ -19,13 +23,33 @@ function _version(a: ApplianceStatus): string {
   return current === null ? latest : `v${current} (${latest})`;
 }
 
-function _mib(bytes: number): string {
-  return (bytes / 1048576).toFixed(1);
+/** How much of the newest version is cached, and whether the appliance is safe offline. */
+function _Cache({ a }: { a: ApplianceStatus }) {
+  const version = a.latestVersion === null ? "the newest version" : `v${a.latestVersion}`;
+  const amount = a.totalBytes === null
+    ? `How much of ${version} is cached is not known yet.`
+    : a.cachedBytes === a.totalBytes
+    ? `All ${formatBytes(a.totalBytes)} of ${version} cached.`
+    : `${formatBytes(a.cachedBytes ?? 0)} of ${formatBytes(a.totalBytes)} of ${version} ` +
+      `cached (${percent(a.cachedBytes ?? 0, a.totalBytes)}%).`;
+  const offline = a.safeOffline
+    ? "Safe to use offline: kept in the cache."
+    : a.hoarding
+    ? "Not safe offline yet: fetching the rest."
+    : a.hoarded
+    ? "Not safe offline yet: kept for offline use, waiting to fetch the rest."
+    : "Not safe offline: keep it for offline use to fetch and keep all of it.";
+  return (
+    <p class="cache" data-testid="cache">
+      {amount}{" "}
+      <span class={a.safeOffline ? "safe" : a.offline ? "unsafe" : undefined}>{offline}</span>
+    </p>
+  );
 }
 
 /** One appliance: what it is, its state, and its operations. */
 export function ApplianceCard(
-  { appliance: a, pending, href, onOperate, onDelete }: ApplianceCardProps,
+  { appliance: a, pending, href, onOperate, onDelete, onHoard }: ApplianceCardProps,
 ) {
   const busy = pending !== undefined || ["starting", "stopping", "suspending"].includes(a.state);
   const running = a.state === "running";
@@ -47,21 +71,24 @@ export function ApplianceCard(
       <p class="version">{_version(a)}</p>
       {a.updateRequired && <p class="badge required">update required</p>}
       {a.updateAvailable && !a.updateRequired && <p class="badge update">update available</p>}
-      {a.offline && <p class="badge offline">offline</p>}
-      {a.safeOffline
-        ? <p class="badge safe-offline">safe offline</p>
-        : a.hoarded && a.totalBytes !== null && (
-          <p class="badge hoarding">
-            {a.hoarding ? "hoarding" : "hoarded"}: {_mib(a.cachedBytes ?? 0)} of{" "}
-            {_mib(a.totalBytes)} MiB cached
-          </p>
-        )}
+      {a.offline && <p class="badge offline">offline: repository unreachable</p>}
+      {a.safeOffline && <p class="badge safe-offline">safe offline</p>}
+      <_Cache a={a} />
+      <OperationsProgress name={a.name} operations={a.operations} />
       {a.lastError && <p class="error" role="alert">Last error: {a.lastError}</p>}
       <div class="actions" role="group" aria-label={`${a.name}'s operations`}>
         {button("start", a.state === "suspended" ? "Resume" : "Start", !running)}
         {button("stop", "Stop", running)}
         {button("suspend", "Suspend", running)}
         {button("reset", "Reset", !running)}
+        <button
+          type="button"
+          aria-pressed={a.hoarded}
+          disabled={a.offline && !a.hoarded}
+          onClick={() => onHoard(a.name, !a.hoarded)}
+        >
+          Keep for offline use
+        </button>
         <button
           type="button"
           class="danger"

@@ -10,10 +10,13 @@ export interface ApplianceListProps {
   pending: Record<string, string>;
   onOperate(name: string, op: Operation): void;
   onDelete(name: string): void;
+  onHoard(name: string, on: boolean): void;
 }
 
 /** Every appliance of the VAT. */
-export function ApplianceList({ appliances, pending, onOperate, onDelete }: ApplianceListProps) {
+export function ApplianceList(
+  { appliances, pending, onOperate, onDelete, onHoard }: ApplianceListProps,
+) {
   if (appliances.length === 0) {
     return (
       <p>
@@ -31,6 +34,7 @@ export function ApplianceList({ appliances, pending, onOperate, onDelete }: Appl
           href={applianceHref(a.name)}
           onOperate={onOperate}
           onDelete={onDelete}
+          onHoard={onHoard}
         />
       ))}
     </section>

@@ -72,7 +72,31 @@ export function operate(name: string, op: Operation): Promise<void> {
     suspend: () => routes.suspend.$post(param),
     reset: () => routes.reset.$post(param),
   }[op];
-  return _run(name, op === "stop" ? "stopping" : `${op.replace(/e$/, "")}ing`, request);
+  const doing = { start: "starting", stop: "stopping", suspend: "suspending", reset: "resetting" };
+  return _run(name, doing[op], request);
+}
+
+/**
+ * Keeps an appliance for offline use (fetching and pinning its newest version), or stops
+ * keeping it. Not a pending operation: the appliance stays usable while its hoard
+ * runs, and the status's `operations` show its progress.
+ */
+export async function hoard(name: string, on: boolean): Promise<void> {
+  actionError.value = null;
+  try {
+    await call(
+      on ? `keeping ${name} for offline use` : `no longer keeping ${name} for offline use`,
+      api.api.appliances[":name"].hoard.$post({ param: { name }, json: { on } }),
+    );
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) sessionLost();
+    actionError.value = (err as Error).message;
+  }
+}
+
+/** Hides the last action's error. */
+export function dismissError(): void {
+  actionError.value = null;
 }
 
 /** Asks to delete an appliance (the UI then asks for confirmation). */

@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 /**
- * The open appliance's console: its serial log (polled while the page shows), a line
- * typed into it, and the state of its screen (noVNC over the daemon's proxy).
+ * The open appliance's console: its serial log (streamed live from
+ * `/api/appliances/NAME/console/stream` while the page shows), a line typed into it, and
+ * the state of its screen (noVNC over the daemon's proxy).
  *
  * @module
  */
@@ -11,9 +12,10 @@ import RFB from "@novnc/novnc";
 import { api, ApiError, call } from "../api.ts";
 import { sessionLost } from "./session.ts";
 
-const POLL_MS = 1000;
+/** The most of the log the page keeps (its end). */
+const LOG_LIMIT_CHARS = 256 * 1024;
 
-/** The serial console's log. */
+/** The serial console's log (its end). */
 export const serialLog = signal("");
 /** Why the log or a typed line failed. */
 export const consoleError = signal<string | null>(null);
@@ -22,31 +24,37 @@ export const screen = signal<"off" | "connecting" | "connected" | "disconnected"
 /** Why the screen disconnected. */
 export const screenError = signal<string | null>(null);
 
-/** Polls `name`'s serial log; returns the function that stops. */
+/** Follows `name`'s serial log as it grows; returns the function that stops. */
 export function followSerialLog(name: string): () => void {
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   serialLog.value = "";
   consoleError.value = null;
-  const poll = async () => {
+  const events = new EventSource(`/api/appliances/${encodeURIComponent(name)}/console/stream`);
+  const take = (text: string, reset: boolean) => {
+    const log = reset ? text : serialLog.value + text;
+    serialLog.value = log.length > LOG_LIMIT_CHARS ? log.slice(-LOG_LIMIT_CHARS) : log;
+    consoleError.value = null;
+  };
+  events.addEventListener("reset", (e) => take(JSON.parse((e as MessageEvent).data), true));
+  events.addEventListener("append", (e) => take(JSON.parse((e as MessageEvent).data), false));
+  events.onerror = async () => {
+    // EventSource reconnects by itself (and the log then starts over), unless the
+    // session ended or the appliance is gone: ask which.
     try {
-      const text = await call<string>(
-        `reading ${name}'s console`,
-        api.api.appliances[":name"].console.$get({ param: { name } }),
+      await call(
+        `reading ${name}'s serial log`,
+        api.api.appliances[":name"].$get({ param: { name } }),
       );
-      if (!stopped && text !== serialLog.value) serialLog.value = text;
-      if (!stopped) consoleError.value = null;
+      consoleError.value = `the serial log of ${name} stopped streaming; reconnecting…`;
     } catch (err) {
-      if (err instanceof ApiError && err.status === 401) return sessionLost();
-      if (!stopped) consoleError.value = (err as Error).message;
+      if (err instanceof ApiError && err.status === 401) {
+        events.close();
+        return sessionLost();
+      }
+      if (err instanceof ApiError && err.status === 404) events.close();
+      consoleError.value = (err as Error).message;
     }
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
   };
-  poll();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+  return () => events.close();
 }
 
 /** Types one line into `name`'s serial console. */
@@ -95,7 +103,8 @@ export function attachScreen(target: HTMLElement, name: string): () => void {
   rfb.addEventListener("disconnect", (e) => {
     screen.value = "disconnected";
     if (!(e as CustomEvent<{ clean: boolean }>).detail.clean) {
-      screenError.value = `the connection to ${name}'s screen was lost`;
+      screenError.value = `the connection to ${name}'s screen was lost: it comes back when ` +
+        `${name} runs again, or reload the page`;
     }
   });
   _rfb = rfb;

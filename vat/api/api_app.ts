@@ -19,6 +19,7 @@ import { BrowserSessions, SESSION_COOKIE } from "../ui/browser_sessions.ts";
 import { signInRoutes, signOutRoutes } from "../ui/session_routes.ts";
 import { uiRoutes } from "../ui/ui_routes.ts";
 import { proxyVnc } from "../ui/vnc_proxy.ts";
+import { followConsoleLog } from "../vmm/follow_console_log.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -104,6 +105,20 @@ function applianceRoutes(ctx: ApiContext) {
       },
     )
     .get("/:name/console", async (c) => c.text(await app.consoleLog(c.req.param("name"))))
+    .get("/:name/console/stream", (c) => {
+      const path = app.consoleLogPath(c.req.param("name"));
+      return streamSSE(c, async (stream) => {
+        const abort = new AbortController();
+        stream.onAbort(() => abort.abort());
+        for await (const chunk of followConsoleLog(path, { signal: abort.signal })) {
+          // JSON keeps the log's line ends (CR LF) intact through SSE's line format.
+          await stream.writeSSE({
+            event: chunk.reset ? "reset" : "append",
+            data: JSON.stringify(chunk.text),
+          });
+        }
+      });
+    })
     .get("/:name/vnc", async (c) => {
       const status = await app.status(c.req.param("name"));
       if (status.vncWebsocketPort === null) {

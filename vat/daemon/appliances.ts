@@ -415,6 +415,12 @@ export class Appliances extends EventTarget {
     }
   }
 
+  /** Where the serial console's log is (it may not exist yet). */
+  consoleLogPath(name: string): string {
+    this.#db.get(name);
+    return runDirPaths(this.#dirs(name).runDir).consoleLog;
+  }
+
   /** Types `line` and a newline into the running appliance's serial console. */
   async consoleSend(name: string, line: string): Promise<void> {
     await this.#running(name).vm.console.writeLine(line);
@@ -439,9 +445,22 @@ export class Appliances extends EventTarget {
         sources.push([disk, base.device]);
       }
       await run.system.device.flush();
-      const result = await publishDisks(repo, sources, run.version.manifest.vm, { key });
-      this.#changed();
-      return result;
+      // Shown in the status's `operations` while it runs; events at most twice a second.
+      const meter = new ProgressMeter("publish", sources.reduce((n, [, s]) => n + s.sizeBytes, 0));
+      let lastEvent = Date.now();
+      const onProgress = (p: { doneBytes: number }) => {
+        meter.moveTo(p.doneBytes);
+        if (Date.now() - lastEvent > 500) {
+          lastEvent = Date.now();
+          this.#changed();
+        }
+      };
+      this.#track(name, meter);
+      try {
+        return await publishDisks(repo, sources, run.version.manifest.vm, { key, onProgress });
+      } finally {
+        this.#untrack(name, meter);
+      }
     } finally {
       await store.close();
     }

@@ -253,3 +253,52 @@ Deno.test("backup: two VATs contend for one subscription; exactly one holds it; 
     assert.equal(new TextDecoder().decode(after.stdout), new TextDecoder().decode(before.stdout));
   });
 });
+
+Deno.test("backup: with the data repository unreachable the VAT keeps working, queues, and drains when it returns", async () => {
+  await withRig(async (rig) => {
+    const served = `${rig.dir}/served`;
+    await Deno.mkdir(served);
+    const keyId = JSON.parse(
+      (await vatOk(["keygen", "--user", "--out", `${rig.dir}/u2.key`, "--json"])).stdout,
+    ).signingKey;
+    rig.userKey = `${rig.dir}/u2.key`;
+    let server: VatProcess | null = null;
+    const serve = async (port: number) => {
+      server = await startVat(
+        ["serve", "--root", served, "--listen", `127.0.0.1:${port}`, "--allow-key", keyId],
+        (out) => /serving .* at http/.test(out),
+      );
+      return Number(/at http:\/\/127\.0\.0\.1:(\d+)/.exec(server.output())![1]);
+    };
+    try {
+      const port = await serve(0);
+      rig.data = `http://127.0.0.1:${port}/data`;
+      const a = `${rig.dir}/vat-a`;
+      await rig.vat(a);
+      await vatOk(["appliance", "add", rig.repo, "--name", "desk", "--state", a]);
+      await bootAndAsk(a, ["write user note online"]);
+      const online = await drained(a);
+
+      await server!.stop();
+      server = null;
+      // Offline: the appliance starts on its local disk; the changes wait.
+      assert.deepEqual(await bootAndAsk(a, ["read user note", "write user note offline"]), [
+        "VAT-REPLY read online",
+        "VAT-REPLY write ok",
+      ]);
+      const waiting = await backupOf(a);
+      assert.ok(waiting.pendingBytes > 0 || waiting.pendingSnapshots > 0, JSON.stringify(waiting));
+      assert.equal(waiting.lastVersion, online.lastVersion);
+
+      // Back on the same address: the uploader finds it by itself.
+      await serve(port);
+      const back = await drained(a, "desk", 60_000);
+      assert.ok(back.lastVersion! > online.lastVersion!);
+      assert.equal(back.series, "desk");
+      const verify = await vatOk(["repo", "verify", `${served}/data`, "--user-key", rig.userKey]);
+      assert.match(verify.stdout, /^ok: /m);
+    } finally {
+      await (server as VatProcess | null)?.stop();
+    }
+  });
+});

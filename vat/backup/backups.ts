@@ -148,6 +148,9 @@ export class Backups extends EventTarget {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    for (const opened of this.#subscriptions.values()) {
+      (await opened.catch(() => null))?.stopUploading();
+    }
     await this.#pass.catch(() => {});
     for (const opened of this.#subscriptions.values()) (await opened.catch(() => null))?.close();
     await this.cache.close();
@@ -155,6 +158,22 @@ export class Backups extends EventTarget {
   }
 
   async #uploadPass(): Promise<void> {
+    let retry = false;
+    // Uploads move pending bytes: tell listeners (the UI's event stream) as they do.
+    const ticker = setInterval(() => this.dispatchEvent(new Event("change")), 1000);
+    try {
+      retry = await this.#uploadEach();
+    } finally {
+      clearInterval(ticker);
+    }
+    if (retry && !this.#closed) {
+      this.#timer = setTimeout(() => this.kick(), RETRY_MS);
+      Deno.unrefTimer(this.#timer);
+    }
+  }
+
+  /** One upload round over every subscription; true when one should be tried again. */
+  async #uploadEach(): Promise<boolean> {
     let retry = false;
     for (const opened of this.#subscriptions.values()) {
       const backup = await opened.catch(() => null);
@@ -168,10 +187,7 @@ export class Backups extends EventTarget {
       }
       this.dispatchEvent(new Event("change"));
     }
-    if (retry && !this.#closed) {
-      this.#timer = setTimeout(() => this.kick(), RETRY_MS);
-      Deno.unrefTimer(this.#timer);
-    }
+    return retry;
   }
 }
 

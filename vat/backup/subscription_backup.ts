@@ -111,6 +111,7 @@ export class SubscriptionBackup {
   #error: string | null = null;
   #snapshotting: Promise<unknown> = Promise.resolve();
   #uploading: Promise<void> | null = null;
+  #stopping = false;
 
   private constructor(options: SubscriptionBackupOptions, outbox: Outbox) {
     this.name = options.name;
@@ -378,12 +379,18 @@ export class SubscriptionBackup {
     }
   }
 
+  /** Stops an upload at its next chunk (what was sent stays; the next start resumes). */
+  stopUploading(): void {
+    this.#stopping = true;
+  }
+
   close(): void {
     this.outbox.close();
   }
 
   async #uploadAll(): Promise<void> {
     for (;;) {
+      if (this.#stopping) return;
       const snapshot = this.outbox.oldest();
       if (!snapshot) return;
       await this.#uploadOne(snapshot);
@@ -435,8 +442,9 @@ export class SubscriptionBackup {
           if (err instanceof Deno.errors.NotFound && !this.outbox.isQueued(snapshot.seq)) return;
           throw err;
         }
-        while (this.#options.shouldYield?.()) await _sleep(20);
+        while (this.#options.shouldYield?.() && !this.#stopping) await _sleep(20);
         await this.#options.limiter.take(object.length);
+        if (this.#stopping) throw new TransientError("the upload stopped with the daemon");
         await repo.store.put(key, object);
         meter.advance(object.length);
       }

@@ -337,3 +337,36 @@ Deno.test("DataRepository refuses a wrong key and writes nothing", async () => {
     assert.deepEqual(await grepDir(repoDir, new Uint8Array(0)), before);
   });
 });
+
+Deno.test("SubscriptionBackup upload waits while demand fetches wait, and keeps to its bandwidth cap", async () => {
+  await withRig(async ({ root, data }) => {
+    const busyUntil = performance.now() + 600;
+    const backup = await SubscriptionBackup.open({
+      data,
+      dir: `${root}/vat-y/backup`,
+      name: "desk",
+      vatId: "y",
+      limiter: new RateLimiter(16 * 1024),
+      shouldYield: () => performance.now() < busyUntil,
+    });
+    try {
+      await backup.prepareStart({ hasDisk: false, dirty: false });
+      const overlay = await CowOverlay.open({ base: zeroBase(), path: `${root}/y.overlay` });
+      for (let i = 0; i < 16; i++) {
+        const noise = new Uint8Array(CHUNK);
+        crypto.getRandomValues(noise);
+        await overlay.write(i * CHUNK, noise);
+      }
+      await backup.snapshot(overlay, "stop", VM);
+      const started = performance.now();
+      await backup.upload();
+      const elapsed = performance.now() - started;
+      // 600 ms of demand, then 64 KiB of sealed chunks at 16 KiB/s after a 16 KiB burst.
+      assert.ok(elapsed >= 600 + 2800, `upload faster than demand and cap allow: ${elapsed} ms`);
+      assert.ok(elapsed < 8000, `the upload took ${elapsed} ms`);
+      await overlay.close();
+    } finally {
+      backup.close();
+    }
+  });
+});

@@ -53,19 +53,38 @@ REPO is a directory, http(s)://HOST/PATH served by vat serve, or s3://BUCKET/PRE
 (endpoint and credentials from --s3-* flags or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_REGION). The chunk size is a power of two from 4K to 16M
 (default ${DEFAULT_CHUNK_BYTES / 1024}K). Without --publisher, the first key that
-publishes becomes the publisher. --key signs the request to vat serve.`,
+publishes becomes the publisher. --key signs the request to vat serve.
+A data repository (--kind data) belongs to one user: give their key with --user-key FILE
+(the daemon also makes one by itself on first use of vat --data-repo).`,
   async run(args) {
     const { values, positionals } = parseFlags("repo init", args, {
       kind: { type: "string" },
       "chunk-size": { type: "string" },
       publisher: { type: "string", multiple: true },
       json: { type: "boolean" },
+      "user-key": { type: "string" },
       ...keyFlag,
     });
     if (positionals.length !== 1) throw new UsageError("repo init: give exactly one REPO");
     const kind = values.kind as RepoKind;
     if (!REPO_KINDS.includes(kind)) {
       throw new UsageError(`repo init: --kind must be one of ${REPO_KINDS.join(", ")}`);
+    }
+    if ((kind === "data") !== (values["user-key"] !== undefined)) {
+      throw new UsageError(
+        kind === "data"
+          ? "repo init: a data repository needs its user's key: --user-key FILE (vat keygen --user)"
+          : "repo init: --user-key is for data repositories (--kind data)",
+      );
+    }
+    if (kind === "data") {
+      const userKey = await loadUserKey(values["user-key"]!);
+      return await withStore(positionals[0], values, async (store) => {
+        const data = await DataRepository.open(store, userKey, { create: true });
+        if (values.json) printJson(data.root.config);
+        else console.log(`data repository ${data.root.config.id} at ${store.location}`);
+        return 0;
+      });
     }
     const chunkSizeBytes = values["chunk-size"]
       ? parseSize(values["chunk-size"], "--chunk-size")

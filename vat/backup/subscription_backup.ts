@@ -153,10 +153,12 @@ export class SubscriptionBackup {
   ): Promise<StartPlan> {
     const state = this.outbox.state();
     const pending = local.dirty || this.outbox.queued().length > 0;
-    const keep = (markAllDirty = false): StartPlan => ({
+    // The local disk as it is; all of it counts as changed while nothing of it was
+    // ever snapshotted (a new subscription, or one backed up for the first time).
+    const keep = (): StartPlan => ({
       base: this.outbox.state().base,
       discardOverlay: false,
-      markAllDirty,
+      markAllDirty: this.outbox.latestIndex() === null,
       offline: false,
     });
     let latest: number | null;
@@ -180,8 +182,7 @@ export class SubscriptionBackup {
       if (!options.fork) throw new SubscriptionHeldError(this.name, holder);
       const from = state.series;
       await this.#forkSeries(`forked from "${from}", which ${holder.host} holds`);
-      if (local.hasDisk || state.base !== null) return keep(state.committedVersion === null);
-      if (latest === null) return keep(true);
+      if (local.hasDisk || state.base !== null || latest === null) return keep();
       // A fresh VAT: the fork starts from the newest backup of the original series.
       const index = await this.#indexOf(from, latest);
       this.outbox.setCommitted(null, index, { base: { series: from, version: latest } });
@@ -195,7 +196,7 @@ export class SubscriptionBackup {
         offline: false,
       };
     }
-    if (latest === state.committedVersion) return keep(latest === null);
+    if (latest === state.committedVersion) return keep();
     if (latest !== null && state.committedVersion === null && !local.hasDisk && !pending) {
       // A fresh VAT: the newest backup becomes the disk, fetched lazily.
       return await this.#follow(latest);
@@ -211,7 +212,7 @@ export class SubscriptionBackup {
     await this.#forkSeries(
       `"${state.series}" has versions written by another VAT since this one last uploaded`,
     );
-    return keep(this.outbox.committedIndex() === null && this.outbox.queued().length === 0);
+    return keep();
   }
 
   /**
@@ -266,6 +267,12 @@ export class SubscriptionBackup {
         while (next < chunks.length) await overlay.saveForSnapshot(chunks[next++]);
       };
       await Promise.all(Array.from({ length: 4 }, worker));
+      if (changedBytes === 0 && this.outbox.latestIndex() !== null) {
+        // Rewritten with the same bytes: no new version.
+        await writer.abandon();
+        overlay.endSnapshot(true);
+        return null;
+      }
       const queued = await writer.commit(index, {
         id: randomUUID(),
         takenAt: new Date().toISOString(),

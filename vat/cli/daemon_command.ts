@@ -31,7 +31,8 @@ DIR/remote-display/, and its SHA-256 fingerprint is printed and shown by vat sta
 (made there on first use; encrypted with the key from vat keygen --user): snapshots
 at start, at stop and every --snapshot-interval seconds (default 300) while running,
 uploaded in the background, capped at --backup-limit bits per second (e.g. 384k, 2M;
-default no cap). Without them user disks stay on this PC only, and vat says so.
+default no cap); a subscription's lease lapses --lease-ttl seconds (default 90)
+after its VAT vanished. Without them user disks stay on this PC only, and vat says so.
 Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first.`,
   async run(args) {
     const { values, positionals } = parseFlags("daemon", args, {

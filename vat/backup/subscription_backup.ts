@@ -219,10 +219,17 @@ export class SubscriptionBackup {
    * Takes a snapshot of `overlay` as it is now and queues it (null when nothing changed
    * since the last one). The guest may keep writing meanwhile: chunks it overwrites
    * are copied first (`CowOverlay.beginSnapshot`). When the outbox outgrows the disk,
-   * queued snapshots are collapsed.
+   * queued snapshots are collapsed. `onFrozen` is called once the snapshot's instant
+   * is fixed (or it failed before), so a caller can let the guest run from then on.
    */
-  snapshot(overlay: CowOverlay, reason: SnapshotReason, vm: VmDescription) {
-    const run = this.#snapshotting.then(() => this.#snapshot(overlay, reason, vm));
+  snapshot(
+    overlay: CowOverlay,
+    reason: SnapshotReason,
+    vm: VmDescription,
+    onFrozen?: () => void,
+  ): Promise<QueuedSnapshot | null> {
+    const run = this.#snapshotting.then(() => this.#snapshot(overlay, reason, vm, onFrozen))
+      .finally(() => onFrozen?.());
     this.#snapshotting = run.catch(() => {});
     return run;
   }
@@ -231,6 +238,7 @@ export class SubscriptionBackup {
     overlay: CowOverlay,
     reason: SnapshotReason,
     vm: VmDescription,
+    onFrozen?: () => void,
   ): Promise<QueuedSnapshot | null> {
     const chunkBytes = overlay.preferredBlockBytes;
     const previous = this.outbox.latestIndex() ?? new DiskIndex(overlay.sizeBytes, chunkBytes);
@@ -257,6 +265,7 @@ export class SubscriptionBackup {
       changedBytes += index.chunkLength(i);
       await writer.addObject(name, await codec.encode(content, name));
     });
+    onFrozen?.();
     if (chunks.length === 0) {
       overlay.endSnapshot(true);
       return null;

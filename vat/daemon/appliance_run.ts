@@ -38,6 +38,8 @@ export interface RunSpec {
   dirs: ApplianceDirs;
   /** A memory image to resume from (same version) and the machine it was saved on. */
   resumeFrom?: { path: string; machineType: string };
+  /** Runs once the disks are open, before QEMU starts (the backup's first snapshot). */
+  beforeBoot?: (disks: { user: VersionDisk | null }) => Promise<void>;
   /** Runs once QEMU exited, before the disks are closed (the backup's last snapshot). */
   beforeClose?: (run: ApplianceRun) => Promise<void>;
 }
@@ -110,6 +112,7 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       guestDisks.ephemeral = { socketPath, exportName: "ephemeral" };
     }
     const boot = await _bootFiles(repo, version, dirs.dir, spec.cache);
+    await spec.beforeBoot?.({ user });
     await removeStaleSocket(socketPath);
     server = serveNbd({ exports, socketPath });
     const vm = await VirtualMachine.start({

@@ -275,6 +275,16 @@ export class Appliances extends EventTarget {
           cache: this.#cache,
           dirs,
           resumeFrom,
+          // The first snapshot's instant is before the guest runs; its copying goes on
+          // while the guest boots (copy-before-write keeps it exact).
+          beforeBoot: subscription
+            ? ({ user }) =>
+              new Promise<void>((frozen) => {
+                if (!user?.overlay) return frozen();
+                this.#snapshotOverlay(name, subscription, user.overlay, version, "start", frozen)
+                  .catch(() => {});
+              })
+            : undefined,
           beforeClose: subscription
             ? (ended) => this.#snapshotRun(name, subscription, ended, "stop")
             : undefined,
@@ -824,9 +834,8 @@ export class Appliances extends EventTarget {
     return await this.#backups.subscription(name, `${this.#dirs(name).dir}/backup`);
   }
 
-  /** Snapshots the running appliance now and then (and once at its start). */
+  /** Snapshots the running appliance now and then. */
   #startSnapshots(name: string, backup: SubscriptionBackup, run: ApplianceRun): void {
-    this.#snapshotRun(name, backup, run, "start").catch(() => {});
     const interval = this.#backups!.config.snapshotIntervalMs ?? DEFAULT_SNAPSHOT_INTERVAL_MS;
     const timer = setInterval(() => {
       this.#snapshotRun(name, backup, run, "periodic").catch(() => {});
@@ -844,8 +853,19 @@ export class Appliances extends EventTarget {
   ): Promise<void> {
     const overlay = run.user?.overlay;
     if (!overlay) return;
+    await this.#snapshotOverlay(name, backup, overlay, run.version, reason);
+  }
+
+  async #snapshotOverlay(
+    name: string,
+    backup: SubscriptionBackup,
+    overlay: CowOverlay,
+    version: Version,
+    reason: "start" | "stop" | "periodic" | "now",
+    onFrozen?: () => void,
+  ): Promise<void> {
     try {
-      await backup.snapshot(overlay, reason, run.version.manifest.vm);
+      await backup.snapshot(overlay, reason, version.manifest.vm, onFrozen);
     } catch (err) {
       console.error(`backup ${name}: the ${reason} snapshot failed: ${(err as Error).message}`);
       throw err;

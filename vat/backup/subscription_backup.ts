@@ -108,6 +108,8 @@ export class SubscriptionBackup {
   readonly #options: SubscriptionBackupOptions;
   #lease: Lease;
   #meter: ProgressMeter | null = null;
+  /** Bytes of the snapshot being uploaded that were sent (its objects are still queued). */
+  #sentOfCurrent = 0;
   #error: string | null = null;
   #snapshotting: Promise<unknown> = Promise.resolve();
   #uploading: Promise<void> | null = null;
@@ -353,7 +355,7 @@ export class SubscriptionBackup {
     return {
       enabled: true,
       series: state.series,
-      pendingBytes: this.outbox.pendingBytes() - (progress?.doneBytes ?? 0) + dirtyBytes,
+      pendingBytes: Math.max(0, this.outbox.pendingBytes() - this.#sentOfCurrent) + dirtyBytes,
       pendingSnapshots: queued.length,
       uploading: this.#uploading !== null,
       rateBytesPerSecond: progress?.rateBytesPerSecond ?? 0,
@@ -378,6 +380,7 @@ export class SubscriptionBackup {
       ).finally(() => {
         this.#uploading = null;
         this.#meter = null;
+        this.#sentOfCurrent = 0;
       });
     }
     return this.#uploading;
@@ -441,7 +444,10 @@ export class SubscriptionBackup {
       );
       return; // the next round uploads into the fork
     }
-    const meter = this.#meter ??= new ProgressMeter("backup", this.outbox.pendingBytes());
+    const meter = this.#meter ??= new ProgressMeter("backup", 0);
+    // Snapshots queued while uploading add to the total.
+    meter.totalBytes = meter.doneBytes + this.outbox.pendingBytes();
+    this.#sentOfCurrent = 0;
     let next = 0;
     const worker = async () => {
       while (next < snapshot.objects.length) {
@@ -463,6 +469,7 @@ export class SubscriptionBackup {
         if (this.#stopping) throw new TransientError("the upload stopped with the daemon");
         await repo.store.put(key, object);
         meter.advance(object.length);
+        this.#sentOfCurrent += object.length;
       }
     };
     await Promise.all(Array.from({ length: UPLOAD_CONCURRENCY }, worker));
@@ -508,6 +515,7 @@ export class SubscriptionBackup {
     }
     await repo.writeLatest(version).catch(() => {});
     await this.outbox.uploaded(snapshot, version);
+    this.#sentOfCurrent = 0;
     this.outbox.updateState({ lastBackupAt: snapshot.takenAt });
   }
 

@@ -11,6 +11,7 @@ import { buildBusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
 import { Guest, publishAppliance, qemuProcessesUnder } from "./helpers/guest.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
 import { runVat, vatOk } from "./helpers/vat_cli.ts";
+import { sameBytes } from "./helpers/images.ts";
 
 interface Backup {
   name: string;
@@ -126,6 +127,19 @@ Deno.test("backup: a fresh VAT restores the user's file; undo brings old content
     assert.equal(first.enabled, true);
     assert.equal(first.error, null);
     assert.ok(first.lastVersion !== null && first.lastVersion >= 1);
+    // Version 1 is the appliance's initial user disk, byte for byte.
+    await vatOk(["export", rig.repo, "--disk", "user", `${rig.dir}/initial.raw`, "--quiet"]);
+    await vatOk([
+      "export",
+      `${rig.data}@1`,
+      "--user-key",
+      rig.userKey,
+      "--subscription",
+      "desk",
+      `${rig.dir}/v1.raw`,
+      "--quiet",
+    ]);
+    assert.ok(await sameBytes(`${rig.dir}/initial.raw`, `${rig.dir}/v1.raw`));
     // Encrypted: neither the guest's text nor the initial disk's is in the repository.
     assert.deepEqual(await grep(rig.data, marker), []);
     assert.deepEqual(await grep(rig.data, "user-initial"), []);

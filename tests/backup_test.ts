@@ -220,13 +220,15 @@ Deno.test("backup: two VATs contend for one subscription; exactly one holds it; 
   await withRig(async (rig) => {
     const a = `${rig.dir}/vat-a`;
     const b = `${rig.dir}/vat-b`;
-    await rig.vat(a);
-    await rig.vat(b);
+    // A short lease: A's must be renewed while it runs for B to stay refused.
+    await rig.vat(a, "--lease-ttl", "3");
+    await rig.vat(b, "--lease-ttl", "3");
     for (const s of [a, b]) {
       await vatOk(["appliance", "add", rig.repo, "--name", "desk", "--state", s]);
     }
     await vatOk(["start", "desk", "--state", a]);
     await new Guest(a, "desk").waitFor(/VAT-READY/, 1);
+    await new Promise((r) => setTimeout(r, 4000));
     const refused = await runVat(["start", "desk", "--state", b]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /"desk" is in use on another VAT .*--take-over.*--fork/);

@@ -50,6 +50,7 @@ export class Backups extends EventTarget {
   /** Set by the daemon: whether demand fetches wait (uploads pause for them). */
   shouldYield: () => boolean = () => false;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  #renewTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #pass: Promise<void> = Promise.resolve();
 
@@ -102,7 +103,13 @@ export class Backups extends EventTarget {
       budgetBytes: config.cacheBytes ?? 2 * 1024 ** 3,
       hashOf: (chunk) => data.root.codec.nameOf(chunk),
     });
-    return new Backups(config, stateDir, key, data, cache, vatId);
+    const backups = new Backups(config, stateDir, key, data, cache, vatId);
+    backups.#renewTimer = setInterval(
+      () => backups.#renewLeases(),
+      (config.leaseTtlMs ?? LEASE_TTL_MS) / 3,
+    );
+    Deno.unrefTimer(backups.#renewTimer);
+    return backups;
   }
 
   /** Where the data repository is, for messages. */
@@ -148,6 +155,7 @@ export class Backups extends EventTarget {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    clearInterval(this.#renewTimer);
     for (const opened of this.#subscriptions.values()) {
       (await opened.catch(() => null))?.stopUploading();
     }
@@ -155,6 +163,14 @@ export class Backups extends EventTarget {
     for (const opened of this.#subscriptions.values()) (await opened.catch(() => null))?.close();
     await this.cache.close();
     await this.#data.close();
+  }
+
+  /** Keeps the leases this VAT holds alive (a lost one is noticed by the next upload). */
+  async #renewLeases(): Promise<void> {
+    for (const opened of this.#subscriptions.values()) {
+      const backup = await opened.catch(() => null);
+      await backup?.renewLease().catch(() => {}); // offline: tried again next time
+    }
   }
 
   async #uploadPass(): Promise<void> {

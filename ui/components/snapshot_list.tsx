@@ -60,8 +60,10 @@ export function SnapshotList(
                 <time dateTime={s.takenAt}>{new Date(s.takenAt).toLocaleString()}</time>
               </p>
               <p class="muted">
-                {snapshotReason(s)} · {formatBytes(s.dataBytes)} of data ·{" "}
-                {formatBytes(s.changedBytes)} changed
+                {snapshotReason(s)} · {formatBytes(s.dataBytes)} of data · {
+                  // An undo reuses chunks already backed up: it uploads nothing new.
+                  s.reason === "undo" ? "no new data" : `${formatBytes(s.changedBytes)} changed`
+                }
               </p>
               {s.version !== null && (
                 <button

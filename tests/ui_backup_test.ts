@@ -2,7 +2,8 @@
  * Backups in the browser UI, end to end: a real daemon with a data repository (a temp
  * directory) and the demo appliance, Debian's Chromium driven by playwright-core. A
  * start that another VAT's hold refuses offers its two choices and starts again as
- * chosen; the guest writes a file; the bytes still to back up show, and reach zero
+ * chosen; the guest writes a file; the bytes still to back up show (with the rate of a
+ * capped upload), "Back up now" uploads them; a queued snapshot shows; they reach zero
  * after the stop without a reload; the snapshots are listed; an undo through the UI's
  * confirmation lists its own entry and keeps every earlier one; keyboard alone, and a
  * phone's width. Screenshots go to `tests/artefacts/` (git-ignored).
@@ -50,6 +51,9 @@ Deno.test({
           `${dir}/user.key`,
           "--snapshot-interval",
           "3600",
+          // 256 KiB/s: slow enough that uploads show their rate and their queued snapshots.
+          "--backup-limit",
+          "2M",
         ],
         (out) => out.includes("sign in to the UI at"),
         { timeoutMs: 240_000 },
@@ -96,6 +100,18 @@ Deno.test({
       await snapshotsSection.getByText("No snapshots yet: the first is taken when demo starts.")
         .waitFor();
       page.on("load", () => reloaded = true);
+      // Some states are brief (a snapshot waiting for upload): a watcher records them all.
+      await page.evaluate(() => {
+        const seen = new Set<string>();
+        (globalThis as unknown as { seen: Set<string> }).seen = seen;
+        new MutationObserver(() => {
+          for (const el of document.querySelectorAll("[data-testid=backup], .snapshot-title")) {
+            seen.add(el.textContent ?? "");
+          }
+        }).observe(document.body, { subtree: true, childList: true, characterData: true });
+      });
+      const seen = () =>
+        page.evaluate(() => [...(globalThis as unknown as { seen: Set<string> }).seen]);
 
       // Another VAT holds the subscription (the first answer is that of such a daemon):
       // the UI asks, and starts again as chosen.
@@ -155,6 +171,21 @@ Deno.test({
       await snapshotsSection.getByText("Stop demo to undo to an earlier version.").waitFor();
       await page.screenshot({ path: `${ARTEFACTS}ui-backup-pending-1280.png`, fullPage: true });
 
+      // "Back up now" while it runs: a snapshot on request, and nothing left to upload.
+      const entries = snapshotsSection.getByTestId("snapshot");
+      await snapshotsSection.getByRole("button", { name: "Back up now" }).focus();
+      await page.keyboard.press("Enter");
+      await entries.filter({ hasText: "backed up on request" }).first().waitFor();
+      await until(
+        "the snapshot on request uploaded",
+        async () => /^All changes backed up \(version \d+\)\.$/.test(await backupText()),
+        60_000,
+      );
+
+      // 2 MiB more: its upload after the stop takes seconds, and shows its rate.
+      await ask("fill user big 2", "VAT-REPLY fill");
+      await until("bytes to back up", async () => /still to back up/.test(await backupText()));
+
       // Stopped (with the keyboard): the stop's snapshot uploads and the count reaches zero.
       await page.getByRole("button", { name: "Stop" }).focus();
       await page.keyboard.press("Enter");
@@ -167,8 +198,17 @@ Deno.test({
       const lastVersion = Number(done[1]);
       assert.equal(reloaded, false);
 
+      const watched = await seen();
+      assert.ok(
+        watched.some((t) => /still to back up, uploading at [\d.]+ [KMG]?i?B\/s/.test(t)),
+        `no upload rate among ${JSON.stringify(watched)}`,
+      );
+      assert.ok(
+        watched.some((t) => /^Waiting for upload /.test(t)),
+        `no queued snapshot among ${JSON.stringify(watched)}`,
+      );
+
       // The snapshots: every version, newest first, each saying when and why.
-      const entries = snapshotsSection.getByTestId("snapshot");
       await until(
         "the newest version listed",
         async () => (await entries.first().textContent())?.startsWith(`Version ${lastVersion} `),
@@ -177,6 +217,7 @@ Deno.test({
       assert.equal(texts.length, lastVersion, texts.join("\n"));
       assert.match(texts.at(-1)!, /^Version 1 .*·.*of data ·.*changed/);
       assert.match(texts[0], /at stop/);
+      assert.ok(texts.some((t) => /backed up on request/.test(t)));
       assert.ok(!texts.some((t) => /Waiting for upload/.test(t)));
       await page.screenshot({ path: `${ARTEFACTS}ui-backup-snapshots-1280.png`, fullPage: true });
 

@@ -20,9 +20,10 @@ export const snapshotsBusy = signal<"backing-up" | "undoing" | null>(null);
 /** The version an undo waits for confirmation to go back to. */
 export const undoAsked = signal<SnapshotEntry | null>(null);
 
-// Which appliance the list is of: an answer for another one (the page changed while it
-// was on its way) is dropped.
+// Which appliance the list is of, and the newest read: an answer for another appliance
+// (the page changed while it was on its way), or overtaken by a newer read, is dropped.
 let _of: string | null = null;
+let _reads = 0;
 
 function _failed(err: unknown): void {
   if (err instanceof ApiError && err.status === 401) sessionLost();
@@ -40,12 +41,13 @@ export function clearSnapshots(name: string | null): void {
 /** Reads `name`'s snapshots again. */
 export async function loadSnapshots(name: string): Promise<void> {
   if (_of !== name) clearSnapshots(name);
+  const read = ++_reads;
   try {
     const list = await call<SnapshotEntry[]>(
       `listing ${name}'s snapshots`,
       api.api.appliances[":name"].snapshots.$get({ param: { name } }),
     );
-    if (_of !== name) return;
+    if (_of !== name || read !== _reads) return;
     snapshots.value = list;
     if (snapshotsBusy.value === null) snapshotsError.value = null;
   } catch (err) {

@@ -4,7 +4,8 @@
  * daemon prints, the live list, starting an appliance and seeing its screen (noVNC
  * through the daemon's proxy), typing into it, stopping it; the serial log streamed live
  * in its tab, a publish's progress bar, the cache and offline state, keyboard-only use
- * (visible focus, tabs, the delete dialog's focus), errors in words, a phone's width; and
+ * (visible focus, tabs, the delete dialog's focus), errors in words, a phone's width, that
+ * nothing is backed up without a data repository; and
  * every route, the event streams and the console's WebSocket refusing requests without a
  * session.
  * Screenshots go to `tests/artefacts/` (git-ignored).
@@ -13,12 +14,11 @@
 /// <reference lib="dom" />
 
 import assert from "node:assert/strict";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import { buildUi } from "../vat/ui/build_ui.ts";
+import { ARTEFACTS, launchChromium, until } from "./helpers/browser.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARTEFACTS = new URL("./artefacts/", import.meta.url).pathname;
 const BOOT_TIMEOUT_MS = 90_000;
 
 /** Every API route, with a method; each must answer 401 without a session. */
@@ -38,6 +38,9 @@ const ROUTES: [string, string][] = [
   ["POST", "/api/appliances/demo/console"],
   ["POST", "/api/appliances/demo/publish"],
   ["POST", "/api/appliances/demo/hoard"],
+  ["GET", "/api/appliances/demo/snapshots"],
+  ["POST", "/api/appliances/demo/backup"],
+  ["POST", "/api/appliances/demo/undo"],
   ["GET", "/api/appliances/demo/vnc"],
   ["DELETE", "/api/session"],
   ["GET", "/api/no-such-route"],
@@ -100,16 +103,6 @@ function canvasContent(page: Page) {
     }
     return { colours: colours.size, lit, width: canvas.width };
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | null | false>, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 Deno.test({
@@ -179,20 +172,7 @@ Deno.test({
         /^HTTP\/1.1 403/,
       );
 
-      context = await chromium.launchPersistentContext(`${dir}/chromium`, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-        ],
-        viewport: { width: 1280, height: 800 },
-      });
+      context = await launchChromium(`${dir}/chromium`);
       const page = context.pages()[0] ?? await context.newPage();
       const pageErrors: string[] = [];
       page.on("pageerror", (err) => pageErrors.push(err.message));
@@ -237,6 +217,10 @@ Deno.test({
         async () => /of v1 cached/.test(await cache.textContent() ?? ""),
       );
       assert.match((await cache.textContent())!, /Not safe offline/);
+      assert.equal(
+        await page.getByTestId("backup").textContent(),
+        "Not backed up: this VAT has no data repository.",
+      );
       await page.screenshot({ path: `${ARTEFACTS}ui-list-1280.png` });
 
       // The keyboard alone: Tab reaches the appliance's link, and the focus shows.

@@ -10,8 +10,9 @@
 import { hc } from "hono/client";
 import type { ApiApp } from "../vat/api/api_app.ts";
 import type { ApplianceStatus } from "../vat/daemon/appliances.ts";
+import type { BackupStatus, SnapshotEntry } from "../vat/backup/subscription_backup.ts";
 
-export type { ApplianceStatus };
+export type { ApplianceStatus, BackupStatus, SnapshotEntry };
 
 /** The typed client of this page's daemon. */
 export const api = hc<ApiApp>(location.origin);

@@ -8,11 +8,14 @@
 import { useEffect } from "preact/hooks";
 import * as list from "./models/appliances.ts";
 import * as consoleModel from "./models/console.ts";
+import * as snapshotsModel from "./models/snapshots.ts";
 import { route, showTab } from "./models/route.ts";
 import { session, signIn, signInError, signingIn, signOut } from "./models/session.ts";
 import { AppliancePage } from "./components/appliance_page.tsx";
 import { ApplianceList } from "./components/appliance_list.tsx";
 import { ConfirmDelete } from "./components/confirm_delete.tsx";
+import { ConfirmUndo } from "./components/confirm_undo.tsx";
+import { StartConflict } from "./components/start_conflict.tsx";
 import { SignInScreen } from "./components/sign_in_screen.tsx";
 
 /** The whole UI. */
@@ -29,7 +32,23 @@ function SignedIn() {
   const r = route.value;
   const name = r.page === "appliance" ? r.name : null;
   useEffect(() => name === null ? undefined : consoleModel.followSerialLog(name), [name]);
+  const shown = name === null ? undefined : list.appliances.value.find((a) => a.name === name);
+  // The snapshots are read again whenever the backup commits or queues one, or the
+  // subscription comes or goes; the status stream says when.
+  const listable = shown !== undefined && shown.backup.enabled && shown.subscribed;
+  useEffect(() => {
+    if (name !== null && listable) snapshotsModel.loadSnapshots(name);
+    else snapshotsModel.clearSnapshots(name);
+  }, [
+    name,
+    listable,
+    shown?.backup.series,
+    shown?.backup.lastVersion,
+    shown?.backup.pendingSnapshots,
+  ]);
   const asked = list.deleteAsked.value;
+  const conflict = list.startConflict.value;
+  const undo = snapshotsModel.undoAsked.value;
   return (
     <>
       <header class="top">
@@ -54,6 +73,22 @@ function SignedIn() {
       {asked !== null && (
         <ConfirmDelete name={asked} onConfirm={list.confirmDelete} onCancel={list.cancelDelete} />
       )}
+      {conflict !== null && (
+        <StartConflict
+          name={conflict.name}
+          holder={conflict.holder}
+          onChoose={list.startHere}
+          onCancel={list.cancelStart}
+        />
+      )}
+      {undo !== null && name !== null && (
+        <ConfirmUndo
+          name={name}
+          entry={undo}
+          onConfirm={() => snapshotsModel.confirmUndo(name)}
+          onCancel={snapshotsModel.cancelUndo}
+        />
+      )}
       {name === null
         ? (
           <main>
@@ -70,7 +105,7 @@ function SignedIn() {
           <AppliancePage
             name={name}
             tab={r.page === "appliance" ? r.tab : "screen"}
-            appliance={list.appliances.value.find((a) => a.name === name)}
+            appliance={shown}
             pending={list.pending.value[name]}
             screen={consoleModel.screen}
             screenError={consoleModel.screenError}
@@ -83,6 +118,11 @@ function SignedIn() {
             onDelete={list.askDelete}
             onHoard={list.hoard}
             onTab={showTab}
+            snapshots={snapshotsModel.snapshots}
+            snapshotsError={snapshotsModel.snapshotsError}
+            snapshotsBusy={snapshotsModel.snapshotsBusy}
+            onBackUpNow={snapshotsModel.backUpNow}
+            onUndo={snapshotsModel.askUndo}
           />
         )}
     </>

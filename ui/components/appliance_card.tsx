@@ -2,6 +2,7 @@
 import type { ApplianceStatus } from "../api.ts";
 import { formatBytes, percent } from "../format.ts";
 import type { Operation } from "../models/appliances.ts";
+import { BackupState } from "./backup_state.tsx";
 import { OperationsProgress } from "./operation_progress.tsx";
 
 /** Props of `ApplianceCard`. */
@@ -74,6 +75,7 @@ export function ApplianceCard(
       {a.offline && <p class="badge offline">offline: repository unreachable</p>}
       {a.safeOffline && <p class="badge safe-offline">safe offline</p>}
       <_Cache a={a} />
+      <BackupState appliance={a} />
       <OperationsProgress name={a.name} operations={a.operations} />
       {a.lastError && <p class="error" role="alert">Last error: {a.lastError}</p>}
       <div class="actions" role="group" aria-label={`${a.name}'s operations`}>

@@ -1,10 +1,11 @@
 /** @jsxImportSource preact */
 import type { Signal } from "@preact/signals";
-import type { ApplianceStatus } from "../api.ts";
+import type { ApplianceStatus, SnapshotEntry } from "../api.ts";
 import type { Operation } from "../models/appliances.ts";
 import type { ApplianceTab } from "../models/route.ts";
 import { ApplianceCard } from "./appliance_card.tsx";
 import { SerialConsole } from "./serial_console.tsx";
+import { SnapshotList } from "./snapshot_list.tsx";
 import { VncScreen } from "./vnc_screen.tsx";
 
 /** Props of `AppliancePage`. */
@@ -25,14 +26,20 @@ export interface AppliancePageProps {
   onDelete(name: string): void;
   onHoard(name: string, on: boolean): void;
   onTab(name: string, tab: ApplianceTab): void;
+  /** The user disk's snapshots (newest first; null until read). */
+  snapshots: Signal<SnapshotEntry[] | null>;
+  snapshotsError: Signal<string | null>;
+  snapshotsBusy: Signal<"backing-up" | "undoing" | null>;
+  onBackUpNow(name: string): void;
+  onUndo(entry: SnapshotEntry): void;
 }
 
 const _TABS: [ApplianceTab, string][] = [["screen", "Console"], ["serial", "Serial log"]];
 
 /**
- * One appliance, and two tabs: its screen (the console, noVNC) and its serial log.
- * Both panels stay mounted, so the screen keeps its connection and the log keeps
- * streaming behind the other tab.
+ * One appliance, two tabs: its screen (the console, noVNC) and its serial log, and its
+ * user disk's snapshots. Both panels stay mounted, so the screen keeps its connection
+ * and the log keeps streaming behind the other tab.
  */
 export function AppliancePage(p: AppliancePageProps) {
   const a = p.appliance;
@@ -129,6 +136,14 @@ export function AppliancePage(p: AppliancePageProps) {
           onSend={p.onSend}
         />
       </div>
+      <SnapshotList
+        appliance={a}
+        snapshots={p.snapshots}
+        error={p.snapshotsError}
+        busy={p.snapshotsBusy}
+        onBackUpNow={p.onBackUpNow}
+        onUndo={p.onUndo}
+      />
     </main>
   );
 }

@@ -20,6 +20,12 @@ export const actionError = signal<string | null>(null);
 export const pending = signal<Record<string, string>>({});
 /** The appliance whose deletion waits for confirmation. */
 export const deleteAsked = signal<string | null>(null);
+/**
+ * A start refused because another VAT holds the appliance's subscription: which
+ * appliance, and the VAT that holds it ("host, id ..., last seen ..."), until the user
+ * chooses how to start it here, or not to.
+ */
+export const startConflict = signal<{ name: string; holder: string } | null>(null);
 
 /** The operations that the list's buttons run. */
 export type Operation = "start" | "stop" | "suspend" | "reset";
@@ -55,7 +61,12 @@ async function _run(name: string, what: string, request: () => Promise<ResponseL
     await call(`${what} ${name}`, request());
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) sessionLost();
-    actionError.value = (err as Error).message;
+    // Only a start answers this; the user then chooses (`startHere`) instead of reading
+    // the CLI's advice.
+    const held = err instanceof ApiError && err.status === 409 &&
+      /is in use on another VAT \(([^)]*)\)/.exec(err.message);
+    if (held) startConflict.value = { name, holder: held[1] };
+    else actionError.value = (err as Error).message;
   } finally {
     const { [name]: _, ...rest } = pending.value;
     pending.value = rest;
@@ -74,6 +85,31 @@ export function operate(name: string, op: Operation): Promise<void> {
   }[op];
   const doing = { start: "starting", stop: "stopping", suspend: "suspending", reset: "resetting" };
   return _run(name, doing[op], request);
+}
+
+/** How a start continues a subscription that another VAT holds. */
+export type StartChoice = "takeOver" | "fork";
+
+/**
+ * Starts the appliance whose start another VAT's hold refused, as the user chose:
+ * taking the subscription over (the other VAT keeps its unsent changes as a fork), or
+ * continuing here in a fork of it.
+ */
+export function startHere(choice: StartChoice): Promise<void> {
+  const name = startConflict.value?.name;
+  startConflict.value = null;
+  if (name === undefined) return Promise.resolve();
+  const json = choice === "takeOver" ? { takeOver: true } : { fork: true };
+  return _run(
+    name,
+    "starting",
+    () => api.api.appliances[":name"].start.$post({ param: { name }, json }),
+  );
+}
+
+/** Leaves the appliance whose start was refused stopped. */
+export function cancelStart(): void {
+  startConflict.value = null;
 }
 
 /**

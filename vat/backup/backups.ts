@@ -35,6 +35,8 @@ export interface BackupConfig {
 
 /** How long the uploader waits before it tries an unreachable repository again. */
 const RETRY_MS = 5_000;
+/** How often a running upload says that the status changed (its progress). */
+const PROGRESS_EVENT_MS = 500;
 export const DEFAULT_SNAPSHOT_INTERVAL_MS = 5 * 60_000;
 
 /** The backups of one VAT. */
@@ -194,12 +196,17 @@ export class Backups extends EventTarget {
     for (const opened of this.#subscriptions.values()) {
       const backup = await opened.catch(() => null);
       if (!backup || backup.outbox.queued().length === 0) continue;
+      // The status shows the upload's progress: say twice a second that it changed.
+      this.dispatchEvent(new Event("change"));
+      const ticker = setInterval(() => this.dispatchEvent(new Event("change")), PROGRESS_EVENT_MS);
       try {
         await backup.upload();
         if (!backup.active) await backup.releaseIfIdle();
       } catch (err) {
         retry = true;
         if (!isRetryable(err)) console.error(`backup ${backup.name}: ${(err as Error).message}`);
+      } finally {
+        clearInterval(ticker);
       }
       this.dispatchEvent(new Event("change"));
     }

@@ -93,7 +93,7 @@ export interface StartOptions {
   fork?: boolean;
 }
 
-/** The backup status of an appliance on a VAT without a data repository. */
+/** The backup status of an appliance with nothing backed up (yet). */
 const NO_BACKUP: BackupStatus = {
   enabled: false,
   series: null,
@@ -566,7 +566,9 @@ export class Appliances extends EventTarget {
         ...[...this.#operations.get(record.name) ?? []].map((m) => m.progress()),
         ...(backup?.meter ? [backup.meter.progress()] : []),
       ],
-      backup: backup?.status(run?.user?.overlay?.dirtyBytes() ?? 0) ?? NO_BACKUP,
+      // Without a subscription yet, `enabled` still says whether it will be backed up.
+      backup: backup?.status(run?.user?.overlay?.dirtyBytes() ?? 0) ??
+        { ...NO_BACKUP, enabled: this.#backups !== null },
     };
   }
 

@@ -176,14 +176,7 @@ export class Backups extends EventTarget {
   }
 
   async #uploadPass(): Promise<void> {
-    let retry = false;
-    // Uploads move pending bytes: tell listeners (the UI's event stream) as they do.
-    const ticker = setInterval(() => this.dispatchEvent(new Event("change")), 1000);
-    try {
-      retry = await this.#uploadEach();
-    } finally {
-      clearInterval(ticker);
-    }
+    const retry = await this.#uploadEach();
     if (retry && !this.#closed) {
       this.#timer = setTimeout(() => this.kick(), RETRY_MS);
       Deno.unrefTimer(this.#timer);

@@ -26,6 +26,7 @@ import { daemonCommand } from "./daemon_command.ts";
 import { VERSION } from "./version.ts";
 import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
+import { traceRecordCommand } from "./trace_command.ts";
 import {
   repoAddKeyCommand,
   repoGcCommand,
@@ -56,6 +57,7 @@ export const COMMANDS: Command[] = [
   repoVerifyCommand,
   repoGcCommand,
   publishCommand,
+  traceRecordCommand,
   exportCommand,
   serveCommand,
   nbdCommand,

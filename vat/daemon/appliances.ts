@@ -35,7 +35,10 @@ import { formatBytes, type OperationProgress, ProgressMeter } from "../progress.
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
-import { type ApplianceRun, startApplianceRun } from "./appliance_run.ts";
+import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import type { PrefetchTarget } from "../prefetch/prefetcher.ts";
+import { startTraceReplay } from "../prefetch/trace_replay.ts";
+import { type ApplianceRun, type RunSpec, startApplianceRun } from "./appliance_run.ts";
 import { type ApplianceRecord, checkApplianceName, type StateDb } from "./state_db.ts";
 
 /** What the UI and CLI show of one appliance. */
@@ -90,6 +93,14 @@ interface _View {
   holding: { cachedBytes: number; totalBytes: number; version: number } | null;
 }
 
+/** What `Appliances` does beyond its state (docs/CACHE.md, "Prefetching"). */
+export interface AppliancesOptions {
+  /** Orders repository traffic: the guests' reads as demand, trace replay below them. */
+  scheduler?: FetchScheduler;
+  /** Called when an appliance is added or started (the prefetcher looks again). */
+  onSubscriptionsChanged?: () => void;
+}
+
 /** How long a counted number of cached bytes is trusted while nothing changed. */
 const HOLDING_TTL_MS = 5000;
 /** A hoard that failed in the background is not tried again sooner than this. */
@@ -116,12 +127,14 @@ export class Appliances extends EventTarget {
   /** Long operations of each appliance, by appliance name (see `ApplianceStatus.operations`). */
   readonly #operations = new Map<string, Set<ProgressMeter>>();
   readonly #hoardFailedAt = new Map<string, number>();
+  readonly #options: AppliancesOptions;
 
-  constructor(db: StateDb, cache: ChunkCache, stateDir: string) {
+  constructor(db: StateDb, cache: ChunkCache, stateDir: string, options: AppliancesOptions = {}) {
     super();
     this.#db = db;
     this.#cache = cache;
     this.#stateDir = stateDir;
+    this.#options = options;
   }
 
   /** Adds an appliance from `repo` (its name defaults to the repository's last path part). */
@@ -136,6 +149,7 @@ export class Appliances extends EventTarget {
     });
     this.#db.add(chosen, repo);
     this.#changed();
+    this.#options.onSubscriptionsChanged?.();
     return await this.status(chosen);
   }
 
@@ -185,7 +199,7 @@ export class Appliances extends EventTarget {
         // A memory image of an older version cannot run on the newer system disk.
         await this.#dropMemoryImage(name);
       }
-      const run = await startApplianceRun({
+      const run = await this.#startRun(name, {
         repo,
         version,
         userBase,
@@ -212,6 +226,7 @@ export class Appliances extends EventTarget {
         }
         this.#changed();
       });
+      this.#options.onSubscriptionsChanged?.();
     } catch (err) {
       this.#errors.set(name, (err as Error).message);
       await store?.close().catch(() => {});
@@ -351,6 +366,38 @@ export class Appliances extends EventTarget {
   /** Stops every running appliance (ACPI powerdown, bounded). */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#runs.keys()].map((name) => this.stop(name, 15_000)));
+  }
+
+  /**
+   * The subscribed appliances, for the background prefetcher: each opens its newest
+   * version (null while its repository cannot be reached) and shows a prefetch in the
+   * appliance's `operations`.
+   */
+  prefetchTargets(): PrefetchTarget[] {
+    return this.#db.list().filter((r) => r.userBaseVersion !== null).map((record) => ({
+      name: record.name,
+      open: async () => {
+        const store = this.#openStore(record.repo);
+        try {
+          const repo = await Repository.open(store);
+          const version = await repo.resolveVersion("latest");
+          if (store.offline) {
+            await store.close();
+            return null;
+          }
+          const userBase = await _readVersionOrNull(repo, record.userBaseVersion);
+          return { repo, version, userBase, close: () => store.close() };
+        } catch (err) {
+          await store.close();
+          throw err;
+        }
+      },
+      track: (meter) => this.#track(record.name, meter),
+      untrack: (meter) => {
+        this.#generation++;
+        this.#untrack(record.name, meter);
+      },
+    }));
   }
 
   /** Names of running appliances. */
@@ -644,6 +691,35 @@ export class Appliances extends EventTarget {
       dir: `${this.#stateDir}/appliances/${name}`,
       runDir: `${this.#stateDir}/run/${name}`,
     };
+  }
+
+  /**
+   * Starts the run, the guest's reads as demand fetches, replaying the version's boot
+   * trace ahead of them when it has one (shown in `operations` while it runs).
+   */
+  async #startRun(name: string, spec: RunSpec): Promise<ApplianceRun> {
+    const scheduler = this.#options.scheduler;
+    if (!scheduler) return await startApplianceRun(spec);
+    const { repo, version } = spec;
+    const replay = await startTraceReplay({ repo, version, cache: this.#cache, scheduler });
+    if (replay) {
+      this.#track(name, replay.meter);
+      replay.done.then(() => this.#untrack(name, replay.meter));
+    }
+    try {
+      const run = await startApplianceRun({
+        ...spec,
+        fetch: scheduler.demandFetcher((hash) => repo.readChunk(hash)),
+        onDisk: replay ? (disk, base) => replay.attach(disk, base) : undefined,
+      });
+      replay?.allAttached();
+      const stop = () => replay?.stop();
+      run.ended.then(stop, stop);
+      return run;
+    } catch (err) {
+      replay?.stop();
+      throw err;
+    }
   }
 
   /** Shows `meter` in the appliance's `operations` until `#untrack`. */

@@ -16,6 +16,9 @@ import { apiApp } from "../api/api_app.ts";
 import { probeKvm } from "../vmm/kvm_probe.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
+import { AdaptiveRate } from "../prefetch/adaptive_rate.ts";
+import { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import { Prefetcher } from "../prefetch/prefetcher.ts";
 import { Appliances } from "./appliances.ts";
 import { openBrowser, type OpenedBrowser } from "./open_browser.ts";
 import { type ListenAddress, type RemoteDisplay, serveRemoteDisplay } from "./remote_display.ts";
@@ -24,6 +27,9 @@ import { StateDb } from "./state_db.ts";
 /** Where the daemon listens unless told otherwise. */
 export const DEFAULT_DAEMON_PORT = 8460;
 
+/** The background prefetcher's bandwidth cap unless `--prefetch-limit` (bytes per second). */
+export const DEFAULT_PREFETCH_LIMIT = 4 * 1024 * 1024;
+
 /** How the daemon runs. */
 export interface DaemonOptions {
   stateDir: string;
@@ -31,6 +37,8 @@ export interface DaemonOptions {
   /** 0 picks a free port. */
   port?: number;
   cacheBytes: number;
+  /** The background prefetcher's bandwidth cap, bytes per second; 0 turns it off. */
+  prefetchLimitBytesPerSecond?: number;
   version: string;
   /** Set up and add the demo appliance (the embedded default) before serving. */
   demo?: boolean;
@@ -69,7 +77,23 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     budgetBytes: options.cacheBytes,
   });
   const db = StateDb.open(`${stateDir}/vat.sqlite`);
-  const appliances = new Appliances(db, cache, stateDir);
+  // One scheduler for every repository: they share the VAT's link.
+  const scheduler = new FetchScheduler();
+  let prefetcher: Prefetcher | null = null;
+  const appliances = new Appliances(db, cache, stateDir, {
+    scheduler,
+    onSubscriptionsChanged: () => prefetcher?.kick(),
+  });
+  const prefetchLimit = options.prefetchLimitBytesPerSecond ?? DEFAULT_PREFETCH_LIMIT;
+  if (prefetchLimit > 0) {
+    prefetcher = new Prefetcher({
+      cache,
+      scheduler,
+      rate: new AdaptiveRate({ maxBytesPerSecond: prefetchLimit }),
+      targets: () => appliances.prefetchTargets(),
+      log,
+    });
+  }
   if (options.demo) {
     await ensureDemoAppliance(stateDir, appliances, log);
   }
@@ -112,6 +136,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const info: DaemonInfo = { url, pid: Deno.pid, stateDir, startedAt: new Date().toISOString() };
   await writeFileAtomic(`${stateDir}/daemon.json`, new TextEncoder().encode(JSON.stringify(info)));
   options.onListen?.(url);
+  prefetcher?.kick();
   // The token rides in the fragment, which the browser never sends to a server.
   log(`sign in to the UI at ${url}signin#token=${token}`);
   if (remote) {
@@ -137,6 +162,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     Deno.addSignalListener("SIGTERM", resolve);
   });
   await browser?.close();
+  await prefetcher?.close();
   await appliances.close();
   await Promise.race([
     Promise.all([server.shutdown(), remote?.server.shutdown()]),

@@ -56,6 +56,12 @@ export class Prefetcher {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #pass: Promise<void> | null = null;
   #again = false;
+  /**
+   * Every chunk of versions prefetched whole, by repository id, version and user-disk
+   * base: a pass checks these against the cache instead of reading the disk indexes
+   * from the repository again.
+   */
+  readonly #complete = new Map<string, Uint8Array[]>();
   /** Versions found too big for the cache, by "name@version", said once. */
   readonly #tooBig = new Set<string>();
 
@@ -108,9 +114,15 @@ export class Prefetcher {
     if (!source) return;
     try {
       const { repo, version, userBase } = source;
+      const id = `${repo.config.id}@${version.number}/${userBase?.number ?? "-"}`;
+      const complete = this.#complete.get(id);
+      if (complete && complete.every((hash) => cache.has(hash))) return;
       const trace = await readBootTrace(repo, version).catch(() => null);
       const plan = await planPrefetch(repo, version, userBase, trace, cache);
-      if (plan.hashes.length === 0) return;
+      if (plan.hashes.length === 0) {
+        this.#complete.set(id, plan.all);
+        return;
+      }
       const missing = plan.totalBytes - plan.cachedBytes;
       const room = cache.budgetBytes * (this.#options.maxCacheShare ?? 0.5);
       if (missing > room) {
@@ -136,6 +148,7 @@ export class Prefetcher {
           meter,
           signal: this.#abort.signal,
         });
+        if (!this.#abort.signal.aborted) this.#complete.set(id, plan.all);
       } finally {
         target.untrack(meter);
       }

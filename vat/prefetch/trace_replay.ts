@@ -12,7 +12,8 @@
 import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
 import type { ChunkedDisk } from "../disk/chunked_disk.ts";
 import { ProgressMeter } from "../progress.ts";
-import type { BootTrace } from "../repo/boot_trace.ts";
+import { type BootTrace, readBootTrace } from "../repo/boot_trace.ts";
+import type { Repository, Version } from "../repo/repository.ts";
 import type { FetchScheduler } from "./fetch_scheduler.ts";
 
 /** Trace entries the replay may run ahead of the guest (8 MiB of 64 KiB chunks). */
@@ -163,4 +164,39 @@ export class TraceReplay {
     this.#wake = null;
     wake?.();
   }
+}
+
+/** What `startTraceReplay` needs. */
+export interface StartTraceReplayOptions {
+  repo: Repository;
+  version: Version;
+  cache: ChunkCache;
+  scheduler: FetchScheduler;
+  aheadChunks?: number;
+}
+
+/**
+ * Starts replaying `version`'s boot trace; null when it has none. A trace that cannot
+ * be read or does not verify is logged and ignored: a boot never depends on it.
+ */
+export async function startTraceReplay(
+  options: StartTraceReplayOptions,
+): Promise<TraceReplay | null> {
+  const { repo, version } = options;
+  let trace: BootTrace | null;
+  try {
+    trace = await readBootTrace(repo, version);
+  } catch (err) {
+    console.error(`boot trace of version ${version.number}: ${(err as Error).message}; ignored`);
+    return null;
+  }
+  if (!trace) return null;
+  return new TraceReplay({
+    trace,
+    cache: options.cache,
+    fetch: (hash) => repo.readChunk(hash),
+    scheduler: options.scheduler,
+    chunkBytes: repo.config.chunkSizeBytes,
+    aheadChunks: options.aheadChunks,
+  });
 }

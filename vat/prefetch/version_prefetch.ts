@@ -26,6 +26,8 @@ export interface PrefetchPlan {
   totalBytes: number;
   /** Of those, bytes already cached when the plan was made. */
   cachedBytes: number;
+  /** Every distinct chunk of the version, cached or not. */
+  all: Uint8Array[];
 }
 
 /** Boot files first, then the system disk, then the user disk; others after, by name. */
@@ -51,7 +53,13 @@ export async function planPrefetch(
   if (userEntry) disks.set("user", await repo.readDiskIndex(userEntry.index));
   const order = [...disks.keys()].sort((a, b) => _rank(a) - _rank(b) || a.localeCompare(b));
 
-  const plan: PrefetchPlan = { hashes: [], lengths: [], totalBytes: 0, cachedBytes: 0 };
+  const plan: PrefetchPlan = {
+    hashes: [],
+    lengths: [],
+    totalBytes: 0,
+    cachedBytes: 0,
+    all: [],
+  };
   const seen = new Set<string>();
   const add = (index: DiskIndex, chunk: number) => {
     if (chunk >= index.count) return;
@@ -60,13 +68,14 @@ export async function planPrefetch(
     const id = toHex(hash);
     if (seen.has(id)) return;
     seen.add(id);
+    plan.all.push(hash.slice());
     const length = index.chunkLength(chunk);
     plan.totalBytes += length;
     if (cache.has(hash)) {
       plan.cachedBytes += length;
       return;
     }
-    plan.hashes.push(hash.slice());
+    plan.hashes.push(plan.all[plan.all.length - 1]);
     plan.lengths.push(length);
   };
   for (const [disk, chunk] of trace?.profile ?? []) {

@@ -704,7 +704,13 @@ export class Appliances extends EventTarget {
     const replay = await startTraceReplay({ repo, version, cache: this.#cache, scheduler });
     if (replay) {
       this.#track(name, replay.meter);
-      replay.done.then(() => this.#untrack(name, replay.meter));
+      replay.done.then(() => {
+        this.#untrack(name, replay.meter);
+        console.error(
+          `${name}: boot trace of version ${version.number} replayed, ` +
+            `${replay.issued.length} chunks fetched ahead of the guest`,
+        );
+      });
     }
     try {
       const run = await startApplianceRun({

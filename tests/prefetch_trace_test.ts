@@ -2,7 +2,8 @@
  * Boot traces end to end: `vat trace record` boots the busybox appliance from a
  * scratch cache and publishes its trace; a VAT with an empty cache then starts the
  * appliance over HTTP, and the repository's request log shows the trace's chunks
- * fetched in the trace's order, most of them by the replay ahead of the guest.
+ * fetched in the trace's order, most of them by the replay ahead of the guest. A
+ * newer version is then prefetched in the background, fetching only what it changed.
  */
 
 import assert from "node:assert/strict";
@@ -114,6 +115,26 @@ Deno.test("a recorded boot trace is replayed in order when a VAT starts the vers
     );
     assert.ok(replayed, `the daemon says it replayed the trace:\n${daemon.output()}`);
     assert.ok(Number(replayed[1]) > 0);
+
+    // A new version: the daemon (now with background prefetch) fetches what it lacks
+    // of it without being asked, and never a chunk it already holds.
+    await daemon.stop();
+    daemon = null;
+    const v2 = await buildBusyboxAppliance(undefined, { systemMarker: "trace-e2e-v2" });
+    await publishAppliance(repoDir, `${dir}/key`, v2);
+    daemon = await startVat(
+      ["--headless", "--state", state, "--port", "0"],
+      (out) => out.includes("listening at"),
+    );
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const [a] = JSON.parse((await vatOk(["ls", "--state", state, "--json"])).stdout);
+      if (a.latestVersion === 2 && a.cachedBytes === a.totalBytes && a.totalBytes > 0) break;
+      if (Date.now() > deadline) throw new Error(`version 2 not prefetched: ${JSON.stringify(a)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const chunkGets = server.log.filter((r) => r.method === "GET" && r.key.startsWith("chunks/"));
+    assert.equal(new Set(chunkGets.map((r) => r.key)).size, chunkGets.length, "no chunk twice");
   } finally {
     await (daemon as VatProcess | null)?.stop();
     await server.close();

@@ -97,8 +97,11 @@ interface _View {
 export interface AppliancesOptions {
   /** Orders repository traffic: the guests' reads as demand, trace replay below them. */
   scheduler?: FetchScheduler;
-  /** Called when an appliance is added or started (the prefetcher looks again). */
-  onSubscriptionsChanged?: () => void;
+  /**
+   * Called when there may be something new to prefetch: an appliance added or started,
+   * a newer version seen.
+   */
+  onPrefetchNeeded?: () => void;
 }
 
 /** How long a counted number of cached bytes is trusted while nothing changed. */
@@ -149,7 +152,7 @@ export class Appliances extends EventTarget {
     });
     this.#db.add(chosen, repo);
     this.#changed();
-    this.#options.onSubscriptionsChanged?.();
+    this.#options.onPrefetchNeeded?.();
     return await this.status(chosen);
   }
 
@@ -226,7 +229,7 @@ export class Appliances extends EventTarget {
         }
         this.#changed();
       });
-      this.#options.onSubscriptionsChanged?.();
+      this.#options.onPrefetchNeeded?.();
     } catch (err) {
       this.#errors.set(name, (err as Error).message);
       await store?.close().catch(() => {});
@@ -464,7 +467,11 @@ export class Appliances extends EventTarget {
         }),
         10_000,
       );
+      const before = this.#views.get(record.name)?.latest?.version;
       this.#views.set(record.name, view);
+      if (before !== undefined && view.latest && view.latest.version !== before) {
+        this.#options.onPrefetchNeeded?.();
+      }
       return view;
     } catch (err) {
       const last = this.#views.get(record.name);

@@ -82,7 +82,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   let prefetcher: Prefetcher | null = null;
   const appliances = new Appliances(db, cache, stateDir, {
     scheduler,
-    onSubscriptionsChanged: () => prefetcher?.kick(),
+    onPrefetchNeeded: () => prefetcher?.kick(),
   });
   const prefetchLimit = options.prefetchLimitBytesPerSecond ?? DEFAULT_PREFETCH_LIMIT;
   if (prefetchLimit > 0) {

@@ -3,7 +3,8 @@
  * scratch cache and publishes its trace; a VAT with an empty cache then starts the
  * appliance over HTTP, and the repository's request log shows the trace's chunks
  * fetched in the trace's order, most of them by the replay ahead of the guest. A
- * newer version is then prefetched in the background, fetching only what it changed.
+ * newer version, published with `--trace-until`, has a trace at once, and is
+ * prefetched in the background, fetching only what it changed.
  */
 
 import assert from "node:assert/strict";
@@ -121,7 +122,19 @@ Deno.test("a recorded boot trace is replayed in order when a VAT starts the vers
     await daemon.stop();
     daemon = null;
     const v2 = await buildBusyboxAppliance(undefined, { systemMarker: "trace-e2e-v2" });
-    await publishAppliance(repoDir, `${dir}/key`, v2);
+    const withTrace = JSON.parse(
+      (await publishAppliance(
+        repoDir,
+        `${dir}/key`,
+        v2,
+        "--trace-until",
+        "VAT-READY",
+        "--json",
+      )).stdout,
+    );
+    assert.equal(withTrace.version, 2);
+    assert.ok(withTrace.trace.chunks > 10, "publish --trace-until recorded the new version's boot");
+    await Deno.stat(`${repoDir}/versions/2/trace.json`);
     daemon = await startVat(
       ["--headless", "--state", state, "--port", "0"],
       (out) => out.includes("listening at"),

@@ -69,12 +69,12 @@ export class VatDaemon {
     this.#api = api;
   }
 
-  /** Starts `deno run -A main --headless --state stateDir --port 0`. */
-  static async start(main: string, stateDir: string): Promise<VatDaemon> {
+  /** Starts `deno run -A main --headless --state stateDir --port 0 args...`. */
+  static async start(main: string, stateDir: string, args: string[] = []): Promise<VatDaemon> {
     const server = await startVat(
       "vat daemon",
       main,
-      ["--headless", "--state", stateDir, "--port", "0"],
+      ["--headless", "--state", stateDir, "--port", "0", ...args],
       /listening at http/,
     );
     try {

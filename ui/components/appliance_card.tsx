@@ -56,6 +56,14 @@ export function ApplianceCard(
             {_mib(a.totalBytes)} MiB cached
           </p>
         )}
+      {a.operations.filter((op) => op.kind !== "hoard").map((op) => (
+        <p class={`badge operation-${op.kind}`} key={op.kind}>
+          {op.kind === "trace" ? "boot trace" : op.kind}: {_mib(op.doneBytes)} of{" "}
+          {_mib(op.totalBytes)} MiB
+          {op.rateBytesPerSecond > 0 && `, ${_mib(op.rateBytesPerSecond)} MiB/s`}
+          {op.secondsLeft !== null && op.doneBytes < op.totalBytes && `, ${op.secondsLeft} s left`}
+        </p>
+      ))}
       {a.lastError && <p class="error" role="alert">Last error: {a.lastError}</p>}
       <div class="actions" role="group" aria-label={`${a.name}'s operations`}>
         {button("start", a.state === "suspended" ? "Resume" : "Start", !running)}

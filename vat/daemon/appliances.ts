@@ -702,13 +702,16 @@ export class Appliances extends EventTarget {
 
   /**
    * Starts the run, the guest's reads as demand fetches, replaying the version's boot
-   * trace ahead of them when it has one (shown in `operations` while it runs).
+   * trace ahead of them when it has one and the guest boots (not when it resumes).
    */
   async #startRun(name: string, spec: RunSpec): Promise<ApplianceRun> {
     const scheduler = this.#options.scheduler;
     if (!scheduler) return await startApplianceRun(spec);
     const { repo, version } = spec;
-    const replay = await startTraceReplay({ repo, version, cache: this.#cache, scheduler });
+    // A resumed guest is past its boot: a boot trace would fetch what it may never read.
+    const replay = spec.resumeFrom
+      ? null
+      : await startTraceReplay({ repo, version, cache: this.#cache, scheduler });
     if (replay) {
       this.#track(name, replay.meter);
       replay.done.then(() => {

@@ -116,6 +116,10 @@ Deno.test("a recorded boot trace is replayed in order when a VAT starts the vers
     );
     assert.ok(replayed, `the daemon says it replayed the trace:\n${daemon.output()}`);
     assert.ok(Number(replayed[1]) > 0);
+    console.log(
+      `trace of ${position.size} distinct chunks: ${inTrace.length} fetched, ${behind} of them ` +
+        `more than 64 entries behind an earlier request, ${replayed[1]} by the replay`,
+    );
 
     // A new version: the daemon (now with background prefetch) fetches what it lacks
     // of it without being asked, and never a chunk it already holds.

@@ -107,14 +107,16 @@ export async function bootVat(
 /**
  * vat with a cold cache: a new daemon on an empty state directory in `trialDir`, the
  * appliance added from the repository behind `link` (both untimed), then one start.
+ * `daemonArgs` go to the daemon (e.g. `--prefetch-limit 0`).
  */
 export async function bootVatCold(
   setup: BootSetup,
   link: LinkProxy,
   trialDir: string,
   timeoutMs: number,
+  daemonArgs: string[] = [],
 ): Promise<BootSample> {
-  const daemon = await VatDaemon.start(setup.main, `${trialDir}/state`);
+  const daemon = await VatDaemon.start(setup.main, `${trialDir}/state`, daemonArgs);
   try {
     await daemon.add(`${_linkUrl(link)}/${setup.repoPath}`, APPLIANCE);
     const sample = await bootVat(setup, daemon, timeoutMs, link);

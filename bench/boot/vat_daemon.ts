@@ -69,12 +69,12 @@ export class VatDaemon {
     this.#api = api;
   }
 
-  /** Starts `deno run -A main --headless --state stateDir --port 0`. */
-  static async start(main: string, stateDir: string): Promise<VatDaemon> {
+  /** Starts `deno run -A main --headless --state stateDir --port 0 args...`. */
+  static async start(main: string, stateDir: string, args: string[] = []): Promise<VatDaemon> {
     const server = await startVat(
       "vat daemon",
       main,
-      ["--headless", "--state", stateDir, "--port", "0"],
+      ["--headless", "--state", stateDir, "--port", "0", ...args],
       /listening at http/,
     );
     try {
@@ -113,7 +113,7 @@ export class VatDaemon {
 
     const started = performance.now();
     const request = expectOk<ApplianceStatus>(
-      this.#api.api.appliances[":name"].start.$post({ param: { name } }),
+      this.#api.api.appliances[":name"].start.$post({ param: { name }, json: {} }),
     ).catch((err) => {
       startError = `(the start failed: ${err.message})`;
     });

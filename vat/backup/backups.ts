@@ -49,8 +49,11 @@ export class Backups extends EventTarget {
   readonly #stateDir: string;
   readonly #data: DataRepository;
   readonly #subscriptions = new Map<string, Promise<SubscriptionBackup>>();
-  /** Set by the daemon: whether demand fetches wait (uploads pause for them). */
-  shouldYield: () => boolean = () => false;
+  /**
+   * Set by the daemon: runs one upload request at the backup level of the VAT's fetch
+   * scheduler, below demand reads, trace replay and prefetch.
+   */
+  schedule: <T>(task: () => Promise<T>) => Promise<T> = (task) => task();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #renewTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
@@ -129,7 +132,7 @@ export class Backups extends EventTarget {
         name,
         vatId: this.vatId,
         limiter: this.limiter,
-        shouldYield: () => this.shouldYield(),
+        schedule: (task) => this.schedule(task),
         leaseTtlMs: this.config.leaseTtlMs ?? LEASE_TTL_MS,
       });
       opened.catch(() => this.#subscriptions.delete(name));

@@ -77,8 +77,11 @@ export interface SubscriptionBackupOptions {
   name: string;
   vatId: string;
   limiter: RateLimiter;
-  /** True while demand fetches are waiting: the upload pauses for them. */
-  shouldYield?: () => boolean;
+  /**
+   * Runs one upload request when the link is the backup's turn (the VAT's fetch
+   * scheduler, at its lowest level); default: at once.
+   */
+  schedule?: <T>(task: () => Promise<T>) => Promise<T>;
   leaseTtlMs?: number;
 }
 
@@ -464,10 +467,10 @@ export class SubscriptionBackup {
           if (err instanceof Deno.errors.NotFound && !this.outbox.isQueued(snapshot.seq)) return;
           throw err;
         }
-        while (this.#options.shouldYield?.() && !this.#stopping) await _sleep(20);
         await this.#options.limiter.take(object.length);
         if (this.#stopping) throw new TransientError("the upload stopped with the daemon");
-        await repo.store.put(key, object);
+        const schedule = this.#options.schedule ?? ((task) => task());
+        await schedule(() => repo.store.put(key, object));
         meter.advance(object.length);
         this.#sentOfCurrent += object.length;
       }
@@ -599,8 +602,4 @@ function _dataBytes(index: DiskIndex): number {
   let bytes = 0;
   for (let i = 0; i < index.count; i++) if (index.hash(i)) bytes += index.chunkLength(i);
   return bytes;
-}
-
-function _sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -7,6 +7,7 @@ import { PermanentError } from "../errors.ts";
 import { FileStore } from "../repo/store_file.ts";
 import type { Store } from "../repo/store.ts";
 import { RateLimiter } from "../rate_limiter.ts";
+import { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import { DataRepository } from "./data_repository.ts";
 import { SubscriptionBackup, SubscriptionHeldError } from "./subscription_backup.ts";
 
@@ -340,14 +341,15 @@ Deno.test("DataRepository refuses a wrong key and writes nothing", async () => {
 
 Deno.test("SubscriptionBackup upload waits while demand fetches wait, and keeps to its bandwidth cap", async () => {
   await withRig(async ({ root, data }) => {
-    const busyUntil = performance.now() + 600;
+    // A demand read on the link for 600 ms: backup requests wait for it.
+    const scheduler = new FetchScheduler();
     const backup = await SubscriptionBackup.open({
       data,
       dir: `${root}/vat-y/backup`,
       name: "desk",
       vatId: "y",
       limiter: new RateLimiter(16 * 1024),
-      shouldYield: () => performance.now() < busyUntil,
+      schedule: (task) => scheduler.run("backup", task),
     });
     try {
       await backup.prepareStart({ hasDisk: false, dirty: false });
@@ -358,8 +360,10 @@ Deno.test("SubscriptionBackup upload waits while demand fetches wait, and keeps 
         await overlay.write(i * CHUNK, noise);
       }
       await backup.snapshot(overlay, "stop", VM);
+      const demand = scheduler.run("demand", () => new Promise((r) => setTimeout(r, 600)));
       const started = performance.now();
       await backup.upload();
+      await demand;
       const elapsed = performance.now() - started;
       // 600 ms of demand, then 64 KiB of sealed chunks at 16 KiB/s after a 16 KiB burst.
       assert.ok(elapsed >= 600 + 2800, `upload faster than demand and cap allow: ${elapsed} ms`);

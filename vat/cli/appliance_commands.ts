@@ -8,7 +8,7 @@
 import { connectDaemon, expectOk } from "../api/api_client.ts";
 import type { ApplianceStatus } from "../daemon/appliances.ts";
 import { UsageError } from "../errors.ts";
-import { formatBytes, terminalProgress } from "../progress.ts";
+import { formatBytes, type OperationProgress, terminalProgress } from "../progress.ts";
 import type { PublishResult } from "../repo/publish.ts";
 import { stateDir } from "../state_dir.ts";
 import { parseFlags, printJson } from "./args.ts";
@@ -29,6 +29,7 @@ function describe(a: ApplianceStatus): string {
       : a.hoarded
       ? "hoarded, not all cached"
       : "",
+    ...a.operations.filter((op) => op.kind !== "hoard").map(describeOperation),
     a.latestVersion === null && !a.offline ? "no version found" : "",
     a.backup.enabled && a.subscribed
       ? a.backup.pendingBytes > 0
@@ -42,6 +43,17 @@ function describe(a: ApplianceStatus): string {
   ].filter(Boolean);
   return `${a.name.padEnd(16)} ${a.state.padEnd(10)} ${version === null ? "-" : `v${version}`}` +
     (notes.length ? `  ${notes.join("; ")}` : "");
+}
+
+/** "prefetch 12.0 MiB of 40.0 MiB, 180.0 KiB/s, 2 min 40 s left". */
+export function describeOperation(op: OperationProgress): string {
+  const rate = op.rateBytesPerSecond > 0 ? `, ${formatBytes(op.rateBytesPerSecond)}/s` : "";
+  let left = "";
+  if (op.secondsLeft !== null && op.doneBytes < op.totalBytes) {
+    const m = Math.floor(op.secondsLeft / 60);
+    left = `, ${m > 0 ? `${m} min ` : ""}${op.secondsLeft % 60} s left`;
+  }
+  return `${op.kind} ${formatBytes(op.doneBytes)} of ${formatBytes(op.totalBytes)}${rate}${left}`;
 }
 
 /** A verb that names one appliance and posts to `/appliances/NAME/ACTION`. */

@@ -12,14 +12,17 @@ export const daemonCommand: Command = {
   name: "daemon",
   summary: "run the VAT daemon (what `vat` alone does)",
   usage: `vat [--headless | --kiosk] [--listen ADDR:PORT] [--state DIR] [--port N]
-    [--cache-size SIZE] [--demo] [--data-repo REPO --user-key FILE]
+    [--cache-size SIZE] [--prefetch-limit SIZE] [--demo] [--data-repo REPO --user-key FILE]
     [--snapshot-interval SECONDS] [--backup-limit RATE]
 
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
 --state DIR, else $VAT_STATE, else ~/.local/share/vat. The CLI's other verbs talk to it.
 Settings may also live in DIR/config.json ({"port": 8460, "hostname": "127.0.0.1",
-"cacheSize": "20G"}); flags win over it.
+"cacheSize": "20G", "prefetchLimit": "1M"}); flags win over it.
+--prefetch-limit SIZE caps the background prefetch of subscribed appliances' newest
+versions at SIZE bytes a second (default 4M; 0 turns it off); below the cap its rate
+adapts to the link's latency. The guests' own reads and boot-trace replay always go first.
 --demo sets up the embedded default first: a local repository in the state directory
 holding a small busybox appliance built from Debian packages, added as "demo".
 Without --headless it opens the UI in a local browser (Chromium's app window, or
@@ -42,6 +45,7 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
       state: { type: "string" },
       port: { type: "string" },
       "cache-size": { type: "string" },
+      "prefetch-limit": { type: "string" },
       demo: { type: "boolean" },
       "data-repo": { type: "string" },
       "user-key": { type: "string" },
@@ -91,6 +95,9 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
       cacheBytes: values["cache-size"]
         ? parseSize(values["cache-size"], "--cache-size")
         : config.cacheBytes ?? DEFAULT_CACHE_BYTES,
+      prefetchLimitBytesPerSecond: values["prefetch-limit"] !== undefined
+        ? parseSize(values["prefetch-limit"], "--prefetch-limit")
+        : config.prefetchLimitBytesPerSecond,
       version: VERSION,
       demo: values.demo,
       backup,

@@ -1,5 +1,7 @@
 import { loadSigningKey } from "../auth/signing_key.ts";
-import { UsageError } from "../errors.ts";
+import { PermanentError, UsageError } from "../errors.ts";
+import { recordBootTrace } from "../prefetch/trace_record.ts";
+import { writeBootTrace } from "../repo/boot_trace.ts";
 import { formatBytes, terminalProgress } from "../progress.ts";
 import { openStore } from "../repo/open_store.ts";
 import { publishVersion } from "../repo/publish.ts";
@@ -14,12 +16,14 @@ export const publishCommand: Command = {
   usage: `vat publish --from NAME --key KEY [--state DIR] [--json]
 vat publish REPO --image PATH --key KEY [--user-disk PATH] [--memory MiB] [--cpus N]
             [--kernel PATH [--initrd PATH] [--append ARGS]] [--ephemeral-size SIZE]
-            [--update-required] [--note TEXT] [--exact] [--json] [--quiet]
+            [--update-required] [--note TEXT] [--exact] [--trace-until LINE] [--json] [--quiet]
 
 Reads any image format qemu-img reads (raw, qcow2, vmdk, vdi, vhdx), uploads only the
 chunks REPO lacks, then commits the version atomically and prints its number. Blocks
 that the images' ext2/3/4 filesystems mark unused are published as zeroes (they hold
 only deleted data, and would make every update bigger); --exact publishes every byte.
+--trace-until LINE then boots the new version (as \`vat trace record\` does) until its
+console shows LINE and publishes its boot trace.
 
 With --from NAME, the daemon publishes the running appliance NAME's system disk (the
 published base plus the guest's changes) as the next version of NAME's repository,
@@ -38,6 +42,7 @@ keeping its other disks and VM settings.`,
       "update-required": { type: "boolean" },
       note: { type: "string" },
       exact: { type: "boolean" },
+      "trace-until": { type: "string" },
       json: { type: "boolean" },
       quiet: { type: "boolean" },
       ...STORE_FLAGS,
@@ -83,8 +88,23 @@ keeping its other disks and VM settings.`,
       } finally {
         progress.done();
       }
+      let trace: { chunks: number; bytes: number } | undefined;
+      if (values["trace-until"] !== undefined) {
+        // Recorded at once, on the version just committed (docs/FORMAT.md, "Boot traces").
+        const version = await repo.readVersion(result.version);
+        const until = values["trace-until"];
+        const boot = await recordBootTrace({ repo, version, until, timeoutMs: 120_000 });
+        if (!boot.reachedLine) {
+          throw new PermanentError(
+            `version ${result.version} is published, but it did not print "${until}" ` +
+              `within 120 s, so it has no boot trace (record one: vat trace record)`,
+          );
+        }
+        await writeBootTrace(repo, version, boot.recording, key, until);
+        trace = { chunks: boot.recording.order.length, bytes: boot.bytes };
+      }
       if (values.json) {
-        printJson(result);
+        printJson(trace ? { ...result, trace } : result);
       } else {
         console.log(
           `published version ${result.version} of ${store.location}: ` +
@@ -93,6 +113,12 @@ keeping its other disks and VM settings.`,
               (result.elapsedMs / 1000).toFixed(1)
             } s`,
         );
+        if (trace) {
+          console.log(
+            `boot trace of version ${result.version}: ${trace.chunks} chunks ` +
+              `(${formatBytes(trace.bytes)}) read until "${values["trace-until"]}"`,
+          );
+        }
       }
       return 0;
     } finally {

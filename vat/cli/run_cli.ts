@@ -32,6 +32,7 @@ import {
 import { VERSION } from "./version.ts";
 import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
+import { traceRecordCommand } from "./trace_command.ts";
 import {
   repoAddKeyCommand,
   repoGcCommand,
@@ -66,6 +67,7 @@ export const COMMANDS: Command[] = [
   repoVerifyCommand,
   repoGcCommand,
   publishCommand,
+  traceRecordCommand,
   exportCommand,
   serveCommand,
   nbdCommand,

@@ -7,8 +7,9 @@
  * @module
  */
 
-import type { ChunkCache } from "../cache/chunk_cache.ts";
+import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
 import type { BlockDevice } from "../disk/block_device.ts";
+import type { ChunkedDisk } from "../disk/chunked_disk.ts";
 import { FileDevice } from "../disk/file_device.ts";
 import { NotFoundError } from "../errors.ts";
 import { openVersionDisk, type VersionDisk } from "../disk/version_disk.ts";
@@ -38,6 +39,10 @@ export interface RunSpec {
   dirs: ApplianceDirs;
   /** A memory image to resume from (same version) and the machine it was saved on. */
   resumeFrom?: { path: string; machineType: string };
+  /** Fetches the chunks the guest reads and the cache lacks (default: the repository). */
+  fetch?: ChunkFetcher;
+  /** Sees each disk read through the cache as it opens, boot files too (boot traces). */
+  onDisk?: (name: string, disk: ChunkedDisk) => void;
   /** Runs once the disks are open, before QEMU starts (the backup's first snapshot). */
   beforeBoot?: (disks: { user: VersionDisk | null }) => Promise<void>;
   /** Runs once QEMU exited, before the disks are closed (the backup's last snapshot). */
@@ -57,6 +62,8 @@ export interface UserDiskSpec {
   discardOverlay?: boolean;
   /** Count every chunk as changed since the last snapshot (a first backup). */
   markAllDirty?: boolean;
+  /** Fetches the chunks the guest reads of it and the cache lacks (default: `repo`). */
+  fetch?: ChunkFetcher;
 }
 
 /** A running appliance. */
@@ -85,7 +92,9 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       // Lockdown: a cold boot starts from the published system disk. Resuming a
       // memory image needs the disk as the suspended guest left it.
       discardOverlay: !spec.resumeFrom,
+      fetch: spec.fetch,
     });
+    spec.onDisk?.("system", system.base);
     devices.push(system.device);
     exports.set("system", system.device);
     guestDisks.system = { socketPath, exportName: "system" };
@@ -95,10 +104,13 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       user = await openVersionDisk(userDisk.repo, userDisk.version, "user", userDisk.cache, {
         overlayPath: `${dirs.dir}/user.overlay`,
         discardOverlay: userDisk.discardOverlay,
+        fetch: userDisk.fetch,
       });
       if (userDisk.markAllDirty) {
         user.overlay?.markDirty(Array.from({ length: user.base.index.count }, (_, i) => i));
       }
+      // A boot trace knows the appliance's initial user disk, not a data repository's.
+      if (userDisk.repo === repo) spec.onDisk?.("user", user.base);
       devices.push(user.device);
       exports.set("user", user.device);
       guestDisks.user = { socketPath, exportName: "user" };
@@ -111,7 +123,7 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       exports.set("ephemeral", ephemeral);
       guestDisks.ephemeral = { socketPath, exportName: "ephemeral" };
     }
-    const boot = await _bootFiles(repo, version, dirs.dir, spec.cache);
+    const boot = await _bootFiles(spec);
     await spec.beforeBoot?.({ user });
     await removeStaleSocket(socketPath);
     server = serveNbd({ exports, socketPath });
@@ -164,12 +176,9 @@ async function _openOrCreate(path: string, sizeBytes: number): Promise<FileDevic
  * written once per version, read through the chunk cache so that a cached or hoarded
  * version needs no repository.
  */
-async function _bootFiles(
-  repo: Repository,
-  version: Version,
-  dir: string,
-  cache: ChunkCache,
-): Promise<{ kernel?: string; initrd?: string }> {
+async function _bootFiles(spec: RunSpec): Promise<{ kernel?: string; initrd?: string }> {
+  const { repo, version, cache } = spec;
+  const dir = spec.dirs.dir;
   const out: { kernel?: string; initrd?: string } = {};
   for (const role of ["kernel", "initrd"] as const) {
     const name = version.manifest.vm[role];
@@ -179,7 +188,10 @@ async function _bootFiles(
       await Deno.stat(path);
     } catch {
       await Deno.mkdir(`${dir}/boot`, { recursive: true });
-      const { device } = await openVersionDisk(repo, version, name, cache);
+      const { device, base } = await openVersionDisk(repo, version, name, cache, {
+        fetch: spec.fetch,
+      });
+      spec.onDisk?.(name, base);
       const data = new Uint8Array(device.sizeBytes);
       await device.read(0, data);
       await writeFileAtomic(path, data);

@@ -35,7 +35,12 @@ import { formatBytes, type OperationProgress, ProgressMeter } from "../progress.
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
-import { type ApplianceRun, startApplianceRun, type UserDiskSpec } from "./appliance_run.ts";
+import {
+  type ApplianceRun,
+  type RunSpec,
+  startApplianceRun,
+  type UserDiskSpec,
+} from "./appliance_run.ts";
 import { type Backups, DEFAULT_SNAPSHOT_INTERVAL_MS } from "../backup/backups.ts";
 import type {
   BackupStatus,
@@ -43,6 +48,9 @@ import type {
   SubscriptionBackup,
 } from "../backup/subscription_backup.ts";
 import type { CowOverlay } from "../disk/cow_overlay.ts";
+import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import type { PrefetchTarget } from "../prefetch/prefetcher.ts";
+import { startTraceReplay } from "../prefetch/trace_replay.ts";
 import { type ApplianceRecord, checkApplianceName, type StateDb } from "./state_db.ts";
 
 /** What the UI and CLI show of one appliance. */
@@ -121,6 +129,19 @@ interface _View {
   holding: { cachedBytes: number; totalBytes: number; version: number } | null;
 }
 
+/** What `Appliances` does beyond its state (docs/CACHE.md, "Prefetching"). */
+export interface AppliancesOptions {
+  /** Orders repository traffic: the guests' reads as demand, trace replay below them. */
+  scheduler?: FetchScheduler;
+  /**
+   * Called when there may be something new to prefetch: an appliance added or started,
+   * a newer version seen.
+   */
+  onPrefetchNeeded?: () => void;
+  /** Backs user disks up (the daemon's `--data-repo`); none when absent. */
+  backups?: Backups | null;
+}
+
 /** How long a counted number of cached bytes is trusted while nothing changed. */
 const HOLDING_TTL_MS = 5000;
 /** A hoard that failed in the background is not tried again sooner than this. */
@@ -147,16 +168,18 @@ export class Appliances extends EventTarget {
   /** Long operations of each appliance, by appliance name (see `ApplianceStatus.operations`). */
   readonly #operations = new Map<string, Set<ProgressMeter>>();
   readonly #hoardFailedAt = new Map<string, number>();
+  readonly #options: AppliancesOptions;
   readonly #backups: Backups | null;
   readonly #snapshotTimers = new Map<string, ReturnType<typeof setInterval>>();
 
-  constructor(db: StateDb, cache: ChunkCache, stateDir: string, backups: Backups | null = null) {
+  constructor(db: StateDb, cache: ChunkCache, stateDir: string, options: AppliancesOptions = {}) {
     super();
     this.#db = db;
     this.#cache = cache;
     this.#stateDir = stateDir;
-    this.#backups = backups;
-    backups?.addEventListener("change", () => this.#changed());
+    this.#options = options;
+    this.#backups = options.backups ?? null;
+    this.#backups?.addEventListener("change", () => this.#changed());
   }
 
   /** Whether user disks are backed up (the VAT has a data repository). */
@@ -194,6 +217,7 @@ export class Appliances extends EventTarget {
     });
     this.#db.add(chosen, repo);
     this.#changed();
+    this.#options.onPrefetchNeeded?.();
     return await this.status(chosen);
   }
 
@@ -268,7 +292,7 @@ export class Appliances extends EventTarget {
       const subscription = backup;
       let run: ApplianceRun;
       try {
-        run = await startApplianceRun({
+        run = await this.#startRun(name, {
           repo,
           version,
           userDisk,
@@ -319,6 +343,7 @@ export class Appliances extends EventTarget {
         }
         this.#changed();
       });
+      this.#options.onPrefetchNeeded?.();
     } catch (err) {
       this.#errors.set(name, (err as Error).message);
       await store?.close().catch(() => {});
@@ -519,6 +544,38 @@ export class Appliances extends EventTarget {
     await Promise.allSettled([...this.#runs.keys()].map((name) => this.stop(name, 15_000)));
   }
 
+  /**
+   * The subscribed appliances, for the background prefetcher: each opens its newest
+   * version (null while its repository cannot be reached) and shows a prefetch in the
+   * appliance's `operations`.
+   */
+  prefetchTargets(): PrefetchTarget[] {
+    return this.#db.list().filter((r) => r.userBaseVersion !== null).map((record) => ({
+      name: record.name,
+      open: async () => {
+        const store = this.#openStore(record.repo);
+        try {
+          const repo = await Repository.open(store);
+          const version = await repo.resolveVersion("latest");
+          if (store.offline) {
+            await store.close();
+            return null;
+          }
+          const userBase = await _readVersionOrNull(repo, record.userBaseVersion);
+          return { repo, version, userBase, close: () => store.close() };
+        } catch (err) {
+          await store.close();
+          throw err;
+        }
+      },
+      track: (meter) => this.#track(record.name, meter),
+      untrack: (meter) => {
+        this.#generation++;
+        this.#untrack(record.name, meter);
+      },
+    }));
+  }
+
   /** Names of running appliances. */
   runningNames(): string[] {
     return [...this.#runs.keys()];
@@ -593,7 +650,11 @@ export class Appliances extends EventTarget {
         }),
         10_000,
       );
+      const before = this.#views.get(record.name)?.latest?.version;
       this.#views.set(record.name, view);
+      if (before !== undefined && view.latest && view.latest.version !== before) {
+        this.#options.onPrefetchNeeded?.();
+      }
       return view;
     } catch (err) {
       const last = this.#views.get(record.name);
@@ -904,6 +965,48 @@ export class Appliances extends EventTarget {
       await backup.snapshot(disk.overlay as CowOverlay, "stop", vm);
     } finally {
       await disk.device.close();
+    }
+  }
+
+  /**
+   * Starts the run, the guest's reads as demand fetches, replaying the version's boot
+   * trace ahead of them when it has one and the guest boots (not when it resumes).
+   */
+  async #startRun(name: string, spec: RunSpec): Promise<ApplianceRun> {
+    const scheduler = this.#options.scheduler;
+    if (!scheduler) return await startApplianceRun(spec);
+    const { repo, version } = spec;
+    // A resumed guest is past its boot: a boot trace would fetch what it may never read.
+    const replay = spec.resumeFrom
+      ? null
+      : await startTraceReplay({ repo, version, cache: this.#cache, scheduler });
+    if (replay) {
+      this.#track(name, replay.meter);
+      replay.done.then(() => {
+        this.#untrack(name, replay.meter);
+        console.error(
+          `${name}: boot trace of version ${version.number} replayed, ` +
+            `${replay.issued.length} chunks fetched ahead of the guest`,
+        );
+      });
+    }
+    try {
+      const userDisk = spec.userDisk;
+      const run = await startApplianceRun({
+        ...spec,
+        fetch: scheduler.demandFetcher((hash) => repo.readChunk(hash)),
+        // The user disk's base may be in the user's data repository: its own fetches.
+        userDisk: userDisk &&
+          { ...userDisk, fetch: scheduler.demandFetcher((hash) => userDisk.repo.readChunk(hash)) },
+        onDisk: replay ? (disk, base) => replay.attach(disk, base) : undefined,
+      });
+      replay?.allAttached();
+      const stop = () => replay?.stop();
+      run.ended.then(stop, stop);
+      return run;
+    } catch (err) {
+      replay?.stop();
+      throw err;
     }
   }
 

@@ -16,6 +16,9 @@ import { apiApp } from "../api/api_app.ts";
 import { probeKvm } from "../vmm/kvm_probe.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
+import { AdaptiveRate } from "../prefetch/adaptive_rate.ts";
+import { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import { Prefetcher } from "../prefetch/prefetcher.ts";
 import { Appliances } from "./appliances.ts";
 import { type BackupConfig, Backups } from "../backup/backups.ts";
 import { formatBytes } from "../progress.ts";
@@ -26,6 +29,9 @@ import { StateDb } from "./state_db.ts";
 /** Where the daemon listens unless told otherwise. */
 export const DEFAULT_DAEMON_PORT = 8460;
 
+/** The background prefetcher's bandwidth cap unless `--prefetch-limit` (bytes per second). */
+export const DEFAULT_PREFETCH_LIMIT = 4 * 1024 * 1024;
+
 /** How the daemon runs. */
 export interface DaemonOptions {
   stateDir: string;
@@ -33,6 +39,8 @@ export interface DaemonOptions {
   /** 0 picks a free port. */
   port?: number;
   cacheBytes: number;
+  /** The background prefetcher's bandwidth cap, bytes per second; 0 turns it off. */
+  prefetchLimitBytesPerSecond?: number;
   version: string;
   /** Set up and add the demo appliance (the embedded default) before serving. */
   demo?: boolean;
@@ -85,13 +93,33 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       `backing user disks up to ${backups.location}` +
         (limit ? ` (at most ${formatBytes(limit)}/s)` : ""),
     );
-    backups.shouldYield = () => cache.fetchesInFlight > 0;
   } else {
     log("no data repository: user disks stay on this PC and nothing is backed up");
   }
   const db = StateDb.open(`${stateDir}/vat.sqlite`);
-  const appliances = new Appliances(db, cache, stateDir, backups);
-  appliances.resumeBackups().catch((err) => log(`backup: ${(err as Error).message}`));
+  // One scheduler for every repository: they share the VAT's link.
+  const scheduler = new FetchScheduler();
+  let prefetcher: Prefetcher | null = null;
+  const appliances = new Appliances(db, cache, stateDir, {
+    scheduler,
+    onPrefetchNeeded: () => prefetcher?.kick(),
+    backups,
+  });
+  if (backups) {
+    // Backup upload is the lowest level of the VAT's traffic.
+    backups.schedule = (task) => scheduler.run("backup", task);
+    appliances.resumeBackups().catch((err) => log(`backup: ${(err as Error).message}`));
+  }
+  const prefetchLimit = options.prefetchLimitBytesPerSecond ?? DEFAULT_PREFETCH_LIMIT;
+  if (prefetchLimit > 0) {
+    prefetcher = new Prefetcher({
+      cache,
+      scheduler,
+      rate: new AdaptiveRate({ maxBytesPerSecond: prefetchLimit }),
+      targets: () => appliances.prefetchTargets(),
+      log,
+    });
+  }
   if (options.demo) {
     await ensureDemoAppliance(stateDir, appliances, log);
   }
@@ -135,6 +163,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const info: DaemonInfo = { url, pid: Deno.pid, stateDir, startedAt: new Date().toISOString() };
   await writeFileAtomic(`${stateDir}/daemon.json`, new TextEncoder().encode(JSON.stringify(info)));
   options.onListen?.(url);
+  prefetcher?.kick();
   // The token rides in the fragment, which the browser never sends to a server.
   log(`sign in to the UI at ${url}signin#token=${token}`);
   if (remote) {
@@ -160,6 +189,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     Deno.addSignalListener("SIGTERM", resolve);
   });
   await browser?.close();
+  await prefetcher?.close();
   await appliances.close();
   await backups?.close();
   await Promise.race([

@@ -3,7 +3,7 @@
  * override it; it overrides the built-in defaults.
  *
  * ```json
- * { "port": 8460, "hostname": "127.0.0.1", "cacheSize": "20G" }
+ * { "port": 8460, "hostname": "127.0.0.1", "cacheSize": "20G", "prefetchLimit": "1M" }
  * ```
  *
  * @module
@@ -17,9 +17,11 @@ export interface DaemonConfig {
   port?: number;
   hostname?: string;
   cacheBytes?: number;
+  /** The background prefetcher's bandwidth cap, bytes per second (0: off). */
+  prefetchLimitBytesPerSecond?: number;
 }
 
-const KNOWN = ["port", "hostname", "cacheSize"];
+const KNOWN = ["port", "hostname", "cacheSize", "prefetchLimit"];
 
 /** Reads `STATE/config.json`; an absent file is an empty config. */
 export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> {
@@ -61,6 +63,12 @@ export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> 
   }
   if (raw.cacheSize !== undefined) {
     config.cacheBytes = parseSize(String(raw.cacheSize), `${path}: "cacheSize"`);
+  }
+  if (raw.prefetchLimit !== undefined) {
+    config.prefetchLimitBytesPerSecond = parseSize(
+      String(raw.prefetchLimit),
+      `${path}: "prefetchLimit"`,
+    );
   }
   return config;
 }

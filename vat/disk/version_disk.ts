@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ChunkCache } from "../cache/chunk_cache.ts";
+import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
 import { NotFoundError } from "../errors.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import type { BlockDevice } from "./block_device.ts";
@@ -19,6 +19,8 @@ export interface VersionDiskOptions {
   overlayPath?: string;
   /** Start the overlay afresh (the system disk's lockdown at every boot). */
   discardOverlay?: boolean;
+  /** Fetches a chunk the cache lacks (default: straight from the repository). */
+  fetch?: ChunkFetcher;
 }
 
 /** An opened disk: the device to serve, and its layers for those who need them. */
@@ -42,7 +44,7 @@ export async function openVersionDisk(
     throw new NotFoundError(`version ${version.number} has no ${name} disk (it has: ${have})`);
   }
   const index = await repo.readDiskIndex(entry.index);
-  const base = new ChunkedDisk(index, cache, (hash) => repo.readChunk(hash));
+  const base = new ChunkedDisk(index, cache, options.fetch ?? ((hash) => repo.readChunk(hash)));
   if (!options.overlayPath) return { device: base, base, overlay: null };
   const overlay = await CowOverlay.open({
     base,

@@ -18,6 +18,7 @@
 import { PermanentError, UsageError } from "../errors.ts";
 import { announce, listActivities, storeNow } from "./activity.ts";
 import { toHex } from "./chunk_codec.ts";
+import { traceKey } from "./boot_trace.ts";
 import { manifestKey, type Repository } from "./repository.ts";
 
 /** What a gc run did. */
@@ -109,6 +110,7 @@ async function _markLive(
 ): Promise<void> {
   const { manifest } = await repo.readVersion(n);
   liveObjects.add(manifestKey(n));
+  liveObjects.add(traceKey(n));
   for (const disk of Object.values(manifest.disks)) {
     liveObjects.add(disk.index.key);
     const index = await repo.readDiskIndex(disk.index);

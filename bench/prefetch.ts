@@ -1,0 +1,277 @@
+/**
+ * The prefetch benchmark: time from "start" to the guest's `VAT-READY` with an empty
+ * cache over emulated links (bench/nbd/link_proxy.ts: 1.5 Mbit/s with 40 ms, the
+ * paper's DSL, and 10 Mbit/s with 40 ms), for the busybox appliance with a userland:
+ * its system disk holds 8 MiB of incompressible "libraries" that a boot script reads
+ * before the guest says it is up (so the guest's own reads matter, not only the boot
+ * files). Cases, each on a new daemon with an empty state directory:
+ *
+ * - vat, no trace and no prefetch (`--prefetch-limit 0`, a repository without trace);
+ * - vat, trace replay (`vat trace record` ran on the repository; `--prefetch-limit 0`);
+ * - vat, trace replay and background prefetch (default daemon);
+ * - QEMU reading the raw images through nbdkit's curl plugin over the same link (kernel
+ *   and initrd as local files);
+ * - and, as the baseline, QEMU on local qcow2 copies, and vat with a warm cache.
+ *
+ * Ratios are printed against "no trace, no prefetch" and against local. Written to
+ * bench/out/prefetch.txt. Run: `deno run -A bench/prefetch.ts [--rounds N]`
+ * (needs what bench/boot.ts needs).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { buildBusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
+import { probeKvm } from "../vat/vmm/kvm_probe.ts";
+import { fillRandom } from "../tests/helpers/images.ts";
+import { type LinkProxy, type LinkShape, startLinkProxy } from "./nbd/link_proxy.ts";
+import { runCommand, stopAllServers } from "./nbd/processes.ts";
+import { VatProcess } from "./nbd/vat_process.ts";
+import {
+  APPLIANCE,
+  bootLocal,
+  bootNbdkit,
+  type BootSample,
+  type BootSetup,
+  bootVat,
+  bootVatCold,
+} from "./boot/boot_cases.ts";
+import { killDirectQemus } from "./boot/direct_qemu.ts";
+import { formatTable, median } from "./boot/table.ts";
+import { startVat, VatDaemon } from "./boot/vat_daemon.ts";
+
+const _ROOT = new URL("../", import.meta.url).pathname;
+const _WORK_PARENT = `${_ROOT}.cache/bench/prefetch`;
+const _OUT_DIR = `${_ROOT}bench/out`;
+const _MEMORY_MIB = 256;
+const _LIBRARY_FILES = 32;
+const _LIBRARY_BYTES = 256 * 1024;
+const _TIMEOUT_MS = 900_000;
+
+const _LINKS: [string, LinkShape][] = [
+  ["10 Mbit/s 40 ms", { rateBitsPerSec: 10e6, rttMs: 40 }],
+  ["1.5 Mbit/s 40 ms", { rateBitsPerSec: 1.5e6, rttMs: 40 }],
+];
+
+interface Case {
+  label: string;
+  link: string | null;
+  run(dir: string): Promise<BootSample>;
+  samples: BootSample[];
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ args: Deno.args, options: { rounds: { type: "string" } } });
+  const rounds = Number(values.rounds ?? 1);
+  const main = `${_ROOT}main.ts`;
+  const started = performance.now();
+  await Deno.mkdir(_WORK_PARENT, { recursive: true });
+  const work = await Deno.makeTempDir({ dir: _WORK_PARENT, prefix: "run-" });
+  const links: LinkProxy[] = [];
+  let warm: VatDaemon | undefined;
+  try {
+    const kvm = await probeKvm();
+    const app = await buildBusyboxAppliance();
+    const www = `${work}/www`;
+    await Deno.mkdir(www, { recursive: true });
+    const systemImage = `${www}/system.raw`;
+    await _userlandImage(`${work}/userland`, systemImage);
+    await Deno.link(app.userImage, `${www}/user.raw`);
+
+    _progress("publishing; recording the boot trace");
+    const vat = new VatProcess(main);
+    await vat.run(["keygen", "--out", `${work}/key`]);
+    await vat.run(["repo", "init", `${www}/plain`, "--kind", "appliance"]);
+    await vat.run([
+      "publish",
+      `${www}/plain`,
+      "--key",
+      `${work}/key`,
+      "--image",
+      systemImage,
+      "--user-disk",
+      `${www}/user.raw`,
+      "--kernel",
+      app.kernel,
+      "--initrd",
+      app.initrd,
+      "--append",
+      app.append,
+      "--memory",
+      String(_MEMORY_MIB),
+    ]);
+    await runCommand("cp", ["-a", `${www}/plain`, `${www}/traced`]);
+    const traced = JSON.parse(
+      (await vat.run([
+        "trace",
+        "record",
+        `${www}/traced`,
+        "--key",
+        `${work}/key`,
+        "--until",
+        "VAT-READY",
+        "--json",
+      ])).stdout,
+    );
+    await Deno.mkdir(`${work}/local`);
+    for (const disk of ["system", "user"]) {
+      await runCommand("qemu-img", [
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        `${www}/${disk}.raw`,
+        `${work}/local/${disk}.qcow2`,
+      ]);
+    }
+    const setup: BootSetup = {
+      main,
+      boot: { kernel: app.kernel, initrd: app.initrd, append: app.append, memoryMiB: _MEMORY_MIB },
+      accel: kvm ? "kvm" : "tcg",
+      qcow2: { system: `${work}/local/system.qcow2`, user: `${work}/local/user.qcow2` },
+      repoPath: "plain",
+      rawPaths: { system: "system.raw", user: "user.raw" },
+      version: 1,
+    };
+    const withTrace = { ...setup, repoPath: "traced" };
+    const serve = await startVat(
+      "vat serve",
+      main,
+      ["serve", "--root", www, "--listen", "127.0.0.1:0"],
+      /serving .* at http:\/\/[^\s]+:\d+\//,
+    );
+    const port = Number(/at http:\/\/[^\s]+:(\d+)\//.exec(serve.output())![1]);
+
+    warm = await VatDaemon.start(main, `${work}/warm`);
+    await warm.add(`http://127.0.0.1:${port}/plain`, APPLIANCE);
+    await bootVat(setup, warm, _TIMEOUT_MS);
+    const warmDaemon = warm;
+    const cases: Case[] = [
+      {
+        label: "QEMU, local qcow2",
+        link: null,
+        run: (dir) => bootLocal(setup, dir, _TIMEOUT_MS),
+        samples: [],
+      },
+      {
+        label: "vat, warm cache",
+        link: null,
+        run: () => bootVat(setup, warmDaemon, _TIMEOUT_MS),
+        samples: [],
+      },
+    ];
+    for (const [name, shape] of _LINKS) {
+      const link = startLinkProxy({ hostname: "127.0.0.1", port }, shape);
+      links.push(link);
+      const off = ["--prefetch-limit", "0"];
+      cases.push(
+        {
+          label: "vat, no trace, no prefetch",
+          link: name,
+          run: (dir) => bootVatCold(setup, link, dir, _TIMEOUT_MS, off),
+          samples: [],
+        },
+        {
+          label: "vat, trace replay",
+          link: name,
+          run: (dir) => bootVatCold(withTrace, link, dir, _TIMEOUT_MS, off),
+          samples: [],
+        },
+        {
+          label: "vat, trace replay + prefetch",
+          link: name,
+          run: (dir) => bootVatCold(withTrace, link, dir, _TIMEOUT_MS),
+          samples: [],
+        },
+        {
+          label: "QEMU + nbdkit curl",
+          link: name,
+          run: (dir) => bootNbdkit(setup, link, dir, _TIMEOUT_MS),
+          samples: [],
+        },
+      );
+    }
+    let trial = 0;
+    for (let round = 0; round < rounds; round++) {
+      for (const c of cases) {
+        const dir = `${work}/t${trial++}`;
+        const sample = await c.run(dir);
+        c.samples.push(sample);
+        _progress(
+          `round ${round + 1}/${rounds}: ${c.label}${c.link ? `, ${c.link}` : ""}: ` +
+            `${(sample.totalMs / 1000).toFixed(2)} s`,
+        );
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    }
+
+    const seconds = (c: Case) => median(c.samples.map((s) => s.totalMs)) / 1000;
+    const local = seconds(cases[0]);
+    const rows = [["link", "case", "s (median)", "vs none", "vs local", "MB down"]];
+    for (const c of cases) {
+      const none = cases.find((o) => o.link === c.link && o.label.includes("no trace"));
+      const down = c.samples[0].linkBytes;
+      rows.push([
+        c.link ?? "-",
+        c.label,
+        seconds(c).toFixed(2),
+        none ? `${(seconds(none) / seconds(c)).toFixed(2)}x` : "",
+        `${(seconds(c) / local).toFixed(2)}x`,
+        down === undefined ? "" : (down / 1e6).toFixed(1),
+      ]);
+    }
+    const report = [
+      `bench/prefetch.ts, ${new Date().toISOString()}, ${rounds} round(s), ${
+        kvm ? "KVM" : "TCG"
+      }; ` +
+      `busybox appliance with ${
+        (_LIBRARY_FILES * _LIBRARY_BYTES) / 2 ** 20
+      } MiB of userland read at boot; ` +
+      `trace: ${traced.chunks} chunks, ${(traced.bytes / 2 ** 20).toFixed(1)} MiB`,
+      '"vs none": how many times faster than vat with no trace and no prefetch on that link',
+      ...formatTable(rows),
+      `total run time ${((performance.now() - started) / 1000).toFixed(0)} s`,
+    ];
+    console.log(report.join("\n"));
+    await Deno.mkdir(_OUT_DIR, { recursive: true });
+    await Deno.writeTextFile(`${_OUT_DIR}/prefetch.txt`, report.join("\n") + "\n");
+    return 0;
+  } finally {
+    await killDirectQemus();
+    await warm?.stop().catch(() => {});
+    await stopAllServers();
+    for (const link of links) await link.close().catch(() => {});
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/** A 64 MiB ext4 image with `/boot.sh` reading `/usr/lib/*` (random, so incompressible). */
+async function _userlandImage(staging: string, path: string): Promise<void> {
+  await Deno.mkdir(`${staging}/usr/lib`, { recursive: true });
+  for (let i = 0; i < _LIBRARY_FILES; i++) {
+    const data = new Uint8Array(_LIBRARY_BYTES);
+    fillRandom(data, 1000 + i);
+    await Deno.writeFile(`${staging}/usr/lib/lib${String(i).padStart(2, "0")}.so`, data);
+  }
+  await Deno.writeTextFile(`${staging}/boot.sh`, "cat /mnt/system/usr/lib/* >/dev/null\n");
+  await Deno.writeTextFile(`${staging}/marker`, "prefetch-bench\n");
+  await runCommand("mkfs.ext4", [
+    "-q",
+    "-F",
+    "-L",
+    "system",
+    "-E",
+    "lazy_itable_init=0,lazy_journal_init=0",
+    "-d",
+    staging,
+    path,
+    "65536k",
+  ]);
+}
+
+function _progress(line: string): void {
+  console.error(`[prefetch bench] ${line}`);
+}
+
+if (import.meta.main) Deno.exit(await main());

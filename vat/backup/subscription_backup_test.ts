@@ -343,13 +343,18 @@ Deno.test("SubscriptionBackup upload waits while demand fetches wait, and keeps 
   await withRig(async ({ root, data }) => {
     // A demand read on the link for 600 ms: backup requests wait for it.
     const scheduler = new FetchScheduler();
+    const puts: number[] = [];
     const backup = await SubscriptionBackup.open({
       data,
       dir: `${root}/vat-y/backup`,
       name: "desk",
       vatId: "y",
       limiter: new RateLimiter(16 * 1024),
-      schedule: (task) => scheduler.run("backup", task),
+      schedule: (task) =>
+        scheduler.run("backup", () => {
+          puts.push(performance.now());
+          return task();
+        }),
     });
     try {
       await backup.prepareStart({ hasDisk: false, dirty: false });
@@ -360,13 +365,22 @@ Deno.test("SubscriptionBackup upload waits while demand fetches wait, and keeps 
         await overlay.write(i * CHUNK, noise);
       }
       await backup.snapshot(overlay, "stop", VM);
-      const demand = scheduler.run("demand", () => new Promise((r) => setTimeout(r, 600)));
+      let demandEnded = Infinity;
+      const demand = scheduler.run("demand", () =>
+        new Promise<void>((r) =>
+          setTimeout(() => {
+            demandEnded = performance.now();
+            r();
+          }, 600)
+        ));
       const started = performance.now();
       await backup.upload();
       await demand;
       const elapsed = performance.now() - started;
-      // 600 ms of demand, then 64 KiB of sealed chunks at 16 KiB/s after a 16 KiB burst.
-      assert.ok(elapsed >= 600 + 2800, `upload faster than demand and cap allow: ${elapsed} ms`);
+      assert.equal(puts.length, 16);
+      assert.ok(puts[0] >= demandEnded, "a chunk went up while a demand read was on the link");
+      // 64 KiB of sealed chunks at 16 KiB/s after a 16 KiB burst.
+      assert.ok(elapsed >= 2800, `upload faster than its cap allows: ${elapsed} ms`);
       assert.ok(elapsed < 8000, `the upload took ${elapsed} ms`);
       await overlay.close();
     } finally {

@@ -100,6 +100,8 @@ export class SubscriptionHeldError extends ConflictError {
 }
 
 const UPLOAD_CONCURRENCY = 4;
+/** Bytes of saved chunks a snapshot seals in the background before a save waits. */
+const MAX_SEALING_BYTES = 32 * 1024 * 1024;
 
 /** One subscription's backup. */
 export class SubscriptionBackup {
@@ -257,6 +259,10 @@ export class SubscriptionBackup {
     const writer = this.outbox.writer();
     const codec = this.#data.root.codec;
     let changedBytes = 0;
+    // Sealing and writing a saved chunk runs beside the guest: a write that had to save
+    // a chunk first waits only for the copy, unless too many are still being sealed.
+    const sealing = new Set<Promise<void>>();
+    let sealingBytes = 0;
     const chunks = overlay.beginSnapshot(async (i, content) => {
       const before = previous.hash(i);
       if (content === null || isAllZero(content)) {
@@ -268,7 +274,14 @@ export class SubscriptionBackup {
       index.setHash(i, name);
       if (before && Buffer.from(before).equals(name)) return;
       changedBytes += index.chunkLength(i);
-      await writer.addObject(name, await codec.encode(content, name));
+      const job = codec.encode(content, name).then((object) => writer.addObject(name, object));
+      sealing.add(job);
+      sealingBytes += content.length;
+      job.catch(() => {}).finally(() => {
+        sealing.delete(job);
+        sealingBytes -= content.length;
+      });
+      if (sealingBytes > MAX_SEALING_BYTES) await job;
     });
     onFrozen?.();
     if (chunks.length === 0) {
@@ -281,6 +294,7 @@ export class SubscriptionBackup {
         while (next < chunks.length) await overlay.saveForSnapshot(chunks[next++]);
       };
       await Promise.all(Array.from({ length: 4 }, worker));
+      while (sealing.size) await Promise.all(sealing);
       if (changedBytes === 0 && this.outbox.latestIndex() !== null) {
         // Rewritten with the same bytes: no new version.
         await writer.abandon();
@@ -301,6 +315,7 @@ export class SubscriptionBackup {
       return queued;
     } catch (err) {
       overlay.endSnapshot(false);
+      await Promise.allSettled([...sealing]);
       await writer.abandon();
       throw err;
     }
@@ -479,6 +494,7 @@ export class SubscriptionBackup {
     if (!this.outbox.isQueued(snapshot.seq)) return; // collapsed into a newer one meanwhile
     const version = (latest ?? 0) + 1;
     const ref = await repo.writeDiskIndex(version, "user", snapshot.index);
+    await this.#options.limiter.take(ref.sizeBytes); // the index counts against the cap too
     const manifest: VersionManifest = {
       format: 1,
       repoId: repo.config.id,

@@ -7,6 +7,7 @@ const BENCHES: Record<string, string> = {
   publish: "publish speed and update bytes against casync, qemu-img, rsync and zstd",
   nbd: "NBD reads warm and cold against nbdkit, and memory",
   boot: "boot to ready: warm and cold over emulated links, against local QEMU and nbdkit curl",
+  backup: "backup of an office-like write trace over 384 kbit/s: pending at idle, bytes, vs restic",
   prefetch: "boot to ready from an empty cache: no trace, trace replay, trace + prefetch",
 };
 

@@ -155,7 +155,7 @@ export class SubscriptionBackup {
    * (unless `takeOver` or `fork`).
    */
   async prepareStart(
-    local: { hasDisk: boolean; dirty: boolean },
+    local: { hasDisk: boolean; dirty: boolean; overlayPath?: string },
     options: { takeOver?: boolean; fork?: boolean } = {},
   ): Promise<StartPlan> {
     const state = this.outbox.state();
@@ -206,14 +206,14 @@ export class SubscriptionBackup {
     if (latest === state.committedVersion) return keep();
     if (latest !== null && state.committedVersion === null && !local.hasDisk && !pending) {
       // A fresh VAT: the newest backup becomes the disk, fetched lazily.
-      return await this.#follow(latest);
+      return await this.#follow(latest, local.overlayPath);
     }
     if (
       latest !== null && state.committedVersion !== null && latest > state.committedVersion &&
       !pending
     ) {
       // Another VAT wrote newer versions and this one has nothing unsent: follow them.
-      return await this.#follow(latest);
+      return await this.#follow(latest, local.overlayPath);
     }
     // Versions this VAT never saw, and changes of its own: both are kept.
     await this.#forkSeries(
@@ -538,11 +538,22 @@ export class SubscriptionBackup {
     this.outbox.updateState({ lastBackupAt: snapshot.takenAt });
   }
 
-  /** The disk follows version `latest` of the series (restored or followed). */
-  async #follow(latest: number): Promise<StartPlan> {
+  /**
+   * The disk follows version `latest` of the series (restored or followed). The old
+   * overlay goes before the state says so: a start that fails after this must not
+   * find it over the new base.
+   */
+  async #follow(latest: number, overlayPath?: string): Promise<StartPlan> {
     const series = this.series;
     const index = await this.#indexOf(series, latest);
     const base = { series, version: latest };
+    if (overlayPath) {
+      for (const suffix of ["", ".map", ".dirty"]) {
+        await Deno.remove(overlayPath + suffix).catch((err) => {
+          if (!(err instanceof Deno.errors.NotFound)) throw err;
+        });
+      }
+    }
     this.outbox.setCommitted(latest, index, { base });
     return { base, discardOverlay: true, markAllDirty: false, offline: false };
   }

@@ -388,3 +388,37 @@ Deno.test("SubscriptionBackup upload waits while demand fetches wait, and keeps 
     }
   });
 });
+
+Deno.test("SubscriptionBackup: a VAT with nothing unsent follows versions another VAT wrote, dropping its old overlay", async () => {
+  await withRig(async ({ root, vat }) => {
+    const a = await vat("a");
+    await a.backup.prepareStart({ hasDisk: false, dirty: false });
+    const pathA = `${root}/a.overlay`;
+    const overlayA = await CowOverlay.open({ base: zeroBase(), path: pathA });
+    await overlayA.write(0, block(0x31));
+    await a.backup.snapshot(overlayA, "stop", VM);
+    await a.backup.upload();
+    await a.backup.releaseIfIdle();
+    await overlayA.close();
+
+    const b = await vat("b");
+    assert.deepEqual((await b.backup.prepareStart({ hasDisk: false, dirty: false })).base, {
+      series: "desk",
+      version: 1,
+    });
+    const overlayB = await CowOverlay.open({ base: zeroBase(), path: `${root}/b.overlay` });
+    await overlayB.write(CHUNK, block(0x32));
+    await b.backup.snapshot(overlayB, "stop", VM);
+    await b.backup.upload();
+    await b.backup.releaseIfIdle();
+    await overlayB.close();
+
+    const plan = await a.backup.prepareStart({ hasDisk: true, dirty: false, overlayPath: pathA });
+    assert.deepEqual(plan.base, { series: "desk", version: 2 });
+    assert.equal(plan.discardOverlay, true);
+    assert.equal(a.backup.series, "desk", "no fork: nothing was unsent");
+    for (const suffix of ["", ".map", ".dirty"]) {
+      await assert.rejects(Deno.stat(pathA + suffix), Deno.errors.NotFound);
+    }
+  });
+});

@@ -265,8 +265,9 @@ export class Appliances extends EventTarget {
       let backup: SubscriptionBackup | null = null;
       if (this.#backups && userBase?.manifest.disks.user) {
         backup = await this.#backups.subscription(name, `${dirs.dir}/backup`);
+        const overlayPath = `${dirs.dir}/user.overlay`;
         const plan = await backup.prepareStart(
-          await _localUserDisk(`${dirs.dir}/user.overlay`),
+          { ...await _localUserDisk(overlayPath), overlayPath },
           options,
         );
         if (plan.base) {
@@ -280,6 +281,11 @@ export class Appliances extends EventTarget {
         userDisk = { ...userDisk!, discardOverlay: plan.discardOverlay };
         userDisk.markAllDirty = plan.markAllDirty;
         backup.active = true;
+        // A memory image knows the user disk it was suspended with: not a restored one.
+        if (plan.discardOverlay && record.suspendedVersion !== null) {
+          await this.#dropMemoryImage(name);
+          record.suspendedVersion = null;
+        }
       }
       let resumeFrom: { path: string; machineType: string } | undefined;
       if (record.suspendedVersion === version.number) {

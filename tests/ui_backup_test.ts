@@ -274,6 +274,17 @@ Deno.test({
       assert.equal(reloaded, false);
       await page.screenshot({ path: `${ARTEFACTS}ui-backup-undone-1280.png`, fullPage: true });
 
+      // Deleting a backed-up appliance says what stays: the versions in the data repository.
+      await page.getByRole("button", { name: "Delete…" }).click();
+      const deleteDialog = page.getByRole("alertdialog", { name: "Delete demo?" });
+      await deleteDialog.waitFor();
+      assert.match(
+        (await deleteDialog.textContent()) ?? "",
+        /backed-up versions \(the newest is version \d+\) stay in your data repository/,
+      );
+      await page.keyboard.press("Escape");
+      await deleteDialog.waitFor({ state: "detached" });
+
       // A phone's width: the page and the list fit.
       await page.setViewportSize({ width: 390, height: 844 });
       await page.screenshot({ path: `${ARTEFACTS}ui-backup-page-390.png`, fullPage: true });

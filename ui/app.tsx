@@ -71,7 +71,12 @@ function SignedIn() {
         </div>
       )}
       {asked !== null && (
-        <ConfirmDelete name={asked} onConfirm={list.confirmDelete} onCancel={list.cancelDelete} />
+        <ConfirmDelete
+          name={asked}
+          backup={list.appliances.value.find((a) => a.name === asked)?.backup ?? null}
+          onConfirm={list.confirmDelete}
+          onCancel={list.cancelDelete}
+        />
       )}
       {conflict !== null && (
         <StartConflict

@@ -567,7 +567,14 @@ export class Appliances extends EventTarget {
             await store.close();
             return null;
           }
-          const userBase = await _readVersionOrNull(repo, record.userBaseVersion);
+          // A user disk restored from the data repository no longer grows from the
+          // appliance's initial one: that is not worth prefetching.
+          const backup = this.#backups
+            ? await this.#backups.subscription(record.name, `${this.#dirs(record.name).dir}/backup`)
+            : null;
+          const userBase = backup?.outbox.state().base
+            ? null
+            : await _readVersionOrNull(repo, record.userBaseVersion);
           return { repo, version, userBase, close: () => store.close() };
         } catch (err) {
           await store.close();

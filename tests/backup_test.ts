@@ -199,6 +199,11 @@ Deno.test("backup: an upload killed with SIGKILL resumes after a restart and the
     rig.daemons.splice(rig.daemons.indexOf(daemon), 1);
 
     daemon = await rig.vat(a);
+    // `backup now --wait` answers once nothing is left to upload.
+    const waited = JSON.parse(
+      (await vatOk(["backup", "now", "desk", "--wait", "--state", a, "--json"])).stdout,
+    );
+    assert.equal(waited.pendingBytes, 0);
     const done = await drained(a);
     assert.equal(done.error, null);
     const verify = await vatOk(["repo", "verify", rig.data, "--user-key", rig.userKey, "--all"]);

@@ -147,12 +147,9 @@ stays listed, so an undo can itself be undone. The appliance must be stopped.`,
         json: { version },
       }),
     );
+    const line = backupLine(status).trim();
     if (values.json) printJson(status);
-    else {console.log(
-        `${positionals[0]}: the user disk is version ${version} again; ${
-          backupLine(status).trim()
-        }`,
-      );}
+    else console.log(`${positionals[0]}: the user disk is version ${version} again; ${line}`);
     return 0;
   },
 };

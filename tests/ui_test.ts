@@ -256,8 +256,9 @@ Deno.test({
       assert.match(page.url(), /#\/appliance\/demo\/serial$/);
       assert.equal(await focused(), "Serial log");
       const log = page.getByTestId("serial-log");
-      assert.ok(await log.isVisible());
-      assert.equal(await page.getByTestId("vnc").isVisible(), false);
+      // The tab switch renders on the next frame: wait for it rather than race it.
+      await log.waitFor({ state: "visible", timeout: 5_000 });
+      await page.getByTestId("vnc").waitFor({ state: "hidden", timeout: 5_000 });
       await until(
         "VAT-READY",
         async () => (await log.textContent())?.includes("VAT-READY"),

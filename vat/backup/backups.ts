@@ -191,7 +191,7 @@ export class Backups extends EventTarget {
     let retry = false;
     for (const opened of this.#subscriptions.values()) {
       const backup = await opened.catch(() => null);
-      if (!backup || backup.outbox.queued().length === 0) continue;
+      if (!backup || backup.outbox.queuedCount() === 0) continue;
       // The status shows the upload's progress: say twice a second that it changed.
       this.dispatchEvent(new Event("change"));
       const ticker = setInterval(() => this.dispatchEvent(new Event("change")), PROGRESS_EVENT_MS);

@@ -185,6 +185,12 @@ export class Outbox {
     return rows.map((row) => this.#snapshot(row));
   }
 
+  /** How many snapshots are queued (without reading them). */
+  queuedCount(): number {
+    const row = this.#db.prepare("SELECT COUNT(*) AS n FROM snapshots").get() as { n: number };
+    return Number(row.n);
+  }
+
   /** The oldest queued snapshot, or null. */
   oldest(): QueuedSnapshot | null {
     const row = this.#db.prepare("SELECT seq, info, disk_index FROM snapshots ORDER BY seq LIMIT 1")

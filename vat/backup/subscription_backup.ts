@@ -9,7 +9,7 @@
  */
 
 import { randomUUID } from "node:crypto";
-import type { CowOverlay } from "../disk/cow_overlay.ts";
+import { CowOverlay } from "../disk/cow_overlay.ts";
 import { ConflictError, isRetryable, NotFoundError, TransientError } from "../errors.ts";
 import { chunkKey, isAllZero } from "../repo/chunk_codec.ts";
 import { DiskIndex } from "../repo/disk_index.ts";
@@ -159,7 +159,7 @@ export class SubscriptionBackup {
     options: { takeOver?: boolean; fork?: boolean } = {},
   ): Promise<StartPlan> {
     const state = this.outbox.state();
-    const pending = local.dirty || this.outbox.queued().length > 0;
+    const pending = local.dirty || this.outbox.queuedCount() > 0;
     // The local disk as it is; all of it counts as changed while nothing of it was
     // ever snapshotted (a new subscription, or one backed up for the first time).
     const keep = (): StartPlan => ({
@@ -368,13 +368,12 @@ export class SubscriptionBackup {
   /** What the API shows; `dirtyBytes` are the overlay's changes not yet snapshotted. */
   status(dirtyBytes: number): BackupStatus {
     const state = this.outbox.state();
-    const queued = this.outbox.queued();
     const progress = this.#meter?.progress();
     return {
       enabled: true,
       series: state.series,
       pendingBytes: Math.max(0, this.outbox.pendingBytes() - this.#sentOfCurrent) + dirtyBytes,
-      pendingSnapshots: queued.length,
+      pendingSnapshots: this.outbox.queuedCount(),
       uploading: this.#uploading !== null,
       rateBytesPerSecond: progress?.rateBytesPerSecond ?? 0,
       lastVersion: state.committedVersion,
@@ -406,7 +405,7 @@ export class SubscriptionBackup {
 
   /** Lets the lease go when nothing is left to upload (the appliance stopped). */
   async releaseIfIdle(): Promise<void> {
-    if (this.outbox.queued().length === 0) await this.#lease.release();
+    if (this.outbox.queuedCount() === 0) await this.#lease.release();
   }
 
   /** Renews the lease; a lease lost to another VAT turns unsent changes into a fork. */
@@ -547,13 +546,7 @@ export class SubscriptionBackup {
     const series = this.series;
     const index = await this.#indexOf(series, latest);
     const base = { series, version: latest };
-    if (overlayPath) {
-      for (const suffix of ["", ".map", ".dirty"]) {
-        await Deno.remove(overlayPath + suffix).catch((err) => {
-          if (!(err instanceof Deno.errors.NotFound)) throw err;
-        });
-      }
-    }
+    if (overlayPath) await CowOverlay.remove(overlayPath);
     this.outbox.setCommitted(latest, index, { base });
     return { base, discardOverlay: true, markAllDirty: false, offline: false };
   }
@@ -621,12 +614,12 @@ function _runsOn(vm: VmDescription): VmDescription {
 
 function _dataChunks(index: DiskIndex): number {
   let n = 0;
-  for (let i = 0; i < index.count; i++) if (index.hash(i)) n++;
+  for (const _ of index.dataChunks()) n++;
   return n;
 }
 
 function _dataBytes(index: DiskIndex): number {
   let bytes = 0;
-  for (let i = 0; i < index.count; i++) if (index.hash(i)) bytes += index.chunkLength(i);
+  for (const [i] of index.dataChunks()) bytes += index.chunkLength(i);
   return bytes;
 }

@@ -47,7 +47,7 @@ import type {
   SnapshotEntry,
   SubscriptionBackup,
 } from "../backup/subscription_backup.ts";
-import type { CowOverlay } from "../disk/cow_overlay.ts";
+import { CowOverlay } from "../disk/cow_overlay.ts";
 import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import type { PrefetchTarget } from "../prefetch/prefetcher.ts";
 import { startTraceReplay } from "../prefetch/trace_replay.ts";
@@ -266,8 +266,9 @@ export class Appliances extends EventTarget {
       if (this.#backups && userBase?.manifest.disks.user) {
         backup = await this.#backups.subscription(name, `${dirs.dir}/backup`);
         const overlayPath = `${dirs.dir}/user.overlay`;
+        const local = await CowOverlay.inspect(overlayPath);
         const plan = await backup.prepareStart(
-          { ...await _localUserDisk(overlayPath), overlayPath },
+          { hasDisk: local.exists, dirty: local.dirty, overlayPath },
           options,
         );
         if (plan.base) {
@@ -536,9 +537,7 @@ export class Appliances extends EventTarget {
     const backup = await this.#backupOf(name);
     await this.#snapshotStopped(record);
     await backup.queueUndo(version);
-    for (const suffix of ["", ".map", ".dirty"]) {
-      await _removeIfThere(`${this.#dirs(name).dir}/user.overlay${suffix}`);
-    }
+    await CowOverlay.remove(`${this.#dirs(name).dir}/user.overlay`);
     await this.#dropMemoryImage(name);
     this.#backups!.kick();
     this.#changed();
@@ -954,7 +953,7 @@ export class Appliances extends EventTarget {
   /** Snapshots what a stopped appliance's user disk changed since its last snapshot. */
   async #snapshotStopped(record: ApplianceRecord): Promise<void> {
     const path = `${this.#dirs(record.name).dir}/user.overlay`;
-    if (!(await _localUserDisk(path)).dirty) return;
+    if (!(await CowOverlay.inspect(path)).dirty) return;
     const backup = await this.#backupOf(record.name);
     const base = backup.outbox.state().base;
     const disk = base
@@ -1060,20 +1059,6 @@ async function _readVersionOrNull(repo: Repository, n: number | null): Promise<V
     }
     throw err;
   }
-}
-
-/** Whether the user disk's overlay exists, and whether it holds unsnapshotted changes. */
-async function _localUserDisk(path: string): Promise<{ hasDisk: boolean; dirty: boolean }> {
-  let dirty: Uint8Array;
-  try {
-    dirty = await Deno.readFile(`${path}.dirty`);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-    const hasDisk = await Deno.stat(`${path}.map`).then(() => true, () => false);
-    return { hasDisk, dirty: false };
-  }
-  // The map's header is 24 bytes (docs/CACHE.md, "Overlays"); then a byte per chunk.
-  return { hasDisk: true, dirty: dirty.subarray(24).some((b) => b !== 0) };
 }
 
 async function _removeIfThere(path: string): Promise<void> {

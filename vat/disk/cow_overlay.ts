@@ -88,17 +88,36 @@ export class CowOverlay implements BlockDevice {
     this.#dirty = dirty;
   }
 
+  /** Removes the overlay at `path` (its data file and maps), if there is one. */
+  static async remove(path: string): Promise<void> {
+    for (const suffix of ["", ".map", ".dirty"]) {
+      await Deno.remove(path + suffix).catch((err) => {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      });
+    }
+  }
+
+  /**
+   * What is on disk at `path` without opening it: whether an overlay exists, and
+   * whether its dirty map names chunks changed since the last snapshot.
+   */
+  static async inspect(path: string): Promise<{ exists: boolean; dirty: boolean }> {
+    let dirty: Uint8Array;
+    try {
+      dirty = await Deno.readFile(`${path}.dirty`);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      const exists = await Deno.stat(`${path}.map`).then(() => true, () => false);
+      return { exists, dirty: false };
+    }
+    return { exists: true, dirty: dirty.subarray(MAP_HEADER_BYTES).some((b) => b !== 0) };
+  }
+
   /** Opens the overlay at `options.path`, creating it (or starting it afresh with `discard`). */
   static async open(options: OverlayOptions): Promise<CowOverlay> {
     const chunkBytes = options.base.preferredBlockBytes;
     const count = Math.ceil(options.base.sizeBytes / chunkBytes);
-    if (options.discard) {
-      for (const suffix of ["", ".map", ".dirty"]) {
-        await Deno.remove(options.path + suffix).catch((err) => {
-          if (!(err instanceof Deno.errors.NotFound)) throw err;
-        });
-      }
-    }
+    if (options.discard) await CowOverlay.remove(options.path);
     const states = await _readMap(`${options.path}.map`, options.base.sizeBytes, chunkBytes, count);
     const dirty = await _readMap(
       `${options.path}.dirty`,

@@ -94,3 +94,10 @@ export async function syncDir(dir: string): Promise<void> {
     handle.close();
   }
 }
+
+/** Removes the file at `path`; one that is not there is fine. */
+export async function removeIfThere(path: string): Promise<void> {
+  await Deno.remove(path).catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  });
+}

@@ -18,7 +18,7 @@ import { DatabaseSync } from "node:sqlite";
 import { DiskIndex } from "../repo/disk_index.ts";
 import { fromHex, toHex } from "../repo/chunk_codec.ts";
 import type { VmDescription } from "../repo/manifest.ts";
-import { mapDiskFull } from "../fs_atomic.ts";
+import { mapDiskFull, removeIfThere } from "../fs_atomic.ts";
 import { PermanentError } from "../errors.ts";
 
 /** Why a snapshot was taken. */
@@ -252,7 +252,7 @@ export class Outbox {
       },
       abandon: async () => {
         for (const id of added.keys()) {
-          if (!this.#hasObject(fromHex(id))) await _removeIfThere(`${this.#objectsDir}/${id}`);
+          if (!this.#hasObject(fromHex(id))) await removeIfThere(`${this.#objectsDir}/${id}`);
         }
       },
     };
@@ -355,14 +355,14 @@ export class Outbox {
     this.#db.prepare(
       "DELETE FROM objects WHERE name NOT IN (SELECT name FROM snapshot_objects)",
     ).run();
-    for (const { name } of orphans) await _removeIfThere(`${this.#objectsDir}/${toHex(name)}`);
+    for (const { name } of orphans) await removeIfThere(`${this.#objectsDir}/${toHex(name)}`);
   }
 
   /** Objects of snapshots that never committed (a crash while one was taken). */
   async #removeStrayObjects(): Promise<void> {
     for await (const entry of Deno.readDir(this.#objectsDir)) {
       if (!/^[0-9a-f]{64}$/.test(entry.name) || !this.#hasObject(fromHex(entry.name))) {
-        await _removeIfThere(`${this.#objectsDir}/${entry.name}`);
+        await removeIfThere(`${this.#objectsDir}/${entry.name}`);
       }
     }
   }
@@ -377,10 +377,4 @@ async function _syncFilesystem(dir: string): Promise<void> {
       `cannot sync the backup outbox ${dir}: ${new TextDecoder().decode(stderr).trim()}`,
     );
   }
-}
-
-async function _removeIfThere(path: string): Promise<void> {
-  await Deno.remove(path).catch((err) => {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  });
 }

@@ -33,7 +33,7 @@ import { MirroredStore } from "../repo/store_mirrored.ts";
 import { toHex } from "../repo/chunk_codec.ts";
 import { formatBytes, type OperationProgress, ProgressMeter } from "../progress.ts";
 import { openVersionDisk } from "../disk/version_disk.ts";
-import { writeFileAtomic } from "../fs_atomic.ts";
+import { removeIfThere, writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
 import {
   type ApplianceRun,
@@ -403,7 +403,7 @@ export class Appliances extends EventTarget {
     this.#db.get(name);
     this.#notRunning(name, "reset");
     await this.#dropMemoryImage(name);
-    await _removeIfThere(`${this.#dirs(name).dir}/ephemeral.raw`);
+    await removeIfThere(`${this.#dirs(name).dir}/ephemeral.raw`);
     this.#changed();
     return await this.status(name);
   }
@@ -883,8 +883,8 @@ export class Appliances extends EventTarget {
   }
 
   async #dropMemoryImage(name: string): Promise<void> {
-    await _removeIfThere(`${this.#dirs(name).dir}/memory.img`);
-    await _removeIfThere(`${this.#dirs(name).dir}/memory.json`);
+    await removeIfThere(`${this.#dirs(name).dir}/memory.img`);
+    await removeIfThere(`${this.#dirs(name).dir}/memory.json`);
     this.#db.update(name, { suspendedVersion: null });
   }
 
@@ -1059,12 +1059,6 @@ async function _readVersionOrNull(repo: Repository, n: number | null): Promise<V
     }
     throw err;
   }
-}
-
-async function _removeIfThere(path: string): Promise<void> {
-  await Deno.remove(path).catch((err) => {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  });
 }
 
 function _withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -21,7 +21,7 @@
  */
 
 import { ConflictError, IntegrityError, PermanentError } from "../errors.ts";
-import { mapDiskFull, writeFileAtomic } from "../fs_atomic.ts";
+import { mapDiskFull, removeIfThere, writeFileAtomic } from "../fs_atomic.ts";
 import { type BlockDevice, checkRange } from "./block_device.ts";
 
 /** A base an overlay can copy whole chunks from. */
@@ -90,11 +90,7 @@ export class CowOverlay implements BlockDevice {
 
   /** Removes the overlay at `path` (its data file and maps), if there is one. */
   static async remove(path: string): Promise<void> {
-    for (const suffix of ["", ".map", ".dirty"]) {
-      await Deno.remove(path + suffix).catch((err) => {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
-      });
-    }
+    for (const suffix of ["", ".map", ".dirty"]) await removeIfThere(path + suffix);
   }
 
   /**

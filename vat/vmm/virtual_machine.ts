@@ -31,6 +31,7 @@ import { QmpClient, QmpClosedError, type QmpEvent } from "./qmp_client.ts";
 import { reapOrphan, removeRunFiles, type RunDirPaths, runDirPaths } from "./run_dir.ts";
 import { SerialConsole } from "./serial_console.ts";
 import { checkSpec, type VirtualMachineSpec } from "./vm_spec.ts";
+import { removeIfThere } from "../fs_atomic.ts";
 
 export { QemuError } from "./qemu_process.ts";
 export type { Accelerator } from "./qemu_args.ts";
@@ -317,7 +318,7 @@ export class VirtualMachine {
       await this.#qmp.execute("migrate_cancel").catch(() => {});
       if (running) await this.#qmp.execute("cont").catch(() => {});
       this.#intent = undefined;
-      await _removeIfThere(partial);
+      await removeIfThere(partial);
       if (err instanceof QemuError) throw err;
       throw new QemuError(
         `suspending ${this.name} to ${path} failed: ${err instanceof Error ? err.message : err}`,
@@ -329,7 +330,7 @@ export class VirtualMachine {
     // QEMU closes the migration stream, and waits for `cat` to exit, before it exits.
     const exit = await this.#quit();
     if (exit.code !== 0) {
-      await _removeIfThere(partial);
+      await removeIfThere(partial);
       throw new QemuError(
         `suspending ${this.name} to ${path} failed: QEMU did not quit cleanly after ` +
           `saving (${exit.signal ?? `exit code ${exit.code}`}), so the image may be incomplete`,
@@ -571,7 +572,7 @@ async function _makeDurable(partial: string, path: string): Promise<number> {
     file.close();
   }
   if (size === 0) {
-    await _removeIfThere(partial);
+    await removeIfThere(partial);
     throw new QemuError(`QEMU wrote an empty memory image to ${partial}`);
   }
   await Deno.rename(partial, path);
@@ -583,14 +584,6 @@ async function _makeDurable(partial: string, path: string): Promise<number> {
     handle.close();
   }
   return size;
-}
-
-async function _removeIfThere(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
 }
 
 /** A word for `sh -c`: single-quoted, with embedded quotes closed and escaped. */

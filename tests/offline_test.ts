@@ -52,8 +52,10 @@ Deno.test("a hoarded appliance starts without its repository; the other says wha
       await publish(name, `offline-${name}`);
     }
     const port = await serve(0);
+    // No background prefetch: it would cache "lab" whole, and a whole cached appliance
+    // starts offline even unhoarded (tests/prefetch_subscribe_test.ts).
     daemon = await startVat(
-      ["--headless", "--state", state, "--port", "0"],
+      ["--headless", "--state", state, "--port", "0", "--prefetch-limit", "0"],
       (out) => out.includes("listening at"),
     );
     for (const name of ["desk", "lab"]) {

@@ -550,12 +550,14 @@ export class Appliances extends EventTarget {
   }
 
   /**
-   * The subscribed appliances, for the background prefetcher: each opens its newest
-   * version (null while its repository cannot be reached) and shows a prefetch in the
-   * appliance's `operations`.
+   * Every added appliance, for the background prefetcher, whether it ever ran or not
+   * (as the paper's prefetcher, so that a first start finds its blocks cached): each
+   * opens its newest version (null while its repository cannot be reached) and shows
+   * a prefetch in the appliance's `operations`. The user-disk base of one that never
+   * ran is the version's own initial user disk, which its first start would use.
    */
   prefetchTargets(): PrefetchTarget[] {
-    return this.#db.list().filter((r) => r.userBaseVersion !== null).map((record) => ({
+    return this.#db.list().map((record) => ({
       name: record.name,
       open: async () => {
         const store = this.#openStore(record.repo);
@@ -566,14 +568,7 @@ export class Appliances extends EventTarget {
             await store.close();
             return null;
           }
-          // A user disk restored from the data repository no longer grows from the
-          // appliance's initial one: that is not worth prefetching.
-          const backup = this.#backups
-            ? await this.#backups.subscription(record.name, `${this.#dirs(record.name).dir}/backup`)
-            : null;
-          const userBase = backup?.outbox.state().base
-            ? null
-            : await _readVersionOrNull(repo, record.userBaseVersion);
+          const userBase = await this.#prefetchedUserBase(record, repo, version);
           return { repo, version, userBase, close: () => store.close() };
         } catch (err) {
           await store.close();
@@ -586,6 +581,28 @@ export class Appliances extends EventTarget {
         this.#untrack(record.name, meter);
       },
     }));
+  }
+
+  /**
+   * The version whose initial user disk a start of `version` reads, for the
+   * prefetcher; null when the user disk comes from the data repository instead
+   * (restored there, or maybe so at a first start: a fresh VAT restores the newest
+   * backup), which is not worth prefetching from the appliance's repository.
+   */
+  async #prefetchedUserBase(
+    record: ApplianceRecord,
+    repo: Repository,
+    version: Version,
+  ): Promise<Version | null> {
+    if (record.userBaseVersion === null) return this.#backups ? null : version;
+    if (this.#backups) {
+      const backup = await this.#backups.subscription(
+        record.name,
+        `${this.#dirs(record.name).dir}/backup`,
+      );
+      if (backup.outbox.state().base) return null;
+    }
+    return await _readVersionOrNull(repo, record.userBaseVersion);
   }
 
   /** Names of running appliances. */
@@ -818,12 +835,19 @@ export class Appliances extends EventTarget {
       this.#hoardProgress.set(name, progress);
       this.#track(name, progress);
       this.#changed();
+      // At the prefetcher's level (not its adaptive rate: the user asked for this), so
+      // a running guest's demand reads and trace replay go first.
+      const scheduler = this.#options.scheduler;
+      const fetch = (hash: Uint8Array) => repo.readChunk(hash);
+      const scheduled = scheduler
+        ? (hash: Uint8Array) => scheduler.run("prefetch", () => fetch(hash))
+        : fetch;
       let lastEvent = Date.now();
       let next = 0;
       const worker = async () => {
         while (next < missing.length) {
           const i = missing[next++];
-          await this.#cache.get(chunks.hashes[i], (hash) => repo.readChunk(hash));
+          await this.#cache.get(chunks.hashes[i], scheduled);
           progress.advance(chunks.lengths[i]);
           if (Date.now() - lastEvent > 500) {
             lastEvent = Date.now();

@@ -28,8 +28,17 @@ export const SLOW_SHARE = 0.5;
 export const FAST_SHARE = 0.75;
 /** A request is slow above this multiple of the baseline latency... */
 export const SLOW_FACTOR = 3;
-/** ...and fast at or below this multiple. */
+/**
+ * ...and more than this many milliseconds above the baseline: on a fast link (a
+ * baseline of a millisecond or two) a busy CPU or disk triples latencies without any
+ * contention on the link, and a demand read delayed by less than this is not worth
+ * backing off for.
+ */
+export const SLOW_MARGIN_MS = 50;
+/** A request is fast at or below this multiple of the baseline... */
 export const FAST_FACTOR = 1.5;
+/** ...or within this many milliseconds of it. */
+export const FAST_MARGIN_MS = 5;
 /** The baseline is the lowest latency among this many recent requests. */
 export const BASELINE_SAMPLES = 128;
 
@@ -40,10 +49,11 @@ export type RateChange = "halved" | "doubled" | "up" | "down" | "kept";
  * A rate in bytes per second that `record` adapts and `pace` enforces. Latencies are
  * judged against a baseline, the lowest latency among the last `BASELINE_SAMPLES`
  * requests (what the link does unloaded; it follows the link when that gets slower
- * for good). After each request: if at least `SLOW_SHARE` of the window (at least half
- * full) was slower than `SLOW_FACTOR` times the baseline, the rate halves; else if at
- * least `FAST_SHARE` of a full window was within `FAST_FACTOR` times the baseline, it
- * doubles; either empties the window, so that one burst is judged once. Otherwise the
+ * for good). A request is slow above `SLOW_FACTOR` times the baseline and at least
+ * `SLOW_MARGIN_MS` above it, fast within `FAST_FACTOR` times it or `FAST_MARGIN_MS`
+ * of it. After each request: if at least `SLOW_SHARE` of the window (at least half
+ * full) was slow, the rate halves; else if at least `FAST_SHARE` of a full window was
+ * fast, it doubles; either empties the window, so that one burst is judged once. Otherwise the
  * last request nudges it: fast up, slow down, neither kept.
  */
 export class AdaptiveRate {
@@ -81,19 +91,21 @@ export class AdaptiveRate {
     if (this.#recent.length > BASELINE_SAMPLES) this.#recent.shift();
     this.#window.push(latencyMs);
     if (this.#window.length > RATE_WINDOW) this.#window.shift();
-    const baseline = Math.max(this.baselineMs!, 1);
-    const slow = this.#window.filter((ms) => ms > SLOW_FACTOR * baseline).length;
-    const fast = this.#window.filter((ms) => ms <= FAST_FACTOR * baseline).length;
+    const baseline = this.baselineMs!;
+    const slowAbove = Math.max(SLOW_FACTOR * baseline, baseline + SLOW_MARGIN_MS);
+    const fastUpTo = Math.max(FAST_FACTOR * baseline, baseline + FAST_MARGIN_MS);
+    const slow = this.#window.filter((ms) => ms > slowAbove).length;
+    const fast = this.#window.filter((ms) => ms <= fastUpTo).length;
     if (this.#window.length >= RATE_WINDOW / 2 && slow >= SLOW_SHARE * RATE_WINDOW) {
       return this.#set(this.#rate / 2, "halved");
     }
     if (this.#window.length >= RATE_WINDOW && fast >= FAST_SHARE * RATE_WINDOW) {
       return this.#set(this.#rate * 2, "doubled");
     }
-    if (latencyMs <= FAST_FACTOR * baseline) {
+    if (latencyMs <= fastUpTo) {
       return this.#set(this.#rate + this.#nudge, "up", false);
     }
-    if (latencyMs > SLOW_FACTOR * baseline) {
+    if (latencyMs > slowAbove) {
       return this.#set(this.#rate - this.#nudge, "down", false);
     }
     return "kept";

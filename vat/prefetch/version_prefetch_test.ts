@@ -60,10 +60,10 @@ Deno.test("prefetchPlan() halves its rate while requests are slow and recovers a
     });
     let fetched = 0;
     const history: { at: number; rate: number }[] = [];
-    // Requests 40 to 79 meet a congested link: 10 times the usual latency.
+    // Requests 40 to 79 meet a congested link: 20 times the usual latency.
     const fetch = async (hash: Uint8Array) => {
       const n = fetched++;
-      await new Promise((r) => setTimeout(r, n >= 40 && n < 80 ? 40 : 4));
+      await new Promise((r) => setTimeout(r, n >= 40 && n < 80 ? 80 : 4));
       history.push({ at: n, rate: rate.bytesPerSecond });
       return await t.repo.readChunk(hash);
     };

@@ -86,7 +86,14 @@ Deno.test("a demand read overtakes a busy prefetch on a slow link", async () => 
     const plan = await planPrefetch(repo, version, null, null, cache);
     const rate = new AdaptiveRate({ maxBytesPerSecond: 4 * 1024 * 1024 });
     const abort = new AbortController();
-    const prefetching = prefetchPlan({ plan, cache, fetch, scheduler, rate, signal: abort.signal });
+    const prefetching = prefetchPlan({
+      plan,
+      cache,
+      fetch: (hash) => repo.readStoredChunk(hash),
+      scheduler,
+      rate,
+      signal: abort.signal,
+    });
     await new Promise((r) => setTimeout(r, 1500));
     proxy.resetStats();
     const windowStart = performance.now();

@@ -36,6 +36,9 @@ export interface BootSample {
   linkBytesBeforeQemu?: number;
   /** vat, cold: the new daemon's start-up (before "start", not in `totalMs`). */
   daemonStartupMs?: number;
+  /** vat, prefetched: the background prefetch before "start" (not in `totalMs`). */
+  prefetchMs?: number;
+  prefetchLinkBytes?: number;
 }
 
 /** What every case needs. */
@@ -121,6 +124,48 @@ export async function bootVatCold(
     await daemon.add(`${_linkUrl(link)}/${setup.repoPath}`, APPLIANCE);
     const sample = await bootVat(setup, daemon, timeoutMs, link);
     return { ...sample, daemonStartupMs: daemon.startupMs };
+  } finally {
+    await daemon.stop();
+  }
+}
+
+/**
+ * vat after the paper's background prefetch: a new daemon on an empty state directory
+ * (prefetch on, `daemonArgs` added), the appliance added from the repository behind
+ * `link`, then nothing until the prefetcher has fetched `prefetchBytes` of the
+ * version (its `prefetch` operation says so), as while a subscribed appliance waits
+ * unused; then one start. The wait is reported in `prefetchMs` and `prefetchLinkBytes`,
+ * not in `totalMs`.
+ */
+export async function bootVatPrefetched(
+  setup: BootSetup,
+  link: LinkProxy,
+  trialDir: string,
+  timeoutMs: number,
+  prefetchBytes: number,
+  daemonArgs: string[] = [],
+): Promise<BootSample> {
+  const daemon = await VatDaemon.start(setup.main, `${trialDir}/state`, daemonArgs);
+  try {
+    link.resetStats();
+    const started = performance.now();
+    await daemon.add(`${_linkUrl(link)}/${setup.repoPath}`, APPLIANCE);
+    for (;;) {
+      const status = await daemon.status(APPLIANCE);
+      const prefetch = status.operations.find((op) => op.kind === "prefetch");
+      if (prefetch && prefetch.doneBytes >= prefetchBytes) break;
+      if (!prefetch && status.cachedBytes !== null && status.cachedBytes >= prefetchBytes) break;
+      if (performance.now() - started > timeoutMs) {
+        throw new Error(
+          `the prefetch did not reach ${prefetchBytes} bytes: ${JSON.stringify(status)}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const prefetchMs = performance.now() - started;
+    const prefetchLinkBytes = link.stats().downBytes;
+    const sample = await bootVat(setup, daemon, timeoutMs, link);
+    return { ...sample, daemonStartupMs: daemon.startupMs, prefetchMs, prefetchLinkBytes };
   } finally {
     await daemon.stop();
   }

@@ -90,6 +90,13 @@ export class VatDaemon {
     await expectOk<ApplianceStatus>(this.#api.api.appliances.$post({ json: { repo, name } }));
   }
 
+  /** Appliance `name`'s status. */
+  async status(name: string): Promise<ApplianceStatus> {
+    return await expectOk<ApplianceStatus>(
+      this.#api.api.appliances[":name"].$get({ param: { name } }),
+    );
+  }
+
   /**
    * Starts appliance `name` (whose newest version is `version`) and resolves once its
    * guest printed `marker` on the console.

@@ -46,23 +46,30 @@ export const BASELINE_SAMPLES = 128;
 export type RateChange = "halved" | "doubled" | "up" | "down" | "kept";
 
 /**
- * A rate in bytes per second that `record` adapts and `pace` enforces. Latencies are
- * judged against a baseline, the lowest latency among the last `BASELINE_SAMPLES`
- * requests (what the link does unloaded; it follows the link when that gets slower
- * for good). A request is slow above `SLOW_FACTOR` times the baseline and at least
- * `SLOW_MARGIN_MS` above it, fast within `FAST_FACTOR` times it or `FAST_MARGIN_MS`
- * of it. After each request: if at least `SLOW_SHARE` of the window (at least half
- * full) was slow, the rate halves; else if at least `FAST_SHARE` of a full window was
- * fast, it doubles; either empties the window, so that one burst is judged once. Otherwise the
- * last request nudges it: fast up, slow down, neither kept.
+ * A rate in bytes per second that `record` adapts and `pace` enforces. Each request's
+ * latency is judged against what the unloaded link would take for its size: the
+ * larger of the round trip (the lowest latency among the last `BASELINE_SAMPLES`
+ * requests) and its bytes at the best throughput among them (bytes over latency; a
+ * request of unknown size is judged by the round trip alone). Chunks are compressed,
+ * so sizes vary from a few bytes to a whole chunk: on a slow link a whole chunk takes
+ * ten times the round trip and is not "slow" for that. Both follow the link when it
+ * gets slower for good. A request is slow above `SLOW_FACTOR` times its expected
+ * latency and at least `SLOW_MARGIN_MS` above it, fast within `FAST_FACTOR` times it
+ * or `FAST_MARGIN_MS` of it. After each request: if at least `SLOW_SHARE` of the
+ * window (at least half full) was slow, the rate halves; else if at least
+ * `FAST_SHARE` of a full window was fast, it doubles; either empties the window, so
+ * that one burst is judged once. Otherwise the last request nudges it: fast up, slow
+ * down, neither kept.
  */
 export class AdaptiveRate {
   readonly maxBytesPerSecond: number;
   readonly minBytesPerSecond: number;
   readonly #nudge: number;
   #rate: number;
-  #window: number[] = [];
-  #recent: number[] = [];
+  /** The recent requests' latencies, each with what the unloaded link would have taken. */
+  #window: _Judged[] = [];
+  /** The last `BASELINE_SAMPLES` requests. */
+  #recent: { latencyMs: number; bytes: number }[] = [];
   #nextStartMs = 0;
 
   constructor(options: AdaptiveRateOptions) {
@@ -80,32 +87,42 @@ export class AdaptiveRate {
     return this.#rate;
   }
 
-  /** The baseline latency (ms), or null before any request. */
+  /** The baseline latency (ms): the round trip of the unloaded link; null before any request. */
   get baselineMs(): number | null {
-    return this.#recent.length ? Math.min(...this.#recent) : null;
+    return this.#recent.length ? Math.min(...this.#recent.map((r) => r.latencyMs)) : null;
   }
 
-  /** Takes one finished request's latency into account; says what it did to the rate. */
-  record(latencyMs: number): RateChange {
-    this.#recent.push(latencyMs);
+  /** What the unloaded link would take for a request of `bytes` (0: unknown), in ms. */
+  expectedMs(bytes: number): number {
+    let bytesPerMs = 0;
+    for (const r of this.#recent) bytesPerMs = Math.max(bytesPerMs, r.bytes / r.latencyMs);
+    const roundTrip = this.baselineMs ?? 0;
+    return bytesPerMs > 0 ? Math.max(roundTrip, bytes / bytesPerMs) : roundTrip;
+  }
+
+  /**
+   * Takes one finished request into account: its latency and, when known, how many
+   * bytes it moved. Says what it did to the rate.
+   */
+  record(latencyMs: number, bytes = 0): RateChange {
+    latencyMs = Math.max(latencyMs, 0.001);
+    this.#recent.push({ latencyMs, bytes });
     if (this.#recent.length > BASELINE_SAMPLES) this.#recent.shift();
-    this.#window.push(latencyMs);
+    const last = { latencyMs, expectedMs: this.expectedMs(bytes) };
+    this.#window.push(last);
     if (this.#window.length > RATE_WINDOW) this.#window.shift();
-    const baseline = this.baselineMs!;
-    const slowAbove = Math.max(SLOW_FACTOR * baseline, baseline + SLOW_MARGIN_MS);
-    const fastUpTo = Math.max(FAST_FACTOR * baseline, baseline + FAST_MARGIN_MS);
-    const slow = this.#window.filter((ms) => ms > slowAbove).length;
-    const fast = this.#window.filter((ms) => ms <= fastUpTo).length;
+    const slow = this.#window.filter(_isSlow).length;
+    const fast = this.#window.filter(_isFast).length;
     if (this.#window.length >= RATE_WINDOW / 2 && slow >= SLOW_SHARE * RATE_WINDOW) {
       return this.#set(this.#rate / 2, "halved");
     }
     if (this.#window.length >= RATE_WINDOW && fast >= FAST_SHARE * RATE_WINDOW) {
       return this.#set(this.#rate * 2, "doubled");
     }
-    if (latencyMs <= fastUpTo) {
+    if (_isFast(last)) {
       return this.#set(this.#rate + this.#nudge, "up", false);
     }
-    if (latencyMs > slowAbove) {
+    if (_isSlow(last)) {
       return this.#set(this.#rate - this.#nudge, "down", false);
     }
     return "kept";
@@ -143,4 +160,18 @@ export class AdaptiveRate {
   #clamp(rate: number): number {
     return Math.min(this.maxBytesPerSecond, Math.max(this.minBytesPerSecond, rate));
   }
+}
+
+/** A request's latency and what the unloaded link would have taken for it. */
+interface _Judged {
+  latencyMs: number;
+  expectedMs: number;
+}
+
+function _isSlow({ latencyMs, expectedMs }: _Judged): boolean {
+  return latencyMs > Math.max(SLOW_FACTOR * expectedMs, expectedMs + SLOW_MARGIN_MS);
+}
+
+function _isFast({ latencyMs, expectedMs }: _Judged): boolean {
+  return latencyMs <= Math.max(FAST_FACTOR * expectedMs, expectedMs + FAST_MARGIN_MS);
 }

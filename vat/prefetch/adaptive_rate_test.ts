@@ -46,6 +46,26 @@ Deno.test("AdaptiveRate nudges on a mixed window and stays within its bounds", (
   assert.equal(floor.bytesPerSecond, 64 * KiB);
 });
 
+Deno.test("AdaptiveRate judges a request by its size: a whole chunk on a slow link is not slow", () => {
+  // 1.5 Mbit/s with 40 ms: a nearly empty chunk takes the round trip, a 60 KB one 360 ms.
+  const rate = new AdaptiveRate({
+    maxBytesPerSecond: 4096 * KiB,
+    initialBytesPerSecond: 1024 * KiB,
+  });
+  const changes = new Set<string>();
+  for (let i = 0; i < 4 * RATE_WINDOW; i++) {
+    changes.add(i % 2 ? rate.record(42, 200) : rate.record(360 + (i % 5), 60_000));
+  }
+  assert.ok(!changes.has("halved"), `the link's own speed is not contention: ${[...changes]}`);
+  assert.ok(rate.bytesPerSecond >= 1024 * KiB);
+  assert.ok(Math.abs(rate.expectedMs(60_000) - 360) < 5, `${rate.expectedMs(60_000)} ms`);
+  assert.equal(rate.expectedMs(100), 42, "a small request: the round trip");
+  // Another flow shares the link: the same chunks take four times as long.
+  const before = rate.bytesPerSecond;
+  for (let i = 0; i < RATE_WINDOW / 2; i++) rate.record(1500, 60_000);
+  assert.ok(rate.bytesPerSecond <= before / 2, `${rate.bytesPerSecond} after ${before}`);
+});
+
 Deno.test("AdaptiveRate.pace() spaces requests at the rate", async () => {
   const rate = new AdaptiveRate({ maxBytesPerSecond: 100 * KiB, initialBytesPerSecond: 100 * KiB });
   const start = performance.now();

@@ -142,7 +142,7 @@ export class Prefetcher {
         await prefetchPlan({
           plan,
           cache,
-          fetch: (hash) => repo.readChunk(hash),
+          fetch: (hash) => repo.readStoredChunk(hash),
           scheduler,
           rate,
           meter,

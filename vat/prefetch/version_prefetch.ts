@@ -9,12 +9,12 @@
  * @module
  */
 
-import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
+import type { ChunkCache } from "../cache/chunk_cache.ts";
 import type { ProgressMeter } from "../progress.ts";
 import type { BootTrace } from "../repo/boot_trace.ts";
 import { toHex } from "../repo/chunk_codec.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
-import type { Repository, Version } from "../repo/repository.ts";
+import type { Repository, StoredChunk, Version } from "../repo/repository.ts";
 import type { AdaptiveRate } from "./adaptive_rate.ts";
 import type { FetchScheduler } from "./fetch_scheduler.ts";
 
@@ -93,7 +93,8 @@ export async function planPrefetch(
 export interface PrefetchRun {
   plan: PrefetchPlan;
   cache: ChunkCache;
-  fetch: ChunkFetcher;
+  /** Reads a chunk, saying its stored size (the adaptive rate judges latency by it). */
+  fetch: (hash: Uint8Array) => Promise<StoredChunk>;
   scheduler: FetchScheduler;
   rate: AdaptiveRate;
   /** Advanced by each chunk fetched (or found cached meanwhile). */
@@ -123,8 +124,15 @@ export async function prefetchPlan(run: PrefetchRun): Promise<void> {
     const one = scheduler.run("prefetch", async () => {
       if (cache.has(hash) || signal?.aborted) return;
       const started = performance.now();
-      await cache.get(hash, fetch);
-      rate.record(performance.now() - started);
+      let storedBytes: number | null = null;
+      await cache.get(hash, async (hash) => {
+        const chunk = await fetch(hash);
+        storedBytes = chunk.storedBytes;
+        return chunk.plain;
+      });
+      // Only a request this made says something about the link (another reader may
+      // have fetched the chunk meanwhile).
+      if (storedBytes !== null) rate.record(performance.now() - started, storedBytes);
     }).then(
       () => meter?.advance(length),
       (err) => failure ??= err,

@@ -65,7 +65,7 @@ Deno.test("prefetchPlan() halves its rate while requests are slow and recovers a
       const n = fetched++;
       await new Promise((r) => setTimeout(r, n >= 40 && n < 80 ? 80 : 4));
       history.push({ at: n, rate: rate.bytesPerSecond });
-      return await t.repo.readChunk(hash);
+      return await t.repo.readStoredChunk(hash);
     };
     const meter = new ProgressMeter("prefetch", plan.totalBytes);
     await prefetchPlan({

@@ -36,6 +36,13 @@ export interface Version {
   manifest: VersionManifest;
 }
 
+/** A chunk as read from the repository: its verified plain bytes and its stored size. */
+export interface StoredChunk {
+  plain: Uint8Array;
+  /** The stored (compressed, maybe sealed) object's size: what crossed the link. */
+  storedBytes: number;
+}
+
 /** A repository opened on a store. */
 export class Repository {
   readonly store: Store;
@@ -212,6 +219,11 @@ export class Repository {
    * `NotFoundError` if the repository lacks it.
    */
   async readChunk(hash: Uint8Array): Promise<Uint8Array> {
+    return (await this.readStoredChunk(hash)).plain;
+  }
+
+  /** `readChunk`, also saying how big the stored object was (the bytes that crossed the link). */
+  async readStoredChunk(hash: Uint8Array): Promise<StoredChunk> {
     const id = toHex(hash);
     let object: Uint8Array;
     try {
@@ -225,12 +237,13 @@ export class Repository {
       }
       throw err;
     }
-    return this.codec.decode(
+    const plain = this.codec.decode(
       object,
       hash,
       `chunk ${id} in ${this.store.location}`,
       this.config.chunkSizeBytes,
     );
+    return { plain, storedBytes: object.length };
   }
 
   /** Encodes and stores a chunk; returns the stored object's size. */

@@ -3,6 +3,7 @@ import { generateSigningKey, type SigningKey } from "../vat/auth/signing_key.ts"
 import { NotFoundError, UsageError } from "../vat/errors.ts";
 import { signRequest } from "../vat/auth/request_signature.ts";
 import { startRepositoryServer } from "../vat/serve/server.ts";
+import { pathExists } from "../vat/fs_atomic.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -107,16 +108,6 @@ async function signedFetch(
   };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
 /** Sends a request exactly as written, bypassing the URL normalisation of fetch. */
 async function rawRequest(
   port: number,
@@ -145,7 +136,7 @@ Deno.test("vat serve refuses an unsigned write with 401 and writes nothing", asy
     assert.equal(response.status, 401);
     assert.equal(response.headers.get("www-authenticate"), "Vat-Ed25519");
     assert.match((await response.json()).error, /must be signed with a publisher key.*--key/);
-    assert.equal(await exists(`${s.root}/apps/a/latest`), false);
+    assert.equal(await pathExists(`${s.root}/apps/a/latest`), false);
 
     await Deno.writeTextFile(`${s.root}/apps/a/latest`, "7");
     const del = await fetch(`${s.url}apps/a/latest`, { method: "DELETE" });
@@ -160,7 +151,7 @@ Deno.test("vat serve answers 403 to a key that may not write there", async () =>
     const denied = await signedFetch(s, s.stranger, "/apps/a/latest", { body: bytes("1") });
     assert.equal(denied.status, 403);
     assert.match(denied.error!, /not write apps\/a\/latest.*publisherKeys of apps\/a\/repo\.json/);
-    assert.equal(await exists(`${s.root}/apps/a/latest`), false);
+    assert.equal(await pathExists(`${s.root}/apps/a/latest`), false);
 
     // The publisher of apps/a may write there, and nowhere else.
     assert.equal(
@@ -176,15 +167,15 @@ Deno.test("vat serve answers 403 to a key that may not write there", async () =>
       (await signedFetch(s, s.publisher, "/elsewhere", { body: bytes("1") })).status,
       403,
     );
-    assert.equal(await exists(`${s.root}/apps/b/latest`), false);
-    assert.equal(await exists(`${s.root}/elsewhere`), false);
+    assert.equal(await pathExists(`${s.root}/apps/b/latest`), false);
+    assert.equal(await pathExists(`${s.root}/elsewhere`), false);
 
     // Creating a repository takes a key given to the server; updating one, its own keys.
     const init = { body: bytes("{}"), ifNoneMatch: "*" };
     const byPublisher = await signedFetch(s, s.publisher, "/apps/a/sub/repo.json", init);
     assert.equal(byPublisher.status, 403);
     assert.match(byPublisher.error!, /belongs to no repository/);
-    assert.equal(await exists(`${s.root}/apps/a/sub`), false);
+    assert.equal(await pathExists(`${s.root}/apps/a/sub`), false);
     assert.equal((await signedFetch(s, s.admin, "/apps/c/repo.json", init)).status, 201);
     const update = bytes(JSON.stringify({ publisherKeys: [s.publisher.publicKeyId] }));
     assert.equal(
@@ -222,7 +213,7 @@ Deno.test("vat serve refuses a body other than the one signed", async () => {
     });
     assert.equal(response.status, 401);
     await response.body?.cancel();
-    assert.equal(await exists(`${s.root}/apps/a/versions`), false);
+    assert.equal(await pathExists(`${s.root}/apps/a/versions`), false);
   });
 });
 
@@ -236,7 +227,7 @@ Deno.test("vat serve refuses a request signed too long ago or ahead, and a repla
       assert.equal(stale.status, 401);
       assert.match(stale.error!, /360 s (behind|ahead of) the server's clock.*NTP/);
     }
-    assert.equal(await exists(`${s.root}/apps/a/latest`), false);
+    assert.equal(await pathExists(`${s.root}/apps/a/latest`), false);
 
     const headers = signedHeaders(s.publisher, "/apps/a/latest", { body: bytes("5") });
     const first = await fetch(`${s.url}apps/a/latest`, { method: "PUT", headers, body: "5" });

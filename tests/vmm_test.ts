@@ -12,6 +12,7 @@ import { type NbdServer, serveNbd } from "../vat/nbd/nbd_server.ts";
 import { QemuError, VirtualMachine } from "../vat/vmm/virtual_machine.ts";
 import { reapOrphan, runDirPaths } from "../vat/vmm/run_dir.ts";
 import type { VirtualMachineSpec } from "../vat/vmm/vm_spec.ts";
+import { pathExists } from "../vat/fs_atomic.ts";
 
 const MiB = 1024 * 1024;
 const BOOT_TIMEOUT_MS = 60_000;
@@ -287,27 +288,17 @@ Deno.test("reapOrphan() kills the QEMU a dead VAT left in its run directory", as
       stderr: "null",
     }).spawn();
     const deadline = Date.now() + 10_000;
-    while (!await exists(paths.pidFile) || !await exists(paths.qmpSocket)) {
+    while (!await pathExists(paths.pidFile) || !await pathExists(paths.qmpSocket)) {
       assert.ok(Date.now() < deadline, "the orphan QEMU did not start");
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(await reapOrphan(dir), orphan.pid);
     assert.equal((await orphan.status).signal, "SIGKILL");
-    assert.equal(await exists(paths.qmpSocket), false);
-    assert.equal(await exists(paths.pidFile), false);
+    assert.equal(await pathExists(paths.qmpSocket), false);
+    assert.equal(await pathExists(paths.pidFile), false);
     assert.equal(await reapOrphan(dir), undefined, "nothing left to reap");
   } finally {
     for (const pid of await qemuProcessesUsing(dir)) Deno.kill(pid, "SIGKILL");
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}

@@ -95,9 +95,20 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** Removes the file at `path`; one that is not there is fine. */
-export async function removeIfThere(path: string): Promise<void> {
-  await Deno.remove(path).catch((err) => {
+/** Removes the file at `path` (a tree with `{ recursive: true }`); one that is not there is fine. */
+export async function removeIfThere(path: string, options?: Deno.RemoveOptions): Promise<void> {
+  await Deno.remove(path, options).catch((err) => {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   });
+}
+
+/** Whether anything (a file, directory, socket or link) is at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
 }

@@ -17,6 +17,7 @@ import { DEFAULT_CHUNK_BYTES } from "../../vat/repo/repo_config.ts";
 import { FileStore } from "../../vat/repo/store_file.ts";
 import type { VmDescription } from "../../vat/repo/manifest.ts";
 import { LinkStore } from "./link_store.ts";
+import { pathExists } from "../../vat/fs_atomic.ts";
 
 /** The user disk's chunk size: an appliance repository's default, which user disks inherit. */
 export const CHUNK_BYTES = DEFAULT_CHUNK_BYTES;
@@ -70,7 +71,7 @@ export async function openVat(
     // The link is the bottleneck; the user set no cap of their own.
     limiter: new RateLimiter(0),
   });
-  const hasDisk = await _exists(`${dir}/user.overlay`);
+  const hasDisk = await pathExists(`${dir}/user.overlay`);
   await backup.prepareStart({ hasDisk, dirty: false });
   const overlay = await CowOverlay.open({
     base: emptyDisk(diskBytes),
@@ -135,14 +136,4 @@ export async function treeBytes(dir: string): Promise<number> {
     else if (e.isFile) sum += (await Deno.stat(path)).size;
   }
   return sum;
-}
-
-async function _exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }

@@ -14,6 +14,7 @@ import { QEMU_BINARY, type QemuProcess, spawnQemu } from "../../vat/vmm/qemu_pro
 import { type RunDirPaths, runDirPaths } from "../../vat/vmm/run_dir.ts";
 import type { VmDisk } from "../../vat/vmm/vm_spec.ts";
 import { waitForSerialLine } from "./serial_log.ts";
+import { pathExists } from "../../vat/fs_atomic.ts";
 
 /** How the appliance boots (as its manifest says). */
 export interface KernelBoot {
@@ -113,7 +114,7 @@ export async function bootDirect(
       timeoutMs,
       failed: () => qemu.hasExited ? `(QEMU exited: ${qemu.outputTail()})` : undefined,
       onPoll: async () => {
-        if (qemuStartedAt === undefined && await _exists(paths.pidFile)) {
+        if (qemuStartedAt === undefined && await pathExists(paths.pidFile)) {
           qemuStartedAt = performance.now();
         }
       },
@@ -134,14 +135,4 @@ export async function killDirectQemus(): Promise<void> {
   for (const qemu of _running) qemu.kill("SIGKILL");
   await Promise.allSettled([..._running].map((qemu) => qemu.status));
   _running.clear();
-}
-
-async function _exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }

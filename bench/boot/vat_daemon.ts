@@ -15,6 +15,7 @@ import { type ApiClient, connectDaemon, expectOk } from "../../vat/api/api_clien
 import type { ApplianceStatus } from "../../vat/daemon/appliances.ts";
 import { type ServerProcess, startServer } from "../nbd/processes.ts";
 import { fileSize, waitForSerialLine } from "./serial_log.ts";
+import { pathExists } from "../../vat/fs_atomic.ts";
 
 /** setpriv (util-linux) sets a parent-death signal and execs the command in its place. */
 const _SETPRIV = "/usr/bin/setpriv";
@@ -32,7 +33,7 @@ export async function startVat(
   ready: RegExp,
 ): Promise<ServerProcess> {
   const command = [Deno.execPath(), "run", "-A", main, ...args];
-  const withSetpriv = await _exists(_SETPRIV);
+  const withSetpriv = await pathExists(_SETPRIV);
   return await startServer(
     name,
     withSetpriv ? _SETPRIV : command[0],
@@ -133,7 +134,7 @@ export class VatDaemon {
           bootFilesAt = performance.now();
           onMoment("bootFiles");
         }
-        if (qemuStartedAt === undefined && await _exists(pidFile)) {
+        if (qemuStartedAt === undefined && await pathExists(pidFile)) {
           qemuStartedAt = performance.now();
           onMoment("qemuStarted");
         }
@@ -163,16 +164,6 @@ export class VatDaemon {
 }
 
 async function _allExist(paths: string[]): Promise<boolean> {
-  for (const path of paths) if (!await _exists(path)) return false;
+  for (const path of paths) if (!await pathExists(path)) return false;
   return true;
-}
-
-async function _exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }

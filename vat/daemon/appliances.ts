@@ -553,8 +553,8 @@ export class Appliances extends EventTarget {
    * Every added appliance, for the background prefetcher, whether it ever ran or not
    * (as the paper's prefetcher, so that a first start finds its blocks cached): each
    * opens its newest version (null while its repository cannot be reached) and shows
-   * a prefetch in the appliance's `operations`. The user-disk base of one that never
-   * ran is the version's own initial user disk, which its first start would use.
+   * a prefetch in the appliance's `operations`. The user disk prefetched is the one a
+   * start would read (`#prefetchedUserBase`).
    */
   prefetchTargets(): PrefetchTarget[] {
     return this.#db.list().map((record) => ({

@@ -26,20 +26,20 @@ export const RATE_WINDOW = 16;
 export const SLOW_SHARE = 0.5;
 /** Double when at least this share of a full window was fast. */
 export const FAST_SHARE = 0.75;
-/** A request is slow above this multiple of the baseline latency... */
+/** A request is slow above this multiple of its expected latency (see `AdaptiveRate`)... */
 export const SLOW_FACTOR = 3;
 /**
- * ...and more than this many milliseconds above the baseline: on a fast link (a
- * baseline of a millisecond or two) a busy CPU or disk triples latencies without any
+ * ...and more than this many milliseconds above it: on a fast link (a round trip of a
+ * millisecond or two) a busy CPU or disk triples latencies without any
  * contention on the link, and a demand read delayed by less than this is not worth
  * backing off for.
  */
 export const SLOW_MARGIN_MS = 50;
-/** A request is fast at or below this multiple of the baseline... */
+/** A request is fast at or below this multiple of its expected latency... */
 export const FAST_FACTOR = 1.5;
 /** ...or within this many milliseconds of it. */
 export const FAST_MARGIN_MS = 5;
-/** The baseline is the lowest latency among this many recent requests. */
+/** The round trip and best throughput are taken over this many recent requests. */
 export const BASELINE_SAMPLES = 128;
 
 /** How the rate changed after a request. */

@@ -310,6 +310,13 @@ Deno.test("backup: with the data repository unreachable the VAT keeps working, q
       const waiting = await backupOf(a);
       assert.ok(waiting.pendingBytes > 0 || waiting.pendingSnapshots > 0, JSON.stringify(waiting));
       assert.equal(waiting.lastVersion, online.lastVersion);
+      // Deleting now would lose them: refused, saying how to send them or to insist.
+      const refused = await runVat(["delete", "desk", "--yes", "--state", a]);
+      assert.equal(refused.code, 1);
+      assert.match(
+        refused.stderr,
+        /"desk" has [\d.]+ (B|KiB|MiB) of changes not yet backed up \(vat backup now desk --wait sends them\); .*--discard-unsent/,
+      );
 
       // Back on the same address: the uploader finds it by itself.
       await serve(port);
@@ -318,6 +325,8 @@ Deno.test("backup: with the data repository unreachable the VAT keeps working, q
       assert.equal(back.series, "desk");
       const verify = await vatOk(["repo", "verify", `${served}/data`, "--user-key", rig.userKey]);
       assert.match(verify.stdout, /^ok: /m);
+      // All sent: deleting needs no more than --yes.
+      await vatOk(["delete", "desk", "--yes", "--state", a]);
     } finally {
       await (server as VatProcess | null)?.stop();
     }

@@ -153,6 +153,11 @@ export async function confirmDelete(): Promise<void> {
   await _run(
     name,
     "deleting",
-    () => api.api.appliances[":name"].$delete({ param: { name }, query: { confirm: name } }),
+    // The dialog said how much not yet backed up would be lost.
+    () =>
+      api.api.appliances[":name"].$delete({
+        param: { name },
+        query: { confirm: name, discardUnsent: "1" },
+      }),
   );
 }

@@ -91,16 +91,20 @@ function applianceRoutes(ctx: ApiContext) {
     )
     .delete(
       "/:name",
-      validator("query", (value) => ({ confirm: String(value.confirm ?? "") })),
+      validator("query", (value) => ({
+        confirm: String(value.confirm ?? ""),
+        discardUnsent: value.discardUnsent === "1",
+      })),
       async (c) => {
         const name = c.req.param("name");
+        const query = c.req.valid("query");
         // Deleting loses the user disk: the request must name the appliance again.
-        if (c.req.valid("query").confirm !== name) {
+        if (query.confirm !== name) {
           throw new UsageError(
             `deleting "${name}" destroys its user disk; confirm by naming it (vat delete ${name} --yes)`,
           );
         }
-        await app.delete(name);
+        await app.delete(name, { discardUnsent: query.discardUnsent });
         return c.json({ deleted: name });
       },
     )

@@ -218,13 +218,17 @@ pinned until then. --off drops the pins (the chunks stay cached until evicted).`
 export const deleteCommand: Command = {
   name: "delete",
   summary: "delete an appliance and its user disk",
-  usage: `vat delete NAME --yes [--state DIR]
+  usage: `vat delete NAME --yes [--discard-unsent] [--state DIR]
 
-Deletes the subscription and its user disk: what the user kept on it is lost.`,
+Deletes the subscription and its user disk: what the user kept on it is lost, but for
+the versions already backed up to the data repository (they stay there). Refused while
+changes wait to be backed up (vat backup now NAME --wait sends them), unless
+--discard-unsent.`,
   async run(args) {
     const { values, positionals } = parseFlags("delete", args, {
       ...COMMON,
       yes: { type: "boolean" },
+      "discard-unsent": { type: "boolean" },
     });
     if (positionals.length !== 1) throw new UsageError("delete: give one appliance NAME");
     const name = positionals[0];
@@ -235,7 +239,10 @@ Deletes the subscription and its user disk: what the user kept on it is lost.`,
     }
     const client = await connectDaemon(stateDir(values.state));
     await expectOk(
-      client.api.appliances[":name"].$delete({ param: { name }, query: { confirm: name } }),
+      client.api.appliances[":name"].$delete({
+        param: { name },
+        query: { confirm: name, discardUnsent: values["discard-unsent"] ? "1" : "0" },
+      }),
     );
     console.log(`deleted ${name}`);
     return 0;

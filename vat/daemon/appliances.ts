@@ -408,16 +408,25 @@ export class Appliances extends EventTarget {
     return await this.status(name);
   }
 
-  /** Deletes the appliance, its subscription and its user disk. */
-  async delete(name: string): Promise<void> {
+  /**
+   * Deletes the appliance, its subscription and its user disk. Refused while changes of
+   * the user disk wait to be backed up, unless `discardUnsent`: those would be lost
+   * (the versions already in the data repository stay).
+   */
+  async delete(name: string, options: { discardUnsent?: boolean } = {}): Promise<void> {
     this.#db.get(name);
     this.#notRunning(name, "delete");
+    const { backup } = await this.status(name);
+    if (!options.discardUnsent && (backup.pendingBytes > 0 || backup.pendingSnapshots > 0)) {
+      throw new ConflictError(
+        `"${name}" has ${formatBytes(backup.pendingBytes)} of changes not yet backed up ` +
+          `(vat backup now ${name} --wait sends them); deleting it now loses them: ` +
+          `vat delete ${name} --yes --discard-unsent`,
+      );
+    }
     await this.#backups?.forget(name);
-    await Deno.remove(this.#dirs(name).dir, { recursive: true }).catch((err) => {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    });
+    await removeIfThere(this.#dirs(name).dir, { recursive: true });
     for (const owner of this.#cache.pinOwners(`hoard:${name}:`)) this.#cache.unpin(owner);
-    await this.#backups?.forget(name);
     this.#db.remove(name);
     this.#views.delete(name);
     this.#errors.delete(name);

@@ -30,7 +30,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { buildBusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
+import { buildBusyboxAppliance, ext4ImageOf } from "../vat/demo/busybox_appliance.ts";
 import { readBootTrace } from "../vat/repo/boot_trace.ts";
 import { toHex } from "../vat/repo/chunk_codec.ts";
 import { openStore } from "../vat/repo/open_store.ts";
@@ -321,7 +321,8 @@ async function _debianAppliance(): Promise<BenchAppliance> {
     })`,
     write: async (system, user, work) => {
       await runCommand("cp", ["--sparse=always", debian.system, system]);
-      await _ext4Image(`${work}/home`, user, "user", "64m");
+      await Deno.mkdir(`${work}/home`);
+      await ext4ImageOf(`${work}/home`, user, "user", 64 * 2 ** 20);
     },
   };
 }
@@ -350,24 +351,7 @@ async function _userlandImage(staging: string, path: string): Promise<void> {
   }
   await Deno.writeTextFile(`${staging}/boot.sh`, "cat /mnt/system/usr/lib/* >/dev/null\n");
   await Deno.writeTextFile(`${staging}/marker`, "prefetch-bench\n");
-  await _ext4Image(staging, path, "system", "65536k");
-}
-
-/** An ext4 image of `size` at `path` holding `staging`'s files. */
-async function _ext4Image(staging: string, path: string, label: string, size: string) {
-  await Deno.mkdir(staging, { recursive: true });
-  await runCommand("mkfs.ext4", [
-    "-q",
-    "-F",
-    "-L",
-    label,
-    "-E",
-    "lazy_itable_init=0,lazy_journal_init=0",
-    "-d",
-    staging,
-    path,
-    size,
-  ]);
+  await ext4ImageOf(staging, path, "system", 64 * 2 ** 20);
 }
 
 function _mib(path: string): string {

@@ -74,6 +74,7 @@ export function ApplianceCard(
       {a.updateAvailable && !a.updateRequired && <p class="badge update">update available</p>}
       {a.offline && <p class="badge offline">offline: repository unreachable</p>}
       {a.safeOffline && <p class="badge safe-offline">safe offline</p>}
+      {a.accelNote && <p class="accel-note" data-testid="accel-note">{a.accelNote}</p>}
       <_Cache a={a} />
       <BackupState appliance={a} />
       <OperationsProgress name={a.name} operations={a.operations} />

@@ -20,6 +20,7 @@ import { signInRoutes, signOutRoutes } from "../ui/session_routes.ts";
 import { uiRoutes } from "../ui/ui_routes.ts";
 import { proxyVnc } from "../ui/vnc_proxy.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
+import type { AccelDecision } from "../vmm/accelerator.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -31,6 +32,8 @@ export interface ApiContext {
   cacheStats(): unknown;
   /** The remote display's URL and certificate fingerprint, if it is on (`--listen`). */
   remoteDisplay?(): { url: string; fingerprint: string } | null;
+  /** What guests run on and why (null until decided). */
+  accel?(): AccelDecision | null;
 }
 
 function applianceRoutes(ctx: ApiContext) {
@@ -168,6 +171,7 @@ export function apiApp(ctx: ApiContext) {
         appliances: await ctx.appliances.list(),
         cache: ctx.cacheStats(),
         remoteDisplay: ctx.remoteDisplay?.() ?? null,
+        accel: ctx.accel?.() ?? null,
       }))
     .get("/events", (c) =>
       streamSSE(c, async (stream) => {

@@ -11,6 +11,7 @@ import { UsageError } from "../errors.ts";
 import { formatBytes, type OperationProgress, terminalProgress } from "../progress.ts";
 import type { PublishResult } from "../repo/publish.ts";
 import { stateDir } from "../state_dir.ts";
+import type { AccelDecision } from "../vmm/accelerator.ts";
 import { parseFlags, printJson } from "./args.ts";
 import type { Command } from "./command.ts";
 
@@ -263,6 +264,7 @@ export const statusCommand: Command = {
       appliances: ApplianceStatus[];
       cache: { usedBytes: number; budgetBytes: number; hits: number; misses: number };
       remoteDisplay: { url: string; fingerprint: string } | null;
+      accel: AccelDecision | null;
     }>(client.api.status.$get());
     if (values.json) {
       printJson(status);
@@ -275,6 +277,11 @@ export const statusCommand: Command = {
       }, ` +
         `${status.cache.hits} hits, ${status.cache.misses} misses`,
     );
+    if (status.accel) {
+      console.log(
+        `guests run on ${status.accel.accel === "kvm" ? "KVM" : "TCG"}: ${status.accel.reason}`,
+      );
+    }
     if (status.remoteDisplay) {
       console.log(
         `remote display: ${status.remoteDisplay.url} (TLS certificate SHA-256 ${status.remoteDisplay.fingerprint})`,

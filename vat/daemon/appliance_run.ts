@@ -17,6 +17,7 @@ import { serveNbd } from "../nbd/nbd_server.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import { removeStaleSocket } from "../unix_socket.ts";
+import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import { VirtualMachine, type VmExit } from "../vmm/virtual_machine.ts";
 import type { VmDisk } from "../vmm/vm_spec.ts";
 
@@ -47,6 +48,8 @@ export interface RunSpec {
   beforeBoot?: (disks: { user: VersionDisk | null }) => Promise<void>;
   /** Runs once QEMU exited, before the disks are closed (the backup's last snapshot). */
   beforeClose?: (run: ApplianceRun) => Promise<void>;
+  /** Decides KVM or TCG (default: the process's `sharedAcceleratorChoice()`). */
+  accelerator?: AcceleratorChoice;
 }
 
 /**
@@ -138,6 +141,8 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
         : undefined,
       resumeFrom: spec.resumeFrom?.path,
       machine: spec.resumeFrom?.machineType,
+      accelerator: spec.accelerator,
+      activity: () => server!.requests,
     });
     const nbd = server;
     let run: ApplianceRun | null = null;

@@ -35,6 +35,8 @@ import { formatBytes, type OperationProgress, ProgressMeter } from "../progress.
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { removeIfThere, writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
+import type { AcceleratorChoice } from "../vmm/accelerator.ts";
+import type { Accelerator } from "../vmm/virtual_machine.ts";
 import {
   type ApplianceRun,
   type RunSpec,
@@ -71,6 +73,10 @@ export interface ApplianceStatus {
   subscribed: boolean;
   /** QEMU's VNC websocket on loopback, while running. */
   vncWebsocketPort: number | null;
+  /** What the guest runs on (`kvm` or `tcg`), while running. */
+  accel: Accelerator | null;
+  /** Why it runs on TCG when KVM was to be used ("KVM on this host hangs guests; ..."). */
+  accelNote: string | null;
   /** What went wrong last (a failed start, a crash), until the next start. */
   lastError: string | null;
   /** The repository cannot be reached now (its metadata comes from the local mirror). */
@@ -140,6 +146,8 @@ export interface AppliancesOptions {
   onPrefetchNeeded?: () => void;
   /** Backs user disks up (the daemon's `--data-repo`); none when absent. */
   backups?: Backups | null;
+  /** Decides KVM or TCG for the guests (default: the process's shared choice). */
+  accelerator?: AcceleratorChoice;
 }
 
 /** How long a counted number of cached bytes is trusted while nothing changed. */
@@ -302,6 +310,7 @@ export class Appliances extends EventTarget {
         run = await this.#startRun(name, {
           repo,
           version,
+          accelerator: this.#options.accelerator,
           userDisk,
           cache: this.#cache,
           dirs,
@@ -649,6 +658,10 @@ export class Appliances extends EventTarget {
       suspendedVersion: record.suspendedVersion,
       subscribed: record.userBaseVersion !== null,
       vncWebsocketPort: run?.vm.vncWebsocketPort ?? null,
+      accel: run?.vm.accel ?? null,
+      accelNote: run?.vm.accel === "tcg" && this.#options.accelerator?.current?.fellBack
+        ? this.#options.accelerator.current.reason
+        : null,
       lastError: this.#errors.get(record.name) ?? null,
       offline: view.offline,
       safeOffline: holding !== null && record.hoarded &&

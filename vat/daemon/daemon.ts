@@ -13,7 +13,7 @@ import { ChunkCache } from "../cache/chunk_cache.ts";
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { apiApp } from "../api/api_app.ts";
-import { probeKvm } from "../vmm/kvm_probe.ts";
+import { AcceleratorChoice, type AccelSetting } from "../vmm/accelerator.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
 import { AdaptiveRate } from "../prefetch/adaptive_rate.ts";
@@ -48,6 +48,8 @@ export interface DaemonOptions {
   backup?: BackupConfig;
   /** Where progress lines go (default: standard error). */
   log?: (line: string) => void;
+  /** KVM, TCG, or `auto` (the default: probe, and watch guests on KVM). */
+  accel?: AccelSetting;
   /** Also serve the app over TLS here (the remote display; `--listen`). */
   listen?: ListenAddress;
   /** Open the UI in a local browser (not headless); full screen with `kiosk`. */
@@ -73,9 +75,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   for await (const entry of _readDirOrEmpty(`${stateDir}/run`)) {
     if (entry.isDirectory) await reapOrphan(`${stateDir}/run/${entry.name}`);
   }
-  // The KVM probe takes up to its time limit where /dev/kvm hangs: start it now, so
-  // the first appliance start finds the answer ready (it is kept for the process).
-  probeKvm().catch(() => {});
+  // The KVM probe takes up to its time limit where KVM hangs guests: start it now, so
+  // the first appliance start finds the answer ready (it is kept for the host boot).
+  const accelerator = new AcceleratorChoice({ setting: options.accel ?? "auto", log });
+  accelerator.decide().then((d) => log(`accelerator: ${d.reason}`));
   const cache = await ChunkCache.open({
     dir: `${stateDir}/cache`,
     budgetBytes: options.cacheBytes,
@@ -104,6 +107,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     scheduler,
     onPrefetchNeeded: () => prefetcher?.kick(),
     backups,
+    accelerator,
   });
   if (backups) {
     // Backup upload is the lowest level of the VAT's traffic.
@@ -133,6 +137,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     stateDir,
     version: options.version,
     cacheStats: () => cache.stats(),
+    accel: () => accelerator.current ?? null,
     remoteDisplay: () => remote && { url: remote.url, fingerprint: remote.fingerprint },
   });
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;

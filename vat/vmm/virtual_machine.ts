@@ -17,7 +17,7 @@
  */
 
 import { NotFoundError, UsageError } from "../errors.ts";
-import { KVM_PROBE_TIMEOUT_MS, probeKvm } from "./kvm_probe.ts";
+import { sharedAcceleratorChoice } from "./accelerator.ts";
 import { type Accelerator, qemuArgs } from "./qemu_args.ts";
 import {
   isMissingBinary,
@@ -113,6 +113,16 @@ const _DEFAULT_POWERDOWN_TIMEOUT_MS = 60_000;
 const _DEFAULT_SUSPEND_TIMEOUT_MS = 120_000;
 const _RESUME_TIMEOUT_MS = 120_000;
 const _POLL_MS = 20;
+const _LIFE_POLL_MS = 100;
+const _STATUS_POLL_MS = 1000;
+
+/**
+ * How long a guest that `auto` put on KVM has to show a sign of life before it is
+ * restarted under TCG. A healthy KVM guest reads its disk or prints within a second
+ * or two (the BIOS reads the boot sector at once; a kernel booted directly probes its
+ * virtio disks about a second in); a hung one never does.
+ */
+export const KVM_SIGN_OF_LIFE_TIMEOUT_MS = 15_000;
 /** Migration to a local file should not be throttled (QEMU's default is 32 MiB/s). */
 const _MIGRATION_BYTES_PER_SECOND = 64 * 1024 * 1024 * 1024;
 
@@ -189,10 +199,36 @@ export class VirtualMachine {
     if (spec.resumeFrom !== undefined) await _checkImage(spec.resumeFrom, name);
     await Deno.mkdir(paths.dir, { recursive: true });
     await reapOrphan(paths.dir);
+    const choice = spec.accel === "kvm" || spec.accel === "tcg"
+      ? null
+      : spec.accelerator ?? sharedAcceleratorChoice();
+    const decision = await choice?.decide();
+    const accel = decision?.accel ?? (spec.accel as Accelerator);
+    const activity = spec.activity ?? (() => 0);
+    const vm = await VirtualMachine.#launch(spec, paths, name, accel);
+    // Only a guest that `auto` put on KVM is watched: the user's own setting is the
+    // last word, and a resumed guest may rightly sit idle.
+    if (accel !== "kvm" || decision?.setting !== "auto" || spec.resumeFrom !== undefined) {
+      return vm;
+    }
+    const alive = await vm.#showsLife(
+      activity,
+      spec.signOfLifeTimeoutMs ?? KVM_SIGN_OF_LIFE_TIMEOUT_MS,
+    );
+    if (alive) return vm;
+    await vm.kill();
+    await choice!.kvmHangsGuests(name);
+    return await VirtualMachine.#launch(spec, paths, name, "tcg");
+  }
+
+  /** Spawns QEMU for `spec` on `accel` and lets the guest run. */
+  static async #launch(
+    spec: VirtualMachineSpec,
+    paths: RunDirPaths,
+    name: string,
+    accel: Accelerator,
+  ): Promise<VirtualMachine> {
     const binary = spec.qemuBinary ?? QEMU_BINARY;
-    let accel: Accelerator;
-    if (spec.accel === "kvm" || spec.accel === "tcg") accel = spec.accel;
-    else accel = await probeKvm(KVM_PROBE_TIMEOUT_MS, binary) ? "kvm" : "tcg";
     const qemu = spawnQemu(binary, qemuArgs(spec, paths, accel));
     let qmp: QmpClient | undefined;
     let serial: SerialConsole | undefined;
@@ -231,6 +267,30 @@ export class VirtualMachine {
         : `QEMU for ${name} failed to start: ${err instanceof Error ? err.message : err}`;
       throw new QemuError(what, output, { cause: err });
     }
+  }
+
+  /**
+   * Whether the guest shows a sign of life within `timeoutMs`: a byte on its serial
+   * console, a disk request (`activity()` counts them), or QEMU leaving the `running`
+   * state by itself (an exit, a pause, a shutdown). `internal-error` is the one state
+   * that says the opposite. The instruction pointer is no sign: on a kvm_pvm host it
+   * moves while the guest hangs (measured), and an idle guest keeps it still.
+   */
+  async #showsLife(activity: () => number, timeoutMs: number): Promise<boolean> {
+    const requests = activity();
+    const deadline = Date.now() + timeoutMs;
+    let nextStatus = 0;
+    while (Date.now() < deadline) {
+      if (this.#hasExited || this.console.position > 0 || activity() !== requests) return true;
+      if (Date.now() >= nextStatus) {
+        nextStatus = Date.now() + _STATUS_POLL_MS;
+        const { status } = await this.status().catch(() => ({ status: "exited" }));
+        if (status === "internal-error") return false;
+        if (status !== "running") return true;
+      }
+      await _sleep(_LIFE_POLL_MS);
+    }
+    return false;
   }
 
   /** QEMU's run state; `{ running: false, status: "exited" }` once QEMU is gone. */

@@ -7,6 +7,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import type { AcceleratorChoice, AccelSetting } from "./accelerator.ts";
 
 /** The disks an appliance can have, in the order the guest sees them. */
 export type DiskRole = "system" | "user" | "ephemeral";
@@ -59,9 +60,20 @@ export interface VirtualMachineSpec {
   /** Boot this kernel; default: boot the system disk (BIOS). */
   boot?: VmKernelBoot;
   /**
-   * `kvm`, `tcg`, or `auto` (the default): KVM if `probeKvm()` says it works, else TCG.
+   * `kvm` or `tcg` as they are, or `auto` (the default): what `accelerator` (default:
+   * the process's `sharedAcceleratorChoice()`) decides, and a guest it puts on KVM
+   * that shows no sign of life within `signOfLifeTimeoutMs` is started again on TCG.
    */
-  accel?: "auto" | "kvm" | "tcg";
+  accel?: AccelSetting;
+  /** Decides `auto` and learns from hung guests; one per daemon. */
+  accelerator?: AcceleratorChoice;
+  /**
+   * A count that grows with the guest's disk requests (the NBD server's), one of the
+   * signs of life the KVM watch looks for.
+   */
+  activity?: () => number;
+  /** How long a guest on KVM under `auto` has to show life. Default 15 s. */
+  signOfLifeTimeoutMs?: number;
   /**
    * QEMU's machine type. Default `pc`. A memory image resumes only on the machine
    * type it was saved on: pass `SuspendedImage.machineType` when resuming.

@@ -34,6 +34,9 @@ export class ProtocolError extends VatError {}
 /** A transient failure (network, timeout, 5xx) that a retry may cure. */
 export class TransientError extends VatError {}
 
+/** A deadline passed before what was awaited happened (a line, an answer, a start). */
+export class TimeoutError extends TransientError {}
+
 /** Whether an error is worth retrying: transient ones and plain network failures. */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof TransientError) return true;

@@ -36,6 +36,9 @@ export interface ApiContext {
   accel?(): AccelDecision | null;
 }
 
+/** How often a heat map stream sends the map. */
+const _HEAT_MAP_INTERVAL_MS = 1000;
+
 function applianceRoutes(ctx: ApiContext) {
   const app = ctx.appliances;
   return new Hono()
@@ -66,6 +69,18 @@ function applianceRoutes(ctx: ApiContext) {
       async (c) => c.json(await app.start(c.req.param("name"), c.req.valid("json"))),
     )
     .get("/:name/snapshots", async (c) => c.json(await app.snapshots(c.req.param("name"))))
+    .get("/:name/stats", async (c) => c.json(await app.heatMap(c.req.param("name"))))
+    .get("/:name/stats/stream", (c) => {
+      const name = c.req.param("name");
+      return streamSSE(c, async (stream) => {
+        // The heat map changes with every guest request: a picture a second is live
+        // enough to watch a boot, and cheap.
+        while (!stream.aborted) {
+          await stream.writeSSE({ event: "stats", data: JSON.stringify(await app.heatMap(name)) });
+          await stream.sleep(_HEAT_MAP_INTERVAL_MS);
+        }
+      });
+    })
     .post("/:name/backup", async (c) => c.json(await app.backupNow(c.req.param("name"))))
     .post(
       "/:name/undo",

@@ -32,6 +32,7 @@ import {
 import { VERSION } from "./version.ts";
 import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
+import { statsCommand } from "./stats_command.ts";
 import { traceRecordCommand } from "./trace_command.ts";
 import {
   repoAddKeyCommand,
@@ -54,6 +55,7 @@ export const COMMANDS: Command[] = [
   hoardCommand,
   deleteCommand,
   statusCommand,
+  statsCommand,
   consoleCommand,
   backupStatusCommand,
   backupNowCommand,

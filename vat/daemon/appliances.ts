@@ -35,6 +35,8 @@ import { formatBytes, type OperationProgress, ProgressMeter } from "../progress.
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { removeIfThere, writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
+import { readBootTrace } from "../repo/boot_trace.ts";
+import { type ApplianceHeatMap, HeatMaps } from "./heat_map.ts";
 import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import type { Accelerator } from "../vmm/virtual_machine.ts";
 import {
@@ -179,6 +181,7 @@ export class Appliances extends EventTarget {
   readonly #options: AppliancesOptions;
   readonly #backups: Backups | null;
   readonly #snapshotTimers = new Map<string, ReturnType<typeof setInterval>>();
+  readonly #heatMaps = new WeakMap<ApplianceRun, HeatMaps>();
 
   constructor(db: StateDb, cache: ChunkCache, stateDir: string, options: AppliancesOptions = {}) {
     super();
@@ -227,6 +230,25 @@ export class Appliances extends EventTarget {
     this.#changed();
     this.#options.onPrefetchNeeded?.();
     return await this.status(chosen);
+  }
+
+  /**
+   * The access heat map of the appliance's disks while it runs (no disks otherwise):
+   * what it read, wrote and fetched, region by region, beside what is cached and
+   * where its boot trace reads.
+   */
+  async heatMap(name: string): Promise<ApplianceHeatMap> {
+    const record = this.#db.get(name);
+    const run = this.#runs.get(record.name);
+    if (!run) return { name: record.name, version: null, disks: [] };
+    let maps = this.#heatMaps.get(run);
+    if (!maps) {
+      const trace = await this.#withRepo(record.repo, (repo) => readBootTrace(repo, run.version))
+        .catch(() => null);
+      maps = new HeatMaps(run.access, trace);
+      this.#heatMaps.set(run, maps);
+    }
+    return { name: record.name, version: run.version.number, disks: maps.disks() };
   }
 
   /** Every appliance's status. */

@@ -33,6 +33,8 @@ export interface SpawnScan {
   unresolved: UnresolvedSite[];
   /** Files that import `node:child_process` (spawns this scanner does not follow). */
   childProcessImports: string[];
+  /** Shell scripts written by the sources (`#!/bin/sh` in a string), which run programs too. */
+  scriptsWritten: { file: string; line: number }[];
 }
 
 // Built from pieces so that this file does not match itself.
@@ -66,7 +68,12 @@ export function scanSources(sources: _Source[]): SpawnScan {
       exported.set(m[1], [...(exported.get(m[1]) ?? []), m[2]]);
     }
   }
-  const scan: SpawnScan = { sites: [], unresolved: [], childProcessImports: [] };
+  const scan: SpawnScan = {
+    sites: [],
+    unresolved: [],
+    childProcessImports: [],
+    scriptsWritten: [],
+  };
   const spawners: _Spawner[] = [];
   const seen = new Set<string>();
 
@@ -105,6 +112,12 @@ export function scanSources(sources: _Source[]): SpawnScan {
 
   for (const src of sources) {
     if (/from\s+"node:child_process"/.test(src.text)) scan.childProcessImports.push(src.file);
+    for (const m of src.text.matchAll(/#!\/(?:usr\/)?bin\/(?:env )?(?:ba)?sh/g)) {
+      scan.scriptsWritten.push({
+        file: src.file,
+        line: src.text.slice(0, m.index).split("\n").length,
+      });
+    }
     for (const m of src.text.matchAll(_SPAWN)) {
       const start = m.index! + m[0].length;
       resolve(src, m.index!, _argument(src.text, start, 0));

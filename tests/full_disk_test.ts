@@ -211,6 +211,52 @@ Deno.test({
 });
 
 Deno.test({
+  name: "ChunkCache at its budget on a full disk evicts into freed slots or serves uncached",
+  ignore: CANNOT_MOUNT !== null,
+  fn: () =>
+    withSmallDisk(8 * MiB, async (disk) => {
+      const chunks = Array.from({ length: 60 }, (_, i) => _bytes(64 * KiB, 1000 + i));
+      const hashes = chunks.map((c) => hashChunk(c));
+      const fetch = (hash: Uint8Array) =>
+        Promise.resolve(chunks[hashes.findIndex((h) => Buffer.from(h).equals(hash))].slice());
+      const dir = `${disk.dir}/cache`;
+      const budgetBytes = 16 * 64 * KiB;
+      await _collectingErrors(async () => {
+        const cache = await ChunkCache.open({ dir, budgetBytes });
+        try {
+          for (let i = 0; i < 16; i++) await cache.get(hashes[i], fetch);
+          await disk.fill();
+          // Each new chunk evicts an old one and may reuse its slot (no new space), or,
+          // when the index cannot grow, is served uncached: right either way.
+          for (let i = 16; i < 60; i++) {
+            assert.deepEqual(await cache.get(hashes[i], fetch), chunks[i]);
+          }
+          assert.ok(cache.stats().usedBytes <= budgetBytes);
+        } finally {
+          await disk.free();
+          await cache.close();
+        }
+      });
+      assert.equal(_integrityCheck(`${dir}/index.sqlite`), "ok");
+      const reopened = await ChunkCache.open({ dir, budgetBytes });
+      try {
+        const refuse = () => Promise.reject(new PermanentError("no fetch expected"));
+        let held = 0;
+        for (let i = 0; i < 60; i++) {
+          if (!reopened.has(hashes[i])) continue;
+          held++;
+          assert.deepEqual(await reopened.get(hashes[i], refuse), chunks[i], `chunk ${i}`);
+        }
+        assert.equal(held, reopened.stats().chunks);
+        assert.ok(held > 0 && held <= 16, `${held} chunks held`);
+        assert.equal(reopened.stats().corruptDropped, 0);
+      } finally {
+        await reopened.close();
+      }
+    }),
+});
+
+Deno.test({
   name: "StateDb on a full disk fails a change with a clear error and keeps its rows",
   ignore: CANNOT_MOUNT !== null,
   fn: () =>
@@ -378,7 +424,18 @@ Deno.test({
       assert.ok(failure instanceof PermanentError, String(failure));
       assert.match(failure.message, /the disk of .*user\.overlay is full .*free some space/);
       assert.equal(deviceErrorCode(failure), ENOSPC);
-      await overlay.flush();
+      // A write into a chunk the overlay already holds needs no new space and lands; the
+      // flush that would make it durable cannot write the maps, and says so.
+      const overwrite = _bytes(64 * KiB, 13);
+      await overlay.write(128 * KiB, overwrite);
+      expected.set(overwrite, 128 * KiB);
+      await assert.rejects(
+        () => overlay.flush(),
+        (err) =>
+          err instanceof PermanentError &&
+          /the disk of .*user\.overlay.* is full/.test(err.message) &&
+          deviceErrorCode(err) === ENOSPC,
+      );
 
       // Through NBD: qemu-io's write is answered with ENOSPC, and what it wrote before
       // is still there.
@@ -399,6 +456,17 @@ Deno.test({
         const said = new TextDecoder().decode(write.stdout) +
           new TextDecoder().decode(write.stderr);
         assert.match(said, /write failed: No space left on device/);
+        const flush = await new Deno.Command("qemu-io", {
+          args: ["-f", "raw", "-c", "flush", uri],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        // qemu-io says nothing of a failed flush, but exits 1; the server says why.
+        assert.equal(flush.code, 1);
+        assert.ok(
+          logged.some((l) => /flush .* failed: the disk of .* is full/.test(l)),
+          logged.join("\n"),
+        );
         assert.ok(logged.some((l) => /is full/.test(l)), logged.join("\n"));
         const read = await new Deno.Command("qemu-io", {
           args: ["-f", "raw", "-r", "-c", `read -P 0x5a 8M 1M`, uri],
@@ -415,10 +483,10 @@ Deno.test({
       }
       const seen = new Uint8Array(overlay.sizeBytes);
       await overlay.read(0, seen);
-      assert.ok(Buffer.from(seen).equals(Buffer.from(expected)), "nothing changed but the flushed");
-      await overlay.close();
+      assert.ok(Buffer.from(seen).equals(Buffer.from(expected)), "only the writes that succeeded");
 
       await disk.free();
+      await overlay.close(); // the flush that failed goes through now
       overlay = await CowOverlay.open({ base, path });
       try {
         const late = _bytes(MiB, 12);

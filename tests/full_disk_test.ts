@@ -551,6 +551,9 @@ Deno.test({
           }
           const ls = JSON.parse((await vatOk(["ls", "--state", state, "--json"])).stdout);
           assert.equal(ls.length, 1);
+          const json = JSON.parse((await vatOk(["status", "--state", state, "--json"])).stdout);
+          const human = (await vatOk(["status", "--state", state])).stdout;
+          if (json.cache.diskFull) assert.match(human, /its disk is full: chunks are served/);
           const add = await runVat([
             "appliance",
             "add",

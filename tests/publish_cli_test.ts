@@ -361,7 +361,7 @@ Deno.test({
           `${dir}/key`,
         ]);
         assert.equal(run.code, 1);
-        assert.match(run.stderr, /no space left on the device writing .*free some space/);
+        assert.match(run.stderr, /the disk of .* is full .*free some space/);
         const ls = JSON.parse((await vatOk(["repo", "ls", `${dir}/small/repo`, "--json"])).stdout);
         assert.deepEqual(ls.versions, []);
         // No temporary files are left behind.

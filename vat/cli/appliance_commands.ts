@@ -262,7 +262,13 @@ export const statusCommand: Command = {
       stateDir: string;
       pid: number;
       appliances: ApplianceStatus[];
-      cache: { usedBytes: number; budgetBytes: number; hits: number; misses: number };
+      cache: {
+        usedBytes: number;
+        budgetBytes: number;
+        hits: number;
+        misses: number;
+        diskFull: boolean;
+      };
       remoteDisplay: { url: string; fingerprint: string } | null;
       accel: AccelDecision | null;
     }>(client.api.status.$get());
@@ -275,7 +281,8 @@ export const statusCommand: Command = {
       `cache: ${formatBytes(status.cache.usedBytes)} of ${
         formatBytes(status.cache.budgetBytes)
       }, ` +
-        `${status.cache.hits} hits, ${status.cache.misses} misses`,
+        `${status.cache.hits} hits, ${status.cache.misses} misses` +
+        (status.cache.diskFull ? "; its disk is full: chunks are served but not cached" : ""),
     );
     if (status.accel) {
       console.log(

@@ -2,11 +2,16 @@
  * The VAT's state database (`vat.sqlite` in the state directory, SQLite in WAL mode):
  * the appliances the user added and their subscriptions.
  *
+ * On a full disk a change fails with a `PermanentError` that says so and leaves the
+ * database as it was (SQLite rolls the write back); reads keep working.
+ *
  * @module
  */
 
 import { DatabaseSync } from "node:sqlite";
 import { ConflictError, NotFoundError, UsageError } from "../errors.ts";
+import { mapDiskFull } from "../fs_atomic.ts";
+import { inTransaction, writing } from "../sqlite_write.ts";
 
 /** One appliance on this VAT, and the user's subscription to it. */
 export interface ApplianceRecord {
@@ -61,24 +66,34 @@ export function checkApplianceName(name: string): string {
 
 /** The state database. */
 export class StateDb {
+  readonly path: string;
   readonly #db: DatabaseSync;
 
-  private constructor(db: DatabaseSync) {
+  private constructor(path: string, db: DatabaseSync) {
+    this.path = path;
     this.#db = db;
   }
 
   /** Opens (or creates) the database at `path`. */
   static open(path: string): StateDb {
-    const db = new DatabaseSync(path);
-    db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;");
-    db.exec(SCHEMA);
-    const have = new Set(
-      (db.prepare("PRAGMA table_info(appliances)").all() as { name: string }[]).map((c) => c.name),
-    );
-    for (const [column, type] of ADDED_COLUMNS) {
-      if (!have.has(column)) db.exec(`ALTER TABLE appliances ADD COLUMN ${column} ${type}`);
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(path);
+      db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;");
+      db.exec(SCHEMA);
+      const have = new Set(
+        (db.prepare("PRAGMA table_info(appliances)").all() as { name: string }[]).map((c) =>
+          c.name
+        ),
+      );
+      for (const [column, type] of ADDED_COLUMNS) {
+        if (!have.has(column)) db.exec(`ALTER TABLE appliances ADD COLUMN ${column} ${type}`);
+      }
+    } catch (err) {
+      if (db?.isOpen) db.close();
+      throw mapDiskFull(err, path);
     }
-    return new StateDb(db);
+    return new StateDb(path, db);
   }
 
   /** Every appliance, by name. */
@@ -113,7 +128,7 @@ export class StateDb {
       if (/UNIQUE/.test((err as Error).message)) {
         throw new ConflictError(`an appliance called "${name}" already exists`, { cause: err });
       }
-      throw err;
+      throw mapDiskFull(err, this.path);
     }
     return this.get(name);
   }
@@ -135,17 +150,19 @@ export class StateDb {
       hoarded: "hoarded",
       hoardedVersion: "hoarded_version",
     };
-    for (const [field, value] of Object.entries(fields)) {
-      this.#db.prepare(`UPDATE appliances SET ${columns[field]} = ? WHERE name = ?`).run(
-        typeof value === "boolean" ? Number(value) : value ?? null,
-        name,
-      );
-    }
+    inTransaction(this.#db, this.path, () => {
+      for (const [field, value] of Object.entries(fields)) {
+        this.#db.prepare(`UPDATE appliances SET ${columns[field]} = ? WHERE name = ?`).run(
+          typeof value === "boolean" ? Number(value) : value ?? null,
+          name,
+        );
+      }
+    });
   }
 
   /** Removes an appliance's record. */
   remove(name: string): void {
-    this.#db.prepare("DELETE FROM appliances WHERE name = ?").run(name);
+    writing(this.path, () => this.#db.prepare("DELETE FROM appliances WHERE name = ?").run(name));
   }
 
   close(): void {

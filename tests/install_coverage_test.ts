@@ -18,6 +18,8 @@ const SCANNED = ["vat", "tests", "scripts"];
 const DECLARED: { file: string; expr: string; programs: string[] }[] = [
   // spec.qemuBinary ?? QEMU_BINARY: tests hand in stand-ins they write themselves.
   { file: "vat/vmm/virtual_machine.ts", expr: "binary", programs: ["qemu-system-x86_64"] },
+  // options.qemuBinary ?? QEMU_BINARY: the KVM probe's QEMU (stand-ins in its tests).
+  { file: "vat/vmm/kvm_probe.ts", expr: "qemuBinary", programs: ["qemu-system-x86_64"] },
   // The first of BROWSERS found on PATH; only chromium is installed, the rest are used
   // when a machine has them.
   { file: "vat/daemon/open_browser.ts", expr: "launch.command", programs: ["chromium"] },
@@ -37,6 +39,10 @@ const SHELL_SCRIPTS: Record<string, string[]> = {
   "tests/fixtures/ceph.ts": ["ceph-mon", "ceph-osd", "radosgw"],
   // The stand-in browser.
   "tests/remote_display_test.ts": ["sleep"],
+  // A stand-in QEMU whose KVM hangs Linux guests: bash, then the real QEMU.
+  "tests/helpers/hanging_kvm_qemu.ts": ["bash", "qemu-system-x86_64"],
+  // Stand-in QEMUs for the KVM probe: bash builtins only.
+  "tests/kvm_hang_test.ts": ["bash"],
   // An empty script, to be found on PATH.
   "vat/daemon/open_browser_test.ts": [],
   // The guest's /sbin/poweroff, run inside the guest by its busybox.

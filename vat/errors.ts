@@ -44,3 +44,27 @@ export function isRetryable(err: unknown): boolean {
   return err instanceof TypeError || err instanceof Deno.errors.ConnectionRefused ||
     err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.TimedOut;
 }
+
+/**
+ * The HTTP status of each error class the daemon's API answers with, and back: one
+ * table for the server (`api_app.ts`) and its clients (`api_client.ts`; the browser UI
+ * reads the status itself). Classes are tried in order, so a subclass comes before its
+ * base. Anything else is 500.
+ */
+const _HTTP_STATUSES: [new (message: string) => VatError, number][] = [
+  [UsageError, 400],
+  [NotFoundError, 404],
+  [ConflictError, 409],
+  [PermanentError, 422],
+];
+
+/** The HTTP status for `err` (500 for what the table does not name). */
+export function httpStatusOf(err: unknown): number {
+  return _HTTP_STATUSES.find(([kind]) => err instanceof kind)?.[1] ?? 500;
+}
+
+/** The error an HTTP status carries back (a `VatError` for statuses the table does not name). */
+export function errorOfHttpStatus(status: number, message: string): VatError {
+  const kind = _HTTP_STATUSES.find(([, s]) => s === status)?.[0] ?? VatError;
+  return new kind(message);
+}

@@ -12,7 +12,7 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
-import { ConflictError, NotFoundError, PermanentError, UsageError, VatError } from "../errors.ts";
+import { ConflictError, httpStatusOf, UsageError, VatError } from "../errors.ts";
 import type { Appliances } from "../daemon/appliances.ts";
 import { requireToken } from "./require_token.ts";
 import { BrowserSessions, SESSION_COOKIE } from "../ui/browser_sessions.ts";
@@ -224,17 +224,7 @@ export function apiApp(ctx: ApiContext) {
     .route("/api", api);
   root.onError((err, c) => {
     if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
-    const status = err instanceof NotFoundError
-      ? 404
-      : err instanceof ConflictError
-      ? 409
-      : err instanceof UsageError
-      ? 400
-      : err instanceof PermanentError
-      ? 422
-      : err instanceof VatError
-      ? 500
-      : 500;
+    const status = httpStatusOf(err) as 400 | 404 | 409 | 422 | 500;
     if (!(err instanceof VatError)) console.error("api: unexpected error", err);
     return c.json({
       error: err instanceof VatError ? err.message : `internal error: ${err.message}`,

@@ -9,6 +9,7 @@
  */
 
 import { Hono } from "hono";
+import { getCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
@@ -18,7 +19,7 @@ import { requireToken } from "./require_token.ts";
 import { BrowserSessions, SESSION_COOKIE } from "../ui/browser_sessions.ts";
 import { signInRoutes, signOutRoutes } from "../ui/session_routes.ts";
 import { uiRoutes } from "../ui/ui_routes.ts";
-import { proxyVnc } from "../ui/vnc_proxy.ts";
+import { ScreenRelays } from "../ui/vnc_relay.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
 
 /** What the API needs from the daemon. */
@@ -33,7 +34,7 @@ export interface ApiContext {
   remoteDisplay?(): { url: string; fingerprint: string } | null;
 }
 
-function applianceRoutes(ctx: ApiContext) {
+function applianceRoutes(ctx: ApiContext, sessions: BrowserSessions, screens: ScreenRelays) {
   const app = ctx.appliances;
   return new Hono()
     .get("/", async (c) => c.json(await app.list()))
@@ -124,11 +125,13 @@ function applianceRoutes(ctx: ApiContext) {
       });
     })
     .get("/:name/vnc", async (c) => {
-      const status = await app.status(c.req.param("name"));
-      if (status.vncWebsocketPort === null) {
-        throw new ConflictError(`"${status.name}" has no screen: it is ${status.state}`);
-      }
-      return proxyVnc(c.req.raw, status.vncWebsocketPort);
+      // `requireToken` let the request in: with the token (the CLI, a script), which
+      // holds while the daemon runs, or with a session, which may end while it watches.
+      const session = c.req.header("authorization") ? undefined : getCookie(c, SESSION_COOKIE);
+      return await screens.open(c.req.raw, app.screen(c.req.param("name")), {
+        session,
+        stillAllowed: () => session === undefined || sessions.valid(session),
+      });
     })
     .post(
       "/:name/console",
@@ -158,6 +161,8 @@ function applianceRoutes(ctx: ApiContext) {
 /** Builds the API app. */
 export function apiApp(ctx: ApiContext) {
   const sessions = new BrowserSessions();
+  const screens = new ScreenRelays();
+  sessions.onRevoke((id) => screens.closeSession(id));
   const api = new Hono()
     .use("*", requireToken({ token: ctx.token, sessions, cookie: SESSION_COOKIE }))
     .get("/status", async (c) =>
@@ -195,7 +200,7 @@ export function apiApp(ctx: ApiContext) {
           ctx.appliances.removeEventListener("change", onChange);
         }
       }))
-    .route("/appliances", applianceRoutes(ctx))
+    .route("/appliances", applianceRoutes(ctx, sessions, screens))
     .route("/session", signOutRoutes(sessions));
 
   // Signing in is the one API route without a session: it is mounted ahead of `api`.

@@ -19,6 +19,7 @@ import type { Repository, Version } from "../repo/repository.ts";
 import { removeStaleSocket } from "../unix_socket.ts";
 import { VirtualMachine, type VmExit } from "../vmm/virtual_machine.ts";
 import type { VmDisk } from "../vmm/vm_spec.ts";
+import { makeRunDir } from "../vmm/run_dir.ts";
 
 /** Where one appliance keeps its files (under the state directory). */
 export interface ApplianceDirs {
@@ -80,7 +81,8 @@ export interface ApplianceRun {
 export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
   const { repo, version, dirs } = spec;
   await Deno.mkdir(dirs.dir, { recursive: true });
-  await Deno.mkdir(dirs.runDir, { recursive: true });
+  // 0700 before the NBD socket is made in it: QEMU's sockets go there too.
+  await makeRunDir(dirs.runDir);
   const devices: BlockDevice[] = [];
   const exports = new Map<string, BlockDevice>();
   const guestDisks: { system?: VmDisk; user?: VmDisk; ephemeral?: VmDisk } = {};

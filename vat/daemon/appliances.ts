@@ -69,8 +69,11 @@ export interface ApplianceStatus {
   suspendedVersion: number | null;
   /** Whether the subscription (and its user disk) exists. */
   subscribed: boolean;
-  /** QEMU's VNC websocket on loopback, while running. */
-  vncWebsocketPort: number | null;
+  /**
+   * While it runs with a screen: an id of that run's screen (QEMU's pid), which
+   * `GET /api/appliances/NAME/vnc` relays; a new run has a new id. Null otherwise.
+   */
+  screenId: number | null;
   /** What went wrong last (a failed start, a crash), until the next start. */
   lastError: string | null;
   /** The repository cannot be reached now (its metadata comes from the local mirror). */
@@ -472,6 +475,20 @@ export class Appliances extends EventTarget {
     return runDirPaths(this.#dirs(name).runDir).consoleLog;
   }
 
+  /**
+   * The running appliance's screen: QEMU's VNC Unix socket (plain RFB, no password:
+   * hand it only to an authenticated caller) and when it goes away. Throws
+   * `NotFoundError` for an unknown appliance, `ConflictError` when it is not running.
+   */
+  screen(name: string): { name: string; socketPath: string; ended: Promise<unknown> } {
+    this.#db.get(name);
+    const run = this.#runs.get(name);
+    if (!run?.vm.vncSocket) {
+      throw new ConflictError(`"${name}" has no screen now: it is not running`);
+    }
+    return { name, socketPath: run.vm.vncSocket, ended: run.vm.exited };
+  }
+
   /** Types `line` and a newline into the running appliance's serial console. */
   async consoleSend(name: string, line: string): Promise<void> {
     await this.#running(name).vm.console.writeLine(line);
@@ -648,7 +665,7 @@ export class Appliances extends EventTarget {
       updateRequired: latest?.updateRequired ?? false,
       suspendedVersion: record.suspendedVersion,
       subscribed: record.userBaseVersion !== null,
-      vncWebsocketPort: run?.vm.vncWebsocketPort ?? null,
+      screenId: run?.vm.vncSocket ? run.vm.pid : null,
       lastError: this.#errors.get(record.name) ?? null,
       offline: view.offline,
       safeOffline: holding !== null && record.hoarded &&

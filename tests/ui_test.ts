@@ -119,7 +119,8 @@ Deno.test({
       daemon = await startVat(
         ["--demo", "--headless", "--state", `${dir}/state`, "--port", "0"],
         (out) => out.includes("sign in to the UI at"),
-        { timeoutMs: 240_000 },
+        // TCG: some hosts' KVM hangs Linux guests (honoured once the daemon reads VAT_ACCEL).
+        { timeoutMs: 240_000, env: { VAT_ACCEL: "tcg" } },
       );
       const signIn = /sign in to the UI at (\S+)/.exec(daemon.output())![1];
       const base = new URL(signIn);

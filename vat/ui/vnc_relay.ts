@@ -23,6 +23,8 @@ import { ConflictError, UsageError } from "../errors.ts";
 const _PROTOCOL = "binary";
 const _READ_BYTES = 64 * 1024;
 const _DRAIN_POLL_MS = 10;
+/** How long to keep trying while QEMU's listen queue is full. */
+const _CONNECT_RETRY_MS = 3000;
 
 /** What a relay connects to: one running appliance's screen. */
 export interface ScreenTarget {
@@ -84,7 +86,8 @@ export class ScreenRelays {
    * Answers the WebSocket upgrade `req` by relaying it to `target`'s VNC socket.
    * Throws `UsageError` (400) for a request that is not a WebSocket upgrade,
    * `HTTPException` 429 when the appliance has its limit of relays open, and
-   * `ConflictError` (409) when its VNC socket does not answer (it is not running).
+   * `ConflictError` (409) when its VNC socket does not answer (it is not running), and
+   * `HTTPException` 503 when QEMU does not accept the connection within a few seconds.
    * The caller has authenticated the request.
    */
   async open(req: Request, target: ScreenTarget, viewer: ScreenViewer): Promise<Response> {
@@ -102,11 +105,17 @@ export class ScreenRelays {
     this.#counts.set(name, this.count(name) + 1);
     let conn: Deno.UnixConn;
     try {
-      conn = await Deno.connect({ transport: "unix", path: target.socketPath });
+      conn = await _connect(target.socketPath);
     } catch (err) {
       this.#release(name);
       if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.ConnectionRefused) {
         throw new ConflictError(`"${name}" has no screen now: it is not running`, {
+          cause: err,
+        });
+      }
+      if (err instanceof Deno.errors.WouldBlock) {
+        throw new HTTPException(503, {
+          message: `"${name}"'s screen is not taking connections now; try again`,
           cause: err,
         });
       }
@@ -159,6 +168,24 @@ export class ScreenRelays {
     const left = this.count(name) - 1;
     if (left > 0) this.#counts.set(name, left);
     else this.#counts.delete(name);
+  }
+}
+
+/**
+ * Connects to QEMU's VNC socket. QEMU listens with a backlog of one connection and
+ * accepts in its main loop, so a few browsers connecting at once (or a busy QEMU) find
+ * the queue full: Linux then fails the connect with EAGAIN at once instead of waiting.
+ * Try again for a few seconds before giving up.
+ */
+async function _connect(path: string): Promise<Deno.UnixConn> {
+  const deadline = Date.now() + _CONNECT_RETRY_MS;
+  for (let delayMs = 5;; delayMs = Math.min(delayMs * 2, 100)) {
+    try {
+      return await Deno.connect({ transport: "unix", path });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.WouldBlock) || Date.now() > deadline) throw err;
+    }
+    await new Promise((r) => setTimeout(r, delayMs));
   }
 }
 

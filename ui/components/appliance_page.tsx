@@ -114,14 +114,12 @@ export function AppliancePage(p: AppliancePageProps) {
         <p class="muted">
           {a.name}'s screen: <span data-testid="screen-state">{p.screen}</span>
         </p>
-        {a.vncWebsocketPort === null
-          ? <p class="muted">The screen shows while {a.name} runs.</p>
-          : (
-            <>
-              <button type="button" onClick={p.onFocusScreen}>Type into the screen</button>
-              <VncScreen key={a.vncWebsocketPort} name={a.name} attach={p.attachScreen} />
-            </>
-          )}
+        {a.screenId === null ? <p class="muted">The screen shows while {a.name} runs.</p> : (
+          <>
+            <button type="button" onClick={p.onFocusScreen}>Type into the screen</button>
+            <VncScreen key={a.screenId} name={a.name} attach={p.attachScreen} />
+          </>
+        )}
         {p.screenError.value && <p class="error" role="alert">{p.screenError}</p>}
       </section>
       <div

@@ -9,16 +9,17 @@
  */
 
 import { Hono } from "hono";
+import { getCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
-import { ConflictError, httpStatusOf, UsageError, VatError } from "../errors.ts";
+import { httpStatusOf, UsageError, VatError } from "../errors.ts";
 import type { Appliances } from "../daemon/appliances.ts";
 import { requireToken } from "./require_token.ts";
 import { BrowserSessions, SESSION_COOKIE } from "../ui/browser_sessions.ts";
 import { signInRoutes, signOutRoutes } from "../ui/session_routes.ts";
 import { uiRoutes } from "../ui/ui_routes.ts";
-import { proxyVnc } from "../ui/vnc_proxy.ts";
+import { ScreenRelays } from "../ui/vnc_relay.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
 import type { AccelDecision } from "../vmm/accelerator.ts";
 
@@ -39,7 +40,7 @@ export interface ApiContext {
 /** How often a heat map stream sends the map. */
 const _HEAT_MAP_INTERVAL_MS = 1000;
 
-function applianceRoutes(ctx: ApiContext) {
+function applianceRoutes(ctx: ApiContext, sessions: BrowserSessions, screens: ScreenRelays) {
   const app = ctx.appliances;
   return new Hono()
     .get("/", async (c) => c.json(await app.list()))
@@ -142,11 +143,13 @@ function applianceRoutes(ctx: ApiContext) {
       });
     })
     .get("/:name/vnc", async (c) => {
-      const status = await app.status(c.req.param("name"));
-      if (status.vncWebsocketPort === null) {
-        throw new ConflictError(`"${status.name}" has no screen: it is ${status.state}`);
-      }
-      return proxyVnc(c.req.raw, status.vncWebsocketPort);
+      // `requireToken` let the request in: with the token (the CLI, a script), which
+      // holds while the daemon runs, or with a session, which may end while it watches.
+      const session = c.req.header("authorization") ? undefined : getCookie(c, SESSION_COOKIE);
+      return await screens.open(c.req.raw, app.screen(c.req.param("name")), {
+        session,
+        stillAllowed: () => session === undefined || sessions.valid(session),
+      });
     })
     .post(
       "/:name/console",
@@ -176,6 +179,8 @@ function applianceRoutes(ctx: ApiContext) {
 /** Builds the API app. */
 export function apiApp(ctx: ApiContext) {
   const sessions = new BrowserSessions();
+  const screens = new ScreenRelays();
+  sessions.onRevoke((id) => screens.closeSession(id));
   const api = new Hono()
     .use("*", requireToken({ token: ctx.token, sessions, cookie: SESSION_COOKIE }))
     .get("/status", async (c) =>
@@ -214,7 +219,7 @@ export function apiApp(ctx: ApiContext) {
           ctx.appliances.removeEventListener("change", onChange);
         }
       }))
-    .route("/appliances", applianceRoutes(ctx))
+    .route("/appliances", applianceRoutes(ctx, sessions, screens))
     .route("/session", signOutRoutes(sessions));
 
   // Signing in is the one API route without a session: it is mounted ahead of `api`.

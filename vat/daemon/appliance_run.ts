@@ -22,6 +22,7 @@ import { removeStaleSocket } from "../unix_socket.ts";
 import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import { VirtualMachine, type VmExit } from "../vmm/virtual_machine.ts";
 import type { VmDisk } from "../vmm/vm_spec.ts";
+import { makeRunDir } from "../vmm/run_dir.ts";
 
 /** Where one appliance keeps its files (under the state directory). */
 export interface ApplianceDirs {
@@ -94,7 +95,8 @@ export interface ApplianceRun {
 export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
   const { repo, version, dirs } = spec;
   await Deno.mkdir(dirs.dir, { recursive: true });
-  await Deno.mkdir(dirs.runDir, { recursive: true });
+  // 0700 before the NBD socket is made in it: QEMU's sockets go there too.
+  await makeRunDir(dirs.runDir);
   const devices: BlockDevice[] = [];
   const exports = new Map<string, BlockDevice>();
   const access = new Map<string, DiskAccess>();

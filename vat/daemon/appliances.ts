@@ -73,8 +73,11 @@ export interface ApplianceStatus {
   suspendedVersion: number | null;
   /** Whether the subscription (and its user disk) exists. */
   subscribed: boolean;
-  /** QEMU's VNC websocket on loopback, while running. */
-  vncWebsocketPort: number | null;
+  /**
+   * While it runs with a screen: an id of that run's screen (QEMU's pid), which
+   * `GET /api/appliances/NAME/vnc` relays; a new run has a new id. Null otherwise.
+   */
+  screenId: number | null;
   /** What the guest runs on (`kvm` or `tcg`), while running. */
   accel: Accelerator | null;
   /** Why it runs on TCG when KVM was to be used ("KVM on this host hangs guests; ..."). */
@@ -503,6 +506,20 @@ export class Appliances extends EventTarget {
     return runDirPaths(this.#dirs(name).runDir).consoleLog;
   }
 
+  /**
+   * The running appliance's screen: QEMU's VNC Unix socket (plain RFB, no password:
+   * hand it only to an authenticated caller) and when it goes away. Throws
+   * `NotFoundError` for an unknown appliance, `ConflictError` when it is not running.
+   */
+  screen(name: string): { name: string; socketPath: string; ended: Promise<unknown> } {
+    this.#db.get(name);
+    const run = this.#runs.get(name);
+    if (!run?.vm.vncSocket) {
+      throw new ConflictError(`"${name}" has no screen now: it is not running`);
+    }
+    return { name, socketPath: run.vm.vncSocket, ended: run.vm.exited };
+  }
+
   /** Types `line` and a newline into the running appliance's serial console. */
   async consoleSend(name: string, line: string): Promise<void> {
     await this.#running(name).vm.console.writeLine(line);
@@ -679,7 +696,7 @@ export class Appliances extends EventTarget {
       updateRequired: latest?.updateRequired ?? false,
       suspendedVersion: record.suspendedVersion,
       subscribed: record.userBaseVersion !== null,
-      vncWebsocketPort: run?.vm.vncWebsocketPort ?? null,
+      screenId: run?.vm.vncSocket ? run.vm.pid : null,
       accel: run?.vm.accel ?? null,
       accelNote: run?.vm.accel === "tcg" && this.#options.accelerator?.current?.fellBack
         ? this.#options.accelerator.current.reason

@@ -5,7 +5,7 @@
  * image), pause/resume, and reports how QEMU ended.
  *
  * QEMU is controlled over QMP; the guest's serial console is `vm.console`; the
- * display is VNC (a Unix socket in the run directory, and a websocket on loopback).
+ * display is VNC on a Unix socket in the run directory (mode 0700), and nowhere else.
  * See `qemu_args.ts` for the command line and the reasons for it.
  *
  * No QEMU outlives its `VirtualMachine`: every failure path kills it, a QEMU whose
@@ -28,7 +28,14 @@ import {
   spawnQemu,
 } from "./qemu_process.ts";
 import { QmpClient, QmpClosedError, type QmpEvent } from "./qmp_client.ts";
-import { reapOrphan, removeRunFiles, type RunDirPaths, runDirPaths } from "./run_dir.ts";
+import {
+  makeRunDir,
+  reapOrphan,
+  removeRunFiles,
+  restrictSockets,
+  type RunDirPaths,
+  runDirPaths,
+} from "./run_dir.ts";
 import { SerialConsole } from "./serial_console.ts";
 import { checkSpec, type VirtualMachineSpec } from "./vm_spec.ts";
 import { removeIfThere } from "../fs_atomic.ts";
@@ -140,8 +147,12 @@ export class VirtualMachine {
   readonly pid: number;
   /** The guest's serial console. */
   readonly console: SerialConsole;
-  /** The VNC websocket's loopback port, or undefined if the VM has no display. */
-  readonly vncWebsocketPort?: number;
+  /**
+   * The screen: VNC (plain RFB, security type None) on this Unix socket in the 0700 run
+   * directory, or undefined if the VM has no display. QEMU opens no TCP port for it;
+   * whoever may see the screen gets it relayed by the VAT (`vat/ui/vnc_relay.ts`).
+   */
+  readonly vncSocket?: string;
   /**
    * Resolves (never rejects) once QEMU has exited and its sockets and pid file are
    * removed.
@@ -165,7 +176,7 @@ export class VirtualMachine {
     qemu: QemuProcess;
     qmp: QmpClient;
     console: SerialConsole;
-    vncWebsocketPort?: number;
+    vncSocket?: string;
   }) {
     this.name = init.name;
     this.accel = init.accel;
@@ -173,7 +184,7 @@ export class VirtualMachine {
     this.paths = init.paths;
     this.pid = init.qemu.pid;
     this.console = init.console;
-    this.vncWebsocketPort = init.vncWebsocketPort;
+    this.vncSocket = init.vncSocket;
     this.#qemu = init.qemu;
     this.#qmp = init.qmp;
     this.#qmp.subscribe((event) => this.#onQmpEvent(event));
@@ -197,7 +208,7 @@ export class VirtualMachine {
     const paths = runDirPaths(spec.runDir);
     const name = spec.name ?? paths.dir.slice(paths.dir.lastIndexOf("/") + 1);
     if (spec.resumeFrom !== undefined) await _checkImage(spec.resumeFrom, name);
-    await Deno.mkdir(paths.dir, { recursive: true });
+    await makeRunDir(paths.dir);
     await reapOrphan(paths.dir);
     const choice = spec.accel === "kvm" || spec.accel === "tcg"
       ? null
@@ -237,8 +248,10 @@ export class VirtualMachine {
       qmp = await _connectQmp(paths, qemu, deadline, name);
       // QEMU creates every chardev before it serves QMP, so the console is there.
       serial = await SerialConsole.connect(paths.consoleSocket);
+      // QEMU made its sockets with the VAT's umask; the 0700 directory already keeps
+      // others out, and 0600 keeps them out should the directory ever be opened up.
+      await restrictSockets(paths);
       if (spec.resumeFrom !== undefined) await _resume(qmp, qemu, spec.resumeFrom, name);
-      const vncWebsocketPort = spec.display === false ? undefined : await _websocketPort(qmp);
       const machineType = await _machineType(qmp, spec.machine ?? "pc");
       const vm = new VirtualMachine({
         name,
@@ -248,7 +261,7 @@ export class VirtualMachine {
         qemu,
         qmp,
         console: serial,
-        vncWebsocketPort,
+        vncSocket: spec.display === false ? undefined : paths.vncSocket,
       });
       await qmp.execute("cont");
       return vm;
@@ -588,18 +601,6 @@ async function _resume(
     }
     await _sleep(_POLL_MS);
   }
-}
-
-async function _websocketPort(qmp: QmpClient): Promise<number | undefined> {
-  const servers = await qmp.execute<
-    { server?: { websocket?: boolean; service?: string; family?: string }[] }[]
-  >("query-vnc-servers");
-  for (const server of servers) {
-    for (const listener of server.server ?? []) {
-      if (listener.websocket && listener.family !== "unix") return Number(listener.service);
-    }
-  }
-  return undefined;
 }
 
 async function _machineType(qmp: QmpClient, machine: string): Promise<string> {

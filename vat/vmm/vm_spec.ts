@@ -34,14 +34,6 @@ export interface VmKernelBoot {
   append?: string;
 }
 
-/** The VNC display. */
-export interface VmDisplay {
-  /** Where the websocket listener binds. Default `127.0.0.1`: loopback only. */
-  websocketHost?: string;
-  /** The websocket port; 0 (the default) lets the system pick a free one. */
-  websocketPort?: number;
-}
-
 /** What to run. Only `runDir` and `disks.system` are required. */
 export interface VirtualMachineSpec {
   /**
@@ -84,8 +76,11 @@ export interface VirtualMachineSpec {
    * of the spec must describe the same machine: disks, CPUs, memory, boot, machine.
    */
   resumeFrom?: string;
-  /** The VNC display, or false for none. Default: websocket on a free loopback port. */
-  display?: VmDisplay | false;
+  /**
+   * Whether the VM has a screen: a VGA card shown over VNC (RFB) on the run directory's
+   * Unix socket only (`RunDirPaths.vncSocket`), never on a TCP port. Default true.
+   */
+  display?: boolean;
   /** `none` (the default) or `user`: QEMU's user-mode NAT with a virtio NIC. */
   network?: "none" | "user";
   /** The QEMU binary. Default `qemu-system-x86_64`. */
@@ -115,9 +110,5 @@ export function checkSpec(spec: VirtualMachineSpec): void {
   const memory = spec.memoryMiB ?? 512;
   if (!Number.isInteger(memory) || memory < 16) {
     throw new UsageError(`a VM's memory is a whole number of MiB, at least 16, not ${memory}`);
-  }
-  const port = spec.display ? spec.display.websocketPort ?? 0 : 0;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new UsageError(`the VNC websocket port must be 0 to 65535, not ${port}`);
   }
 }

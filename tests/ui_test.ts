@@ -39,6 +39,8 @@ const ROUTES: [string, string][] = [
   ["POST", "/api/appliances/demo/publish"],
   ["POST", "/api/appliances/demo/hoard"],
   ["GET", "/api/appliances/demo/snapshots"],
+  ["GET", "/api/appliances/demo/stats"],
+  ["GET", "/api/appliances/demo/stats/stream"],
   ["POST", "/api/appliances/demo/backup"],
   ["POST", "/api/appliances/demo/undo"],
   ["GET", "/api/appliances/demo/vnc"],

@@ -16,10 +16,10 @@ import { validator } from "hono/validator";
 import { httpStatusOf, UsageError, VatError } from "../errors.ts";
 import type { Appliances } from "../daemon/appliances.ts";
 import { requireToken } from "./require_token.ts";
-import { BrowserSessions, SESSION_COOKIE } from "../ui/browser_sessions.ts";
-import { signInRoutes, signOutRoutes } from "../ui/session_routes.ts";
+import { BrowserSessions, SESSION_COOKIE } from "./browser_sessions.ts";
+import { signInRoutes, signOutRoutes } from "./session_routes.ts";
 import { uiRoutes } from "../ui/ui_routes.ts";
-import { ScreenRelays } from "../ui/vnc_relay.ts";
+import { ScreenRelays } from "./vnc_relay.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
 import type { AccelDecision } from "../vmm/accelerator.ts";
 

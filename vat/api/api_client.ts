@@ -7,7 +7,7 @@
 
 import { hc } from "hono/client";
 import { errorOfHttpStatus, NotFoundError, VatError } from "../errors.ts";
-import { readDaemonInfo } from "../daemon/daemon.ts";
+import { readDaemonInfo } from "./daemon_info.ts";
 import type { ApiApp } from "./api_app.ts";
 
 /** A client bound to one running daemon. */

@@ -13,6 +13,7 @@ import { ChunkCache } from "../cache/chunk_cache.ts";
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { apiApp } from "../api/api_app.ts";
+import { type DaemonInfo, readDaemonInfo } from "../api/daemon_info.ts";
 import { AcceleratorChoice, type AccelSetting } from "../vmm/accelerator.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
@@ -56,14 +57,6 @@ export interface DaemonOptions {
   browser?: { kiosk: boolean };
   /** Called once the API listens, with its URL. */
   onListen?(url: string): void;
-}
-
-/** What a running daemon publishes in `daemon.json` for the CLI. */
-export interface DaemonInfo {
-  url: string;
-  pid: number;
-  stateDir: string;
-  startedAt: string;
 }
 
 /** Runs the daemon until SIGINT or SIGTERM; returns the exit code. */
@@ -207,32 +200,12 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   return 0;
 }
 
-/** Reads `daemon.json` of a state directory; null when no daemon is running there. */
-export async function readDaemonInfo(stateDir: string): Promise<DaemonInfo | null> {
-  let info: DaemonInfo;
-  try {
-    info = JSON.parse(await Deno.readTextFile(`${stateDir}/daemon.json`));
-  } catch {
-    return null;
-  }
-  return _alive(info.pid) ? info : null;
-}
-
 async function _refuseSecondDaemon(stateDir: string): Promise<void> {
   const running = await readDaemonInfo(stateDir);
   if (running && running.pid !== Deno.pid) {
     throw new UsageError(
       `a vat daemon (pid ${running.pid}) already runs for ${stateDir} at ${running.url}`,
     );
-  }
-}
-
-function _alive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
   }
 }
 

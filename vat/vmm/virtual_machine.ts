@@ -150,7 +150,7 @@ export class VirtualMachine {
   /**
    * The screen: VNC (plain RFB, security type None) on this Unix socket in the 0700 run
    * directory, or undefined if the VM has no display. QEMU opens no TCP port for it;
-   * whoever may see the screen gets it relayed by the VAT (`vat/ui/vnc_relay.ts`).
+   * whoever may see the screen gets it relayed by the VAT (`vat/api/vnc_relay.ts`).
    */
   readonly vncSocket?: string;
   /**

@@ -5,8 +5,8 @@ import { openStore } from "../repo/open_store.ts";
 import { Repository } from "../repo/repository.ts";
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
-import { formatBytes } from "../progress.ts";
-import { parseFlags, parseRepoRef, parseSize, s3Options, STORE_FLAGS } from "./args.ts";
+import { formatBytes, parseSize } from "../progress.ts";
+import { parseFlags, parseRepoRef, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
 import { removeStaleSocket } from "../unix_socket.ts";
 

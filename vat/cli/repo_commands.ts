@@ -7,7 +7,7 @@
 
 import { loadSigningKey, readPublicKeyId } from "../auth/signing_key.ts";
 import { UsageError } from "../errors.ts";
-import { formatBytes, terminalProgress } from "../progress.ts";
+import { formatBytes, parseSize, terminalProgress } from "../progress.ts";
 import { collectGarbage } from "../repo/gc.ts";
 import { openStore } from "../repo/open_store.ts";
 import { DEFAULT_CHUNK_BYTES, REPO_KINDS, type RepoKind } from "../repo/repo_config.ts";
@@ -16,15 +16,7 @@ import type { Store } from "../repo/store.ts";
 import { type VerifyReport, verifyRepository } from "../repo/verify.ts";
 import { loadUserKey } from "../auth/user_key.ts";
 import { DataRepository } from "../backup/data_repository.ts";
-import {
-  parseCount,
-  parseFlags,
-  parseRepoRef,
-  parseSize,
-  printJson,
-  s3Options,
-  STORE_FLAGS,
-} from "./args.ts";
+import { parseCount, parseFlags, parseRepoRef, printJson, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
 
 async function withStore<T>(

@@ -11,7 +11,7 @@
  */
 
 import { UsageError } from "../errors.ts";
-import { parseSize } from "../cli/args.ts";
+import { parseSize } from "../progress.ts";
 import { type AccelSetting, parseAccelSetting } from "../vmm/accelerator.ts";
 
 /** What the config file may set. */

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { ChunkCache } from "../vat/cache/chunk_cache.ts";
 import { hashChunk, toHex } from "../vat/repo/chunk_codec.ts";
-import { StateDb } from "../vat/daemon/state_db.ts";
+import { StateDb } from "../vat/appliance/state_db.ts";
 import { Outbox } from "../vat/backup/outbox.ts";
 import { DiskIndex } from "../vat/repo/disk_index.ts";
 import { type ChunkSource, CowOverlay } from "../vat/disk/cow_overlay.ts";

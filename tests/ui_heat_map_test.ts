@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import type { BrowserContext, Page } from "playwright-core";
 import { buildUi } from "../vat/ui/build_ui.ts";
-import type { ApplianceHeatMap } from "../vat/daemon/heat_map.ts";
+import type { ApplianceHeatMap } from "../vat/appliance/heat_map.ts";
 import { ARTEFACTS, launchChromium, until } from "./helpers/browser.ts";
 import { Guest } from "./helpers/guest.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";

@@ -445,7 +445,7 @@ Deno.test({
         r.fulfill({
           status: 500,
           contentType: "text/plain",
-          body: "TypeError: boom\n    at reset (file:///vat/daemon/appliances.ts:1:2)",
+          body: "TypeError: boom\n    at reset (file:///vat/appliance/appliances.ts:1:2)",
         }));
       await page.getByRole("button", { name: "Reset" }).click();
       await banner.getByText(/the daemon answered 500; try again/).waitFor();

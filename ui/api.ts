@@ -9,9 +9,9 @@
 
 import { hc } from "hono/client";
 import type { ApiApp } from "../vat/api/api_app.ts";
-import type { ApplianceStatus } from "../vat/daemon/appliances.ts";
+import type { ApplianceStatus } from "../vat/appliance/appliances.ts";
 import type { BackupStatus, SnapshotEntry } from "../vat/backup/subscription_backup.ts";
-import type { ApplianceHeatMap, DiskHeatMap } from "../vat/daemon/heat_map.ts";
+import type { ApplianceHeatMap, DiskHeatMap } from "../vat/appliance/heat_map.ts";
 
 export type { ApplianceHeatMap, ApplianceStatus, BackupStatus, DiskHeatMap, SnapshotEntry };
 

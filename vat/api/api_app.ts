@@ -14,7 +14,7 @@ import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
 import { httpStatusOf, UsageError, VatError } from "../errors.ts";
-import type { Appliances } from "../daemon/appliances.ts";
+import type { Appliances } from "../appliance/appliances.ts";
 import { requireToken } from "./require_token.ts";
 import { BrowserSessions, SESSION_COOKIE } from "./browser_sessions.ts";
 import { signInRoutes, signOutRoutes } from "./session_routes.ts";

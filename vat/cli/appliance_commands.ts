@@ -6,7 +6,7 @@
  */
 
 import { connectDaemon, expectOk } from "../api/api_client.ts";
-import type { ApplianceStatus } from "../daemon/appliances.ts";
+import type { ApplianceStatus } from "../appliance/appliances.ts";
 import { UsageError } from "../errors.ts";
 import { formatBytes, type OperationProgress, terminalProgress } from "../progress.ts";
 import type { PublishResult } from "../repo/publish.ts";

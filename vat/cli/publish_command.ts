@@ -1,6 +1,6 @@
 import { loadSigningKey } from "../auth/signing_key.ts";
 import { PermanentError, UsageError } from "../errors.ts";
-import { recordBootTrace } from "../prefetch/trace_record.ts";
+import { recordBootTrace } from "../appliance/trace_record.ts";
 import { writeBootTrace } from "../repo/boot_trace.ts";
 import { formatBytes, parseSize, terminalProgress } from "../progress.ts";
 import { openStore } from "../repo/open_store.ts";

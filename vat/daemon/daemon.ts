@@ -20,12 +20,12 @@ import { ensureDemoAppliance } from "../demo/demo_repository.ts";
 import { AdaptiveRate } from "../prefetch/adaptive_rate.ts";
 import { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import { Prefetcher } from "../prefetch/prefetcher.ts";
-import { Appliances } from "./appliances.ts";
+import { Appliances } from "../appliance/appliances.ts";
 import { type BackupConfig, Backups } from "../backup/backups.ts";
 import { formatBytes } from "../progress.ts";
 import { openBrowser, type OpenedBrowser } from "./open_browser.ts";
 import { type ListenAddress, type RemoteDisplay, serveRemoteDisplay } from "./remote_display.ts";
-import { StateDb } from "./state_db.ts";
+import { StateDb } from "../appliance/state_db.ts";
 
 /** Where the daemon listens unless told otherwise. */
 export const DEFAULT_DAEMON_PORT = 8460;

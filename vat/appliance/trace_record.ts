@@ -10,10 +10,10 @@
 
 import { ChunkCache } from "../cache/chunk_cache.ts";
 import type { ChunkedDisk } from "../disk/chunked_disk.ts";
-import { startApplianceRun } from "../daemon/appliance_run.ts";
+import { startApplianceRun } from "./appliance_run.ts";
 import type { TraceRecording } from "../repo/boot_trace.ts";
 import type { Repository, Version } from "../repo/repository.ts";
-import { TraceRecorder } from "./trace_recorder.ts";
+import { TraceRecorder } from "../prefetch/trace_recorder.ts";
 import { TimeoutError } from "../errors.ts";
 
 /** What to record. */

@@ -9,9 +9,13 @@
 
 import { hc } from "hono/client";
 import type { ApiApp } from "../vat/api/api_app.ts";
-import type { ApplianceStatus } from "../vat/appliance/appliances.ts";
-import type { BackupStatus, SnapshotEntry } from "../vat/backup/subscription_backup.ts";
-import type { ApplianceHeatMap, DiskHeatMap } from "../vat/appliance/heat_map.ts";
+import type {
+  ApplianceHeatMap,
+  ApplianceStatus,
+  BackupStatus,
+  DiskHeatMap,
+  SnapshotEntry,
+} from "../vat/api/wire_types.ts";
 
 export type { ApplianceHeatMap, ApplianceStatus, BackupStatus, DiskHeatMap, SnapshotEntry };
 

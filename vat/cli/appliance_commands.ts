@@ -6,12 +6,11 @@
  */
 
 import { connectDaemon, expectOk } from "../api/api_client.ts";
-import type { ApplianceStatus } from "../appliance/appliances.ts";
 import { UsageError } from "../errors.ts";
 import { formatBytes, type OperationProgress, terminalProgress } from "../progress.ts";
 import type { PublishResult } from "../repo/publish.ts";
 import { stateDir } from "../state_dir.ts";
-import type { AccelDecision } from "../vmm/accelerator.ts";
+import type { AccelDecision, ApplianceStatus } from "../api/wire_types.ts";
 import { parseFlags, printJson } from "./args.ts";
 import type { Command } from "./command.ts";
 

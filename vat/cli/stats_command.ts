@@ -6,7 +6,7 @@
  */
 
 import { connectDaemon, expectOk } from "../api/api_client.ts";
-import type { ApplianceHeatMap, DiskHeatMap } from "../appliance/heat_map.ts";
+import type { ApplianceHeatMap, DiskHeatMap } from "../api/wire_types.ts";
 import { UsageError } from "../errors.ts";
 import { formatBytes } from "../progress.ts";
 import { stateDir } from "../state_dir.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { DiskHeatMap } from "../appliance/heat_map.ts";
+import type { DiskHeatMap } from "../api/wire_types.ts";
 import { formatHeatMap } from "./stats_command.ts";
 
 Deno.test("formatHeatMap() shows each region's strongest use and the boot trace under it", () => {

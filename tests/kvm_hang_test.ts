@@ -12,7 +12,7 @@ import { buildBusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
 import { KVM_HANGS_GUESTS } from "../vat/vmm/accelerator.ts";
 import { KVM_PROBE_LINE, probeKvm } from "../vat/vmm/kvm_probe.ts";
 import { writeHangingKvmQemu } from "./helpers/hanging_kvm_qemu.ts";
-import { Guest, publishAppliance, qemuProcessesUnder } from "./helpers/guest.ts";
+import { applianceRepo, Guest, qemuProcessesUnder } from "./helpers/guest.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
 import { vatOk } from "./helpers/vat_cli.ts";
 
@@ -79,10 +79,7 @@ Deno.test("a guest that hangs under KVM is restarted under TCG and boots; vat st
     };
 
     const appliance = await buildBusyboxAppliance();
-    const repo = `${dir}/apps`;
-    await vatOk(["keygen", "--out", `${dir}/key`]);
-    await vatOk(["repo", "init", repo, "--kind", "appliance"]);
-    await publishAppliance(repo, `${dir}/key`, appliance);
+    const repo = await applianceRepo(dir, appliance);
     daemon = await startVat(
       ["--headless", "--state", state, "--port", "0", "--prefetch-limit", "0"],
       (out) => out.includes("listening at"),

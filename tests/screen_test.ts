@@ -9,7 +9,8 @@
 
 import assert from "node:assert/strict";
 import { buildBusyboxAppliance } from "../vat/demo/busybox_appliance.ts";
-import { publishAppliance, qemuProcessesUnder } from "./helpers/guest.ts";
+import { applianceRepo, qemuProcessesUnder } from "./helpers/guest.ts";
+import { upgradeRequest } from "./helpers/websocket_upgrade.ts";
 import { tcpSocketsOf } from "./helpers/proc_sockets.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
 import { vatOk } from "./helpers/vat_cli.ts";
@@ -32,20 +33,7 @@ async function upgradeOver(
   headers: string[],
 ): Promise<Upgrade> {
   try {
-    await conn.write(new TextEncoder().encode(
-      [
-        `GET ${path} HTTP/1.1`,
-        `Host: ${host}`,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        "Sec-WebSocket-Protocol: binary",
-        ...headers,
-        "",
-        "",
-      ].join("\r\n"),
-    ));
+    await conn.write(upgradeRequest(host, path, headers));
     let data = new Uint8Array(0);
     const buf = new Uint8Array(4096);
     const deadline = Date.now() + 10_000;
@@ -118,10 +106,7 @@ Deno.test({
     let client: Deno.HttpClient | null = null;
     try {
       const appliance = await buildBusyboxAppliance();
-      const repo = `${dir}/apps`;
-      await vatOk(["keygen", "--out", `${dir}/key`]);
-      await vatOk(["repo", "init", repo, "--kind", "appliance"]);
-      await publishAppliance(repo, `${dir}/key`, appliance);
+      const repo = await applianceRepo(dir, appliance);
       daemon = await startVat(
         ["--headless", "--state", state, "--port", "0", "--listen", "127.0.0.1:0"],
         (out) => out.includes("sign in remotely at"),

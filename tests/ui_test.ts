@@ -18,6 +18,7 @@ import type { BrowserContext, Page } from "playwright-core";
 import { buildUi } from "../vat/ui/build_ui.ts";
 import { ARTEFACTS, launchChromium, until } from "./helpers/browser.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
+import { upgradeRequest } from "./helpers/websocket_upgrade.ts";
 
 const BOOT_TIMEOUT_MS = 90_000;
 
@@ -52,19 +53,7 @@ const ROUTES: [string, string][] = [
 async function upgradeStatus(base: URL, path: string, headers: string[] = []): Promise<string> {
   const conn = await Deno.connect({ hostname: base.hostname, port: Number(base.port) });
   try {
-    const request = [
-      `GET ${path} HTTP/1.1`,
-      `Host: ${base.host}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Protocol: binary",
-      ...headers,
-      "",
-      "",
-    ].join("\r\n");
-    await conn.write(new TextEncoder().encode(request));
+    await conn.write(upgradeRequest(base.host, path, headers));
     const buf = new Uint8Array(4096);
     const n = await conn.read(buf);
     return new TextDecoder().decode(buf.subarray(0, n ?? 0)).split("\r\n")[0];

@@ -38,11 +38,19 @@ function applianceRoutes(ctx: ApiContext) {
   return new Hono()
     .get("/", async (c) => c.json(await app.list()))
     .post("/", async (c) => {
-      const body = await c.req.json().catch(() => ({})) as { repo?: string; name?: string };
+      const body = await c.req.json().catch(() => ({})) as {
+        repo?: string;
+        name?: string;
+        publishers?: unknown;
+      };
       if (typeof body.repo !== "string" || body.repo === "") {
         throw new UsageError('give the appliance\'s repository as {"repo": "..."}');
       }
-      return c.json(await app.add(body.repo, body.name), 201);
+      const publishers = body.publishers ?? [];
+      if (!Array.isArray(publishers) || !publishers.every((k) => typeof k === "string")) {
+        throw new UsageError('"publishers" is a list of public key ids ("ed25519:...")');
+      }
+      return c.json(await app.add(body.repo, body.name, publishers), 201);
     })
     .get("/:name", async (c) => c.json(await app.status(c.req.param("name"))))
     .post(

@@ -276,6 +276,9 @@ Deno.test("a frozen repository (an expired freshness statement) is reported whil
       (await vatOk(["ls", "--state", rig.state])).stdout,
       /has not vouched for its newest version since/,
     );
+    const verify = await runVat(["repo", "verify", rig.server.url]);
+    assert.equal(verify.code, 1);
+    assert.match(verify.stderr, /the freshness statement expired .*vat repo refresh/);
 
     // The mirror catches up: version 2 and a fresh statement.
     rig.server.restore();
@@ -349,6 +352,7 @@ Deno.test("a key rotation signed by a pinned key is followed; one signed by anot
         repoId: id,
         sequence: 3,
         publisherKeys: [evil],
+        latest: 3,
         createdAt: new Date().toISOString(),
         signer: evil,
       }, await loadSigningKey(`${rig.dir}/evil`)),
@@ -361,6 +365,10 @@ Deno.test("a key rotation signed by a pinned key is followed; one signed by anot
       ),
     );
     assert.deepEqual(pinned(forged.trust), pinned(rotated.trust));
+    const verify = await runVat(["repo", "verify", rig.server.url]);
+    assert.equal(verify.code, 1);
+    assert.match(verify.stderr, new RegExp(`key list 3 \\(keys/3\\.json\\): signed by ${evil}`));
+    assert.equal((await runVat(["repo", "verify", rig.repo])).code, 0, "the real one verifies");
   });
 });
 

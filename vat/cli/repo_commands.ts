@@ -124,7 +124,7 @@ A data repository (--kind data) belongs to one user: give their key with --user-
 /** The repository's publisher keys now: its newest signed key list, or repo.json's. */
 async function currentKeys(repo: Repository): Promise<KeyPins> {
   return (await newestKeyList(repo.store, repo.config.id)) ??
-    { sequence: 0, keys: [...repo.config.publisherKeys] };
+    { sequence: 0, keys: [...repo.config.publisherKeys], retired: [] };
 }
 
 /** Signs key list N+1 = `keys` with `--key` and mirrors it into repo.json. */
@@ -140,9 +140,10 @@ async function changeKeys(
     );
   }
   const signer = await loadSigningKey(keyPath);
-  const list = await appendKeyList(repo.store, repo.config.id, current, keys, signer);
+  const latest = (await repo.latestVersion()) ?? 0;
+  const list = await appendKeyList(repo.store, repo.config.id, current, keys, signer, latest);
   await repo.setPublisherKeys(list.publisherKeys);
-  return { sequence: list.sequence, keys: list.publisherKeys };
+  return await currentKeys(repo);
 }
 
 function printKeys(location: string, pins: KeyPins): void {
@@ -175,7 +176,7 @@ A repository with no publisher key yet takes PUBKEY without a signature.`,
       let pins = await currentKeys(repo);
       if (pins.keys.length === 0) {
         await repo.addPublisherKey(id);
-        pins = { sequence: 0, keys: [id] };
+        pins = { sequence: 0, keys: [id], retired: [] };
       } else if (!pins.keys.includes(id)) {
         pins = await changeKeys(repo, pins, [...pins.keys, id], values.key);
       }

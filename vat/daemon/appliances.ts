@@ -935,7 +935,7 @@ export class Appliances extends EventTarget {
   ): Promise<T> {
     const store = this.#openStore(location);
     try {
-      return await fn(await Repository.open(store), store);
+      return await fn(await Repository.open(store, undefined, { keyLists: false }), store);
     } finally {
       await store.close();
     }
@@ -965,7 +965,7 @@ export class Appliances extends EventTarget {
     store: MirroredStore,
     onProblem?: (problem: string | null) => void,
   ): Promise<Repository> {
-    const repo = await Repository.open(store);
+    const repo = await Repository.open(store, undefined, { keyLists: false });
     const problem = await this.#trust.apply(record.name, repo, !store.offline);
     if (problem) console.error(`${record.name}: ${problem}`);
     onProblem?.(problem);

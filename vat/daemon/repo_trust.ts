@@ -52,7 +52,11 @@ export class RepoTrust {
    */
   async pin(repo: Repository, publishers: string[] | null): Promise<Omit<TrustRecord, "name">> {
     const firstUse = publishers === null;
-    const from = { sequence: 0, keys: firstUse ? [...repo.config.publisherKeys] : publishers };
+    const from = {
+      sequence: 0,
+      keys: firstUse ? [...repo.config.publisherKeys] : publishers,
+      retired: [],
+    };
     const { pins, problem } = await followKeyLists(
       repo.store,
       repo.config.id,
@@ -63,13 +67,13 @@ export class RepoTrust {
     if (pins.keys.length === 0) {
       throw new PermanentError(`${repo.store.location} names no publisher key: nothing to trust`);
     }
-    repo.policy = { keys: pins.keys };
+    repo.policy = { keys: pins.keys, retired: pins.retired };
     const latest = await repo.resolveVersion("latest");
     return {
       repoId: repo.config.id,
       keySequence: pins.sequence,
       keys: pins.keys,
-      retired: [],
+      retired: pins.retired,
       pinnedBy: firstUse ? "first use" : "administrator",
       pinnedAt: new Date().toISOString(),
       highestVersion: latest.number,
@@ -107,20 +111,15 @@ export class RepoTrust {
       const followed = await followKeyLists(repo.store, record.repoId, {
         sequence: record.keySequence,
         keys: record.keys,
+        retired: record.retired,
       });
       problem = followed.problem;
       if (followed.pins.sequence !== record.keySequence) {
-        const upTo = record.highestVersion ?? 0;
-        const retired = record.keys.filter((k) => !followed.pins.keys.includes(k))
-          .map((key) => ({ key, upTo }));
         record = {
           ...record,
           keySequence: followed.pins.sequence,
           keys: followed.pins.keys,
-          retired: [
-            ...record.retired.filter((r) => !followed.pins.keys.includes(r.key)),
-            ...retired,
-          ],
+          retired: followed.pins.retired,
         };
         this.#db.setTrust(record);
         console.error(

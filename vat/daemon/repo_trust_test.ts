@@ -100,9 +100,14 @@ Deno.test("RepoTrust: a key a signed list retires still opens the versions accep
     });
     await publish(repo, a, 1);
     db.add("desk", "memory:", await trust.pin(repo, null));
-    await appendKeyList(store, repo.config.id, { sequence: 0, keys: [a.publicKeyId] }, [
-      b.publicKeyId,
-    ], a);
+    await appendKeyList(
+      store,
+      repo.config.id,
+      { sequence: 0, keys: [a.publicKeyId], retired: [] },
+      [b.publicKeyId],
+      a,
+      1,
+    );
     await repo.setPublisherKeys([b.publicKeyId, a.publicKeyId]); // a may still write here
     await publish(repo, a, 2); // signed by the retired key after its retirement
     const reader = await Repository.open(store);

@@ -32,15 +32,28 @@ export interface KeyList {
   sequence: number;
   /** The publisher keys from this list on. */
   publisherKeys: string[];
+  /**
+   * The newest version when the list was signed: a key this list drops stays valid for
+   * the versions up to it (they were published while it was trusted), never later ones.
+   */
+  latest: number;
   createdAt: string;
   /** The key of list N-1 that signed this one. */
   signer: string;
+}
+
+/** A key a list dropped, still valid for the versions up to `upTo`. */
+export interface RetiredKey {
+  key: string;
+  upTo: number;
 }
 
 /** The keys a VAT trusts for a repository, and the list they came from (0: the pin). */
 export interface KeyPins {
   sequence: number;
   keys: string[];
+  /** Keys dropped by the lists followed so far. */
+  retired: RetiredKey[];
 }
 
 /** Signs a key list with `key`. */
@@ -90,6 +103,9 @@ export function openKeyList(
   ) {
     throw new IntegrityError(`${what}: publisherKeys must list 1 to ${MAX_KEYS} ed25519 keys`);
   }
+  if (!Number.isSafeInteger(list.latest) || list.latest < 0) {
+    throw new IntegrityError(`${what}: latest is not a version number`);
+  }
   return list;
 }
 
@@ -124,7 +140,11 @@ export async function followKeyLists(
   from: KeyPins,
   mode: FollowMode = "strict",
 ): Promise<FollowResult> {
-  let pins: KeyPins = { sequence: from.sequence, keys: [...from.keys] };
+  let pins: KeyPins = {
+    sequence: from.sequence,
+    keys: [...from.keys],
+    retired: [...from.retired],
+  };
   let first = true;
   for (let n = from.sequence + 1, steps = 0; steps < MAX_STEPS; n++, steps++) {
     let bytes: Uint8Array;
@@ -140,7 +160,7 @@ export async function followKeyLists(
         sequence: n,
         trustedKeys: mode === "first-use" && first ? null : pins.keys,
       });
-      pins = { sequence: n, keys: list.publisherKeys };
+      pins = { sequence: n, keys: list.publisherKeys, retired: _retire(pins, list) };
     } catch (err) {
       if (!(err instanceof IntegrityError)) throw err;
       if (mode !== "administrator") {
@@ -149,7 +169,7 @@ export async function followKeyLists(
           problem: `${err.message}; this VAT keeps trusting ${_describeAll(pins.keys)}`,
         };
       }
-      pins = { sequence: n, keys: pins.keys };
+      pins = { ...pins, sequence: n };
     }
     first = false;
   }
@@ -171,7 +191,7 @@ export async function newestKeyList(
   const { pins, problem } = await followKeyLists(
     store,
     repoId,
-    { sequence: 0, keys: [] },
+    { sequence: 0, keys: [], retired: [] },
     "first-use",
   );
   if (problem) {
@@ -182,8 +202,9 @@ export async function newestKeyList(
 
 /**
  * Appends key list N+1 = `keys`, signed by `signer`, who must be a key of list N (or
- * of `currentKeys` when there is no list yet). Returns the new list. The create is
- * conditional: a concurrent change makes this throw `ConflictError` (retry).
+ * of `repo.json` when there is no list yet); `latest` is the newest version now.
+ * Returns the new list. The create is conditional: a concurrent change makes this
+ * throw `ConflictError` (retry).
  */
 export async function appendKeyList(
   store: Store,
@@ -191,6 +212,7 @@ export async function appendKeyList(
   current: KeyPins,
   keys: string[],
   signer: SigningKey,
+  latest: number,
 ): Promise<KeyList> {
   if (!current.keys.includes(signer.publicKeyId)) {
     throw new PermanentError(
@@ -203,6 +225,7 @@ export async function appendKeyList(
     repoId,
     sequence: current.sequence + 1,
     publisherKeys: keys,
+    latest,
     createdAt: new Date().toISOString(),
     signer: signer.publicKeyId,
   };
@@ -212,6 +235,13 @@ export async function appendKeyList(
     );
   }
   return list;
+}
+
+/** The retired keys after `list` follows `before`: what it drops joins, what it lists leaves. */
+function _retire(before: KeyPins, list: KeyList): RetiredKey[] {
+  const dropped = before.keys.filter((k) => !list.publisherKeys.includes(k))
+    .map((key) => ({ key, upTo: list.latest }));
+  return [...before.retired.filter((r) => !list.publisherKeys.includes(r.key)), ...dropped];
 }
 
 function _isKeyId(k: unknown): boolean {

@@ -14,6 +14,7 @@ import { type ObjectCodec, PLAIN_CODEC } from "./object_codec.ts";
 import { type ObjectRef, openManifest, type VersionManifest } from "./manifest.ts";
 import { parseRepoConfig, type RepoConfig, type RepoKind } from "./repo_config.ts";
 import type { Store } from "./store.ts";
+import { followKeyLists } from "./key_list.ts";
 
 /** Object keys of the layout. */
 export const REPO_JSON = "repo.json";
@@ -101,8 +102,18 @@ export class Repository {
     return new Repository(store, config, codec);
   }
 
-  /** Opens the repository in `store`; `NotFoundError` if there is none. */
-  static async open(store: Store, codec: ObjectCodec = PLAIN_CODEC): Promise<Repository> {
+  /**
+   * Opens the repository in `store`; `NotFoundError` if there is none. Its versions
+   * are checked against the keys of its newest signed key list (and the keys earlier
+   * lists retired, for the versions they signed) when it has key lists, otherwise
+   * against `repo.json`'s; `keyLists: false` skips reading them (a VAT applies its
+   * own pins instead).
+   */
+  static async open(
+    store: Store,
+    codec: ObjectCodec = PLAIN_CODEC,
+    options: { keyLists?: boolean } = {},
+  ): Promise<Repository> {
     let bytes: Uint8Array;
     try {
       bytes = await store.get(REPO_JSON);
@@ -115,7 +126,17 @@ export class Repository {
       }
       throw err;
     }
-    return new Repository(store, parseRepoConfig(bytes, store.location), codec);
+    const repo = new Repository(store, parseRepoConfig(bytes, store.location), codec);
+    if (options.keyLists !== false && repo.config.kind !== "data") {
+      // A broken chain leaves the keys as far as it holds; `vat repo verify` reports it.
+      const { pins } = await followKeyLists(store, repo.config.id, {
+        sequence: 0,
+        keys: [...repo.config.publisherKeys],
+        retired: [],
+      }, "first-use");
+      if (pins.sequence > 0) repo.policy = { keys: pins.keys, retired: pins.retired };
+    }
+    return repo;
   }
 
   /**

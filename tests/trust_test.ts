@@ -207,6 +207,17 @@ Deno.test("a rollback (latest set back, the newer version hidden) is refused, af
   await withRig(async (rig) => {
     await vatOk(["appliance", "add", rig.server.url, "--name", "office", "--state", rig.state]);
     await rig.publish(rig.pub, 2);
+    // Before this VAT saw version 2, the server hides it, but serves the publisher's
+    // fresh statement that vouches for it: withheld.
+    rig.server.replace("latest", "1\n");
+    rig.server.replace("versions/2/manifest.json", null);
+    const withheld = await rig.status("office");
+    assert.equal(withheld.latestVersion, 1);
+    assert.match(
+      withheld.trust?.problem ?? "",
+      /vouched on \S+ that version 2 is the newest, but \S+ offers only version 1: the repository withholds newer versions/,
+    );
+    rig.server.restore();
     const seen = await rig.status("office");
     assert.equal(seen.latestVersion, 2);
     assert.equal(seen.trust?.highestVersion, 2);

@@ -190,6 +190,8 @@ export class RepoTrust {
     }
     const vouched = record.vouched;
     if (!vouched) return problem;
+    // A publish between reading `latest` and the statement is no attack: look again.
+    if (vouched.latest > (offered ?? 0)) offered = await repo.latestVersion();
     if (vouched.latest > (offered ?? 0)) {
       return `the publisher vouched on ${vouched.signedAt} that version ${vouched.latest} is ` +
         `the newest, but ${repo.store.location} offers ${

@@ -191,6 +191,17 @@ Deno.test("a key swapped into repo.json and a version signed by it are refused, 
     ]);
     assert.equal(strict.code, 1);
     assert.match(strict.stderr, refusal);
+    const missing = await runVat([
+      "appliance",
+      "add",
+      rig.server.url,
+      "--publisher",
+      `${rig.dir}/nope.pub`,
+      "--state",
+      rig.state,
+    ]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /public key \S+nope\.pub does not exist/);
     const names = JSON.parse((await vatOk(["ls", "--state", rig.state, "--json"])).stdout)
       .map((a: Status) => a.name);
     assert.deepEqual(names, ["office"], "nothing was added");

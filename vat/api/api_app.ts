@@ -14,6 +14,7 @@ import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
 import { ConflictError, NotFoundError, PermanentError, UsageError, VatError } from "../errors.ts";
 import type { Appliances } from "../daemon/appliances.ts";
+import { keyFingerprint } from "../auth/signing_key.ts";
 import { requireToken } from "./require_token.ts";
 import { BrowserSessions, SESSION_COOKIE } from "../ui/browser_sessions.ts";
 import { signInRoutes, signOutRoutes } from "../ui/session_routes.ts";
@@ -33,6 +34,14 @@ export interface ApiContext {
   remoteDisplay?(): { url: string; fingerprint: string } | null;
 }
 
+function _isKeyId(k: unknown): k is string {
+  try {
+    return typeof k === "string" && keyFingerprint(k) !== "";
+  } catch {
+    return false;
+  }
+}
+
 function applianceRoutes(ctx: ApiContext) {
   const app = ctx.appliances;
   return new Hono()
@@ -47,7 +56,7 @@ function applianceRoutes(ctx: ApiContext) {
         throw new UsageError('give the appliance\'s repository as {"repo": "..."}');
       }
       const publishers = body.publishers ?? [];
-      if (!Array.isArray(publishers) || !publishers.every((k) => typeof k === "string")) {
+      if (!Array.isArray(publishers) || !publishers.every(_isKeyId)) {
         throw new UsageError('"publishers" is a list of public key ids ("ed25519:...")');
       }
       return c.json(await app.add(body.repo, body.name, publishers), 201);

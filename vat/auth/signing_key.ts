@@ -75,7 +75,17 @@ export async function loadSigningKey(path: string): Promise<SigningKey> {
 
 /** Reads a public key id from a `.pub` file or takes it literally (`ed25519:...`). */
 export async function readPublicKeyId(pathOrId: string): Promise<PublicKeyId> {
-  const text = pathOrId.startsWith(PREFIX) ? pathOrId : (await Deno.readTextFile(pathOrId)).trim();
+  let text = pathOrId;
+  if (!pathOrId.startsWith(PREFIX)) {
+    try {
+      text = (await Deno.readTextFile(pathOrId)).trim();
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      throw new UsageError(
+        `public key ${pathOrId} does not exist (give a KEY.pub file or an "ed25519:..." id)`,
+      );
+    }
+  }
   parsePublicKeyId(text);
   return text;
 }

@@ -79,6 +79,11 @@ export function ApplianceCard(
       <BackupState appliance={a} />
       <OperationsProgress name={a.name} operations={a.operations} />
       {a.lastError && <p class="error" role="alert">Last error: {a.lastError}</p>}
+      {a.trust?.problem && (
+        <p class="error" role="alert" data-testid="trust-problem">
+          Trust problem: {a.trust.problem}
+        </p>
+      )}
       <div class="actions" role="group" aria-label={`${a.name}'s operations`}>
         {button("start", a.state === "suspended" ? "Resume" : "Start", !running)}
         {button("stop", "Stop", running)}

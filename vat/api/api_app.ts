@@ -15,6 +15,7 @@ import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
 import { httpStatusOf, UsageError, VatError } from "../errors.ts";
 import type { Appliances } from "../appliance/appliances.ts";
+import { keyFingerprint } from "../auth/signing_key.ts";
 import { requireToken } from "./require_token.ts";
 import { BrowserSessions, SESSION_COOKIE } from "./browser_sessions.ts";
 import { signInRoutes, signOutRoutes } from "./session_routes.ts";
@@ -40,16 +41,32 @@ export interface ApiContext {
 /** How often a heat map stream sends the map. */
 const _HEAT_MAP_INTERVAL_MS = 1000;
 
+function _isKeyId(k: unknown): k is string {
+  try {
+    return typeof k === "string" && keyFingerprint(k) !== "";
+  } catch {
+    return false;
+  }
+}
+
 function applianceRoutes(ctx: ApiContext, sessions: BrowserSessions, screens: ScreenRelays) {
   const app = ctx.appliances;
   return new Hono()
     .get("/", async (c) => c.json(await app.list()))
     .post("/", async (c) => {
-      const body = await c.req.json().catch(() => ({})) as { repo?: string; name?: string };
+      const body = await c.req.json().catch(() => ({})) as {
+        repo?: string;
+        name?: string;
+        publishers?: unknown;
+      };
       if (typeof body.repo !== "string" || body.repo === "") {
         throw new UsageError('give the appliance\'s repository as {"repo": "..."}');
       }
-      return c.json(await app.add(body.repo, body.name), 201);
+      const publishers = body.publishers ?? [];
+      if (!Array.isArray(publishers) || !publishers.every(_isKeyId)) {
+        throw new UsageError('"publishers" is a list of public key ids ("ed25519:...")');
+      }
+      return c.json(await app.add(body.repo, body.name, publishers), 201);
     })
     .get("/:name", async (c) => c.json(await app.status(c.req.param("name"))))
     .post(

@@ -18,6 +18,7 @@ import { createHash } from "node:crypto";
 import type { ChunkCache } from "../cache/chunk_cache.ts";
 import {
   ConflictError,
+  IntegrityError,
   isRetryable,
   NotFoundError,
   PermanentError,
@@ -56,6 +57,7 @@ import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import type { PrefetchTarget } from "../prefetch/prefetcher.ts";
 import { startTraceReplay } from "../prefetch/trace_replay.ts";
 import { type ApplianceRecord, checkApplianceName, type StateDb } from "./state_db.ts";
+import { RepoTrust, type TrustStatus } from "./repo_trust.ts";
 
 /** What the UI and CLI show of one appliance. */
 export interface ApplianceStatus {
@@ -102,6 +104,11 @@ export interface ApplianceStatus {
   operations: OperationProgress[];
   /** The user disk's backup (`enabled: false` when the VAT has no data repository). */
   backup: BackupStatus;
+  /**
+   * What this VAT holds the repository to: pinned keys, the highest version accepted,
+   * freshness, and what is wrong now (docs/SECURITY.md); null before the first pin.
+   */
+  trust: TrustStatus | null;
 }
 
 /** How `start` treats a subscription another VAT holds. */
@@ -138,6 +145,8 @@ interface _View {
   latest: { version: number; updateRequired: boolean } | null;
   offline: boolean;
   holding: { cachedBytes: number; totalBytes: number; version: number } | null;
+  /** What the trust checks found wrong (a refused version or key list, rollback, freeze). */
+  problem: string | null;
 }
 
 /** What `Appliances` does beyond its state (docs/CACHE.md, "Prefetching"). */
@@ -185,10 +194,12 @@ export class Appliances extends EventTarget {
   readonly #backups: Backups | null;
   readonly #snapshotTimers = new Map<string, ReturnType<typeof setInterval>>();
   readonly #heatMaps = new WeakMap<ApplianceRun, HeatMaps>();
+  readonly #trust: RepoTrust;
 
   constructor(db: StateDb, cache: ChunkCache, stateDir: string, options: AppliancesOptions = {}) {
     super();
     this.#db = db;
+    this.#trust = new RepoTrust(db);
     this.#cache = cache;
     this.#stateDir = stateDir;
     this.#options = options;
@@ -219,17 +230,26 @@ export class Appliances extends EventTarget {
     this.#backups.kick();
   }
 
-  /** Adds an appliance from `repo` (its name defaults to the repository's last path part). */
-  async add(repo: string, name?: string): Promise<ApplianceStatus> {
+  /**
+   * Adds an appliance from `repo` (its name defaults to the repository's last path
+   * part), pinning the repository's id and publisher keys: `publishers` (an
+   * administrator's), or the repository's own on first use (docs/SECURITY.md).
+   */
+  async add(repo: string, name?: string, publishers?: string[]): Promise<ApplianceStatus> {
     const chosen = checkApplianceName(name ?? _defaultName(repo));
-    // The repository must exist and hold a version now, so a typo fails here.
-    await this.#withRepo(repo, async (r, store) => {
-      await r.resolveVersion("latest");
+    if (this.#db.list().some((r) => r.name === chosen)) {
+      throw new ConflictError(`an appliance called "${chosen}" already exists`);
+    }
+    // The repository must exist and hold a version that verifies with the pins now, so
+    // a typo or a wrong key fails here.
+    const trust = await this.#withRepo(repo, async (r, store) => {
+      const pinned = await this.#trust.pin(r, publishers?.length ? publishers : null);
       if (store.offline) {
         throw new TransientError(`${repo} cannot be reached; add the appliance while connected`);
       }
+      return pinned;
     });
-    this.#db.add(chosen, repo);
+    this.#db.add(chosen, repo, trust);
     this.#changed();
     this.#options.onPrefetchNeeded?.();
     return await this.status(chosen);
@@ -276,9 +296,11 @@ export class Appliances extends EventTarget {
     let store: MirroredStore | null = null;
     try {
       store = this.#openStore(record.repo);
-      const repo = await Repository.open(store);
+      const repo = await this.#openTrusted(record, store);
       // Offline, "latest" is the newest version whose metadata the mirror holds.
       const version = await repo.resolveVersion("latest");
+      this.#trust.checkRequired(name, version);
+      this.#trust.accept(name, version);
       if (store.offline) await this.#checkSafeOffline(record, repo, version);
       else if (record.hoarded && record.hoardedVersion !== version.number) {
         // A newer version than the hoarded one: fetch and pin it while this one runs.
@@ -619,12 +641,13 @@ export class Appliances extends EventTarget {
       open: async () => {
         const store = this.#openStore(record.repo);
         try {
-          const repo = await Repository.open(store);
+          const repo = await this.#openTrusted(record, store);
           const version = await repo.resolveVersion("latest");
           if (store.offline) {
             await store.close();
             return null;
           }
+          this.#trust.accept(record.name, version);
           const userBase = await this.#prefetchedUserBase(record, repo, version);
           return { repo, version, userBase, close: () => store.close() };
         } catch (err) {
@@ -716,6 +739,7 @@ export class Appliances extends EventTarget {
       // Without a subscription yet, `enabled` still says whether it will be backed up.
       backup: backup?.status(run?.user?.overlay?.dirtyBytes() ?? 0) ??
         { ...NO_BACKUP, enabled: this.#backups !== null },
+      trust: this.#trust.status(record.name, view.problem),
     };
   }
 
@@ -727,15 +751,25 @@ export class Appliances extends EventTarget {
   async #viewOf(record: ApplianceRecord): Promise<_View> {
     try {
       const view = await _withTimeout(
-        this.#withRepo(record.repo, async (repo, store): Promise<_View> => {
+        this.#withTrustedRepo(record, async (repo, store, keysProblem): Promise<_View> => {
           const n = await repo.latestVersion();
-          if (n === null) return { latest: null, offline: store.offline, holding: null };
-          const version = await repo.readVersion(n);
+          const version = n === null ? null : await repo.readVersion(n);
+          if (version) this.#trust.accept(record.name, version);
+          // Only a repository that answers can vouch for its freshness (offline is fine).
+          const freshness = store.offline
+            ? null
+            : await this.#trust.freshness(record.name, repo, n);
+          const problem = keysProblem ?? (store.offline ? null : freshness);
+          if (!version) return { latest: null, offline: store.offline, holding: null, problem };
           const holding = await this.#holdingOf(record, repo, version).catch(() => null);
           return {
-            latest: { version: n, updateRequired: version.manifest.updateRequired ?? false },
+            latest: {
+              version: version.number,
+              updateRequired: version.manifest.updateRequired ?? false,
+            },
             offline: store.offline,
             holding,
+            problem,
           };
         }),
         10_000,
@@ -750,7 +784,21 @@ export class Appliances extends EventTarget {
       const last = this.#views.get(record.name);
       const offline = isRetryable(err) || !(err instanceof VatError) ||
         /no answer within/.test((err as Error).message);
-      return { latest: last?.latest ?? null, offline, holding: last?.holding ?? null };
+      // A refused version (untrusted key, rollback, another repository) changes nothing:
+      // the status keeps what was accepted before, and says why.
+      const trusted = this.#db.trust(record.name);
+      const accepted = trusted?.highestVersion != null
+        ? {
+          version: trusted.highestVersion,
+          updateRequired: trusted.requiredVersion === trusted.highestVersion,
+        }
+        : null;
+      return {
+        latest: last?.latest ?? accepted,
+        offline,
+        holding: last?.holding ?? null,
+        problem: err instanceof IntegrityError ? err.message : null,
+      };
     }
   }
 
@@ -875,13 +923,14 @@ export class Appliances extends EventTarget {
 
   async #hoardVersion(name: string): Promise<void> {
     const record = this.#db.get(name);
-    await this.#withRepo(record.repo, async (repo, store) => {
+    await this.#withTrustedRepo(record, async (repo, store) => {
       const version = await repo.resolveVersion("latest");
       if (store.offline) {
         throw new TransientError(
           `cannot hoard "${name}": its repository ${record.repo} cannot be reached`,
         );
       }
+      this.#trust.accept(name, version);
       const chunks = await this.#chunksOf(record, repo, version);
       const owner = `hoard:${name}:${version.number}`;
       // Pinned first, so nothing fetched below is evicted before the end.
@@ -938,10 +987,41 @@ export class Appliances extends EventTarget {
   ): Promise<T> {
     const store = this.#openStore(location);
     try {
-      return await fn(await Repository.open(store), store);
+      return await fn(await Repository.open(store, undefined, { keyLists: false }), store);
     } finally {
       await store.close();
     }
+  }
+
+  /** `#withRepo` for an added appliance: its repository held to the appliance's pins. */
+  async #withTrustedRepo<T>(
+    record: ApplianceRecord,
+    fn: (repo: Repository, store: MirroredStore, problem: string | null) => Promise<T>,
+  ): Promise<T> {
+    const store = this.#openStore(record.repo);
+    try {
+      let problem: string | null = null;
+      const repo = await this.#openTrusted(record, store, (p) => problem = p);
+      return await fn(repo, store, problem);
+    } finally {
+      await store.close();
+    }
+  }
+
+  /**
+   * Opens the repository of `record` held to its pins (`RepoTrust.apply`): the pinned
+   * keys instead of repo.json's, the highest version accepted as the floor.
+   */
+  async #openTrusted(
+    record: ApplianceRecord,
+    store: MirroredStore,
+    onProblem?: (problem: string | null) => void,
+  ): Promise<Repository> {
+    const repo = await Repository.open(store, undefined, { keyLists: false });
+    const problem = await this.#trust.apply(record.name, repo, !store.offline);
+    if (problem) console.error(`${record.name}: ${problem}`);
+    onProblem?.(problem);
+    return repo;
   }
 
   /** The repository at `location`, its metadata mirrored under `mirror/` for offline use. */
@@ -1049,13 +1129,13 @@ export class Appliances extends EventTarget {
           overlayPath: path,
         });
       })()
-      : await this.#withRepo(record.repo, async (repo) => {
+      : await this.#withTrustedRepo(record, async (repo) => {
         const version = await repo.readVersion(record.userBaseVersion!);
         return await openVersionDisk(repo, version, "user", this.#cache, { overlayPath: path });
       });
     try {
       const vm = backup.outbox.queued().at(-1)?.vm ??
-        await this.#withRepo(record.repo, async (repo) => {
+        await this.#withTrustedRepo(record, async (repo) => {
           const n = record.lastVersion ?? record.userBaseVersion!;
           return (await repo.readVersion(n)).manifest.vm;
         });

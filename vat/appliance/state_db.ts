@@ -1,6 +1,7 @@
 /**
  * The VAT's state database (`vat.sqlite` in the state directory, SQLite in WAL mode):
- * the appliances the user added and their subscriptions.
+ * the appliances the user added, their subscriptions, and what the VAT holds each
+ * appliance's repository to (pinned keys, the highest version accepted; docs/SECURITY.md).
  *
  * On a full disk a change fails with a `PermanentError` that says so and leaves the
  * database as it was (SQLite rolls the write back); reads keep working.
@@ -35,7 +36,38 @@ export interface ApplianceRecord {
   hoardedVersion: number | null;
 }
 
+/**
+ * What this VAT trusts of an appliance's repository (docs/SECURITY.md): pinned when the
+ * appliance is added, changed only by signed key lists and by versions it accepts.
+ */
+export interface TrustRecord {
+  /** The appliance. */
+  name: string;
+  /** The repository's id (`repo.json`): a different repository at the same address is refused. */
+  repoId: string;
+  /** The key list the keys come from (0: the keys pinned when added). */
+  keySequence: number;
+  /** The publisher keys whose signatures this VAT accepts. */
+  keys: string[];
+  /** Keys a signed key list retired, valid still for versions up to `upTo`. */
+  retired: { key: string; upTo: number }[];
+  /** How the keys were first pinned. */
+  pinnedBy: "first use" | "administrator";
+  pinnedAt: string;
+  /** The highest version accepted: a newest version below it is a rollback. */
+  highestVersion: number | null;
+  highestAt: string | null;
+  /** The newest version seen that is marked update required: older ones do not boot. */
+  requiredVersion: number | null;
+  /** The newest valid freshness statement seen (docs/FORMAT.md, "Freshness"). */
+  vouched: { latest: number; signedAt: string; expires: string } | null;
+}
+
 const SCHEMA = `
+CREATE TABLE IF NOT EXISTS repo_trust (
+  name TEXT PRIMARY KEY,
+  record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS appliances (
   name TEXT PRIMARY KEY,
   repo TEXT NOT NULL,
@@ -115,22 +147,46 @@ export class StateDb {
     return _record(row);
   }
 
-  /** Adds an appliance; `ConflictError` if the name is taken. */
-  add(name: string, repo: string): ApplianceRecord {
+  /**
+   * Adds an appliance, and what it trusts of its repository, in one transaction;
+   * `ConflictError` if the name is taken.
+   */
+  add(name: string, repo: string, trust?: Omit<TrustRecord, "name">): ApplianceRecord {
     checkApplianceName(name);
+    this.#db.exec("BEGIN IMMEDIATE");
     try {
       this.#db.prepare("INSERT INTO appliances (name, repo, added_at) VALUES (?, ?, ?)").run(
         name,
         repo,
         new Date().toISOString(),
       );
+      if (trust) this.setTrust({ ...trust, name });
+      this.#db.exec("COMMIT");
     } catch (err) {
+      this.#db.exec("ROLLBACK");
       if (/UNIQUE/.test((err as Error).message)) {
         throw new ConflictError(`an appliance called "${name}" already exists`, { cause: err });
       }
       throw mapDiskFull(err, this.path);
     }
     return this.get(name);
+  }
+
+  /** What the VAT trusts of appliance `name`'s repository; null before it was pinned. */
+  trust(name: string): TrustRecord | null {
+    const row = this.#db.prepare("SELECT record FROM repo_trust WHERE name = ?").get(name) as
+      | { record: string }
+      | undefined;
+    return row ? { ...JSON.parse(row.record), name } : null;
+  }
+
+  /** Stores (replaces) a trust record. */
+  setTrust(record: TrustRecord): void {
+    const { name, ...rest } = record;
+    this.#db.prepare("INSERT OR REPLACE INTO repo_trust (name, record) VALUES (?, ?)").run(
+      name,
+      JSON.stringify(rest),
+    );
   }
 
   /** Changes fields of an appliance. */
@@ -160,9 +216,12 @@ export class StateDb {
     });
   }
 
-  /** Removes an appliance's record. */
+  /** Removes an appliance's record and what it trusted. */
   remove(name: string): void {
-    writing(this.path, () => this.#db.prepare("DELETE FROM appliances WHERE name = ?").run(name));
+    writing(this.path, () => {
+      this.#db.prepare("DELETE FROM appliances WHERE name = ?").run(name);
+      this.#db.prepare("DELETE FROM repo_trust WHERE name = ?").run(name);
+    });
   }
 
   close(): void {

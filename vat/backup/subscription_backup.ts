@@ -521,6 +521,7 @@ export class SubscriptionBackup {
         vatId: this.#options.vatId,
         undoneTo: snapshot.undoneTo,
       },
+      subscription: state.series,
     };
     if (
       !(await repo.store.create(

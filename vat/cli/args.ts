@@ -17,6 +17,17 @@ export function parseCount(text: string, what: string): number {
   return Number(text);
 }
 
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
+
+/** Parses "90s", "30m", "12h", "7d" into milliseconds. */
+export function parseDuration(text: string, what: string): number {
+  const m = /^(\d+)\s*([smhd])$/.exec(text.trim());
+  if (!m || Number(m[1]) < 1) {
+    throw new UsageError(`${what} "${text}" is not a duration (examples: 90s, 30m, 12h, 7d)`);
+  }
+  return Number(m[1]) * DURATION_UNITS[m[2]];
+}
+
 /** A repository and an optional version: `REPO`, `REPO@N` or `REPO@latest`. */
 export interface RepoRef {
   repo: string;

@@ -25,6 +25,7 @@ import {
   type VmDescription,
 } from "./manifest.ts";
 import { manifestKey, type Repository } from "./repository.ts";
+import { writeFreshness } from "./freshness.ts";
 
 /** What a version is made of. */
 export interface PublishInput {
@@ -57,6 +58,8 @@ export interface PublishOptions {
   concurrency?: number;
   /** Where to convert non-raw images (default: the system's temp dir). */
   tempDir?: string;
+  /** How long the freshness statement written with the version is valid (default 7 days). */
+  freshnessMs?: number;
 }
 
 /** What a publish did. */
@@ -225,6 +228,7 @@ export async function publishDisks(
       if (options.note) manifest.note = options.note;
       if (await repo.store.create(manifestKey(version), signManifest(manifest, options.key))) {
         await repo.writeLatest(version);
+        await _vouch(repo, version, options);
         progress.phase = `published version ${version}`;
         progress.doneBytes = totalBytes;
         report();
@@ -243,6 +247,21 @@ export async function publishDisks(
     );
   } finally {
     await intent?.end();
+  }
+}
+
+/** Signs a fresh statement that `version` is the newest (docs/FORMAT.md, "Freshness"). */
+async function _vouch(repo: Repository, version: number, options: PublishOptions): Promise<void> {
+  try {
+    await writeFreshness(repo, options.key, { validForMs: options.freshnessMs });
+  } catch (err) {
+    throw new PermanentError(
+      `version ${version} is committed, but its freshness statement could not be written ` +
+        `(${
+          (err as Error).message
+        }); write it with: vat repo refresh ${repo.store.location} --key KEY`,
+      { cause: err },
+    );
   }
 }
 

@@ -32,7 +32,15 @@ export class PermanentError extends VatError {}
 export class ProtocolError extends VatError {}
 
 /** A transient failure (network, timeout, 5xx) that a retry may cure. */
-export class TransientError extends VatError {}
+export class TransientError extends VatError {
+  /** How long the server asked to wait before a retry (its `Retry-After`), if it said. */
+  readonly retryAfterMs?: number;
+
+  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(message, options);
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
+  }
+}
 
 /** Whether an error is worth retrying: transient ones and plain network failures. */
 export function isRetryable(err: unknown): boolean {

@@ -252,11 +252,15 @@ Deno.test("openStore() retries 500, 502, 503, 504 and 429 with backoff, honourin
       try {
         assert.equal(text(await store.get("busy")), "object busy");
         assert.equal(seen.busy.length, 5, "four failures, then the object");
+        // Backoff 25-50, 50-100, 100-200, 200-400 ms, never shorter than the one before;
+        // the server saw the requests at least that far apart.
+        const delays = retries.map((r) => r.delayMs);
         const gaps = seen.busy.slice(1).map((at, i) => at - seen.busy[i]);
-        for (let i = 1; i < gaps.length; i++) {
-          assert.ok(gaps[i] >= gaps[i - 1] - 5, `gaps grow: ${gaps.map(Math.round)}`);
-        }
-        assert.ok(gaps[3] >= 195, `the fourth wait is at least 4 x 50 ms: ${gaps[3]}`);
+        delays.forEach((delay, i) => {
+          assert.ok(delay >= 25 * 2 ** i && delay <= 50 * 2 ** i, `backoff ${i + 1}: ${delay}`);
+          if (i > 0) assert.ok(delay >= delays[i - 1], `backoffs grow: ${delays}`);
+          assert.ok(gaps[i] >= delay - 2, `request ${i + 2} came ${gaps[i]} ms after the last`);
+        });
 
         assert.equal(text(await store.getRange("limited", 0, 6)), "object");
         const waited = seen.limited[1] - seen.limited[0];

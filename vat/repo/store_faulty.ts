@@ -128,7 +128,9 @@ export class FaultyStore implements Store {
     }
     const body = await call();
     if (body.length === 0) {
-      throw new TransientError(`injected fault: ${what} in ${this.location} failed (503)`);
+      throw new TransientError(`injected fault: ${what} in ${this.location} failed (503)`, {
+        status: 503,
+      });
     }
     const at = Math.floor(this.dice.fraction() * body.length);
     if (fault === "truncate") return body.slice(0, at);
@@ -159,7 +161,9 @@ export class FaultyStore implements Store {
         : `timed out after ${this.#hangMs} ms`;
       throw new TransientError(`injected fault: ${what} in ${this.location} ${why}`);
     }
-    throw new TransientError(`injected fault: ${what} in ${this.location} failed (503)`);
+    throw new TransientError(`injected fault: ${what} in ${this.location} failed (503)`, {
+      status: 503,
+    });
   }
 
   /** Waits `hangMs`, or less if the store is closed meanwhile. */

@@ -541,6 +541,7 @@ export class HttpStore implements Store {
     }
     if (status === 429 || status >= 500) {
       return new TransientError(`${method} ${shown} failed (${status})${because}`, {
+        status,
         retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
       });
     }

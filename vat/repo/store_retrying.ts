@@ -29,6 +29,13 @@ export interface RetryPolicy {
    * no retry is started whose backoff would end later.
    */
   maxTotalMs?: number;
+  /**
+   * Retry only failures a server answered (a `TransientError` with a status, such as
+   * 503 `SlowDown` or 429), never one that could not be reached or did not answer in
+   * time (default false). For callers with their own answer to being offline: the
+   * daemon's mirrored stores serve metadata from the mirror at once instead.
+   */
+  onlyAnswered?: boolean;
   /** The source of jitter, numbers in [0, 1) (default `Math.random`). */
   random?: () => number;
   /** Told of every retry before its backoff (logs, tests). */
@@ -53,6 +60,7 @@ const DEFAULTS = {
   baseDelayMs: 200,
   maxDelayMs: 10_000,
   maxTotalMs: 30_000,
+  onlyAnswered: false,
 };
 
 /** A `Store` that retries what the store below fails transiently. */
@@ -153,13 +161,16 @@ export class Retrier {
 
   /** Runs `call`, retrying it as the policy says; `what` and `where` name it in errors. */
   async run<T>(what: string, where: string, call: () => Promise<T>): Promise<T> {
-    const { maxAttempts, maxTotalMs, onRetry } = this.#policy;
+    const { maxAttempts, maxTotalMs, onlyAnswered, onRetry } = this.#policy;
     const started = performance.now();
     for (let attempt = 1;; attempt++) {
       try {
         return await call();
       } catch (err) {
         if (!isRetryable(err)) throw err;
+        if (onlyAnswered && !(err instanceof TransientError && err.status !== undefined)) {
+          throw err;
+        }
         const elapsedMs = performance.now() - started;
         const asked = err instanceof TransientError ? err.retryAfterMs : undefined;
         const backoffMs = this.backoffMs(attempt);

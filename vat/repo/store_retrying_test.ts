@@ -172,3 +172,15 @@ Deno.test("RetryingStore refuses a bad policy", () => {
   assert.throws(() => new RetryingStore(new MemoryStore(), { maxAttempts: 0 }), UsageError);
   assert.throws(() => new RetryingStore(new MemoryStore(), { maxTotalMs: -1 }), /maxTotalMs/);
 });
+
+Deno.test("RetryingStore with onlyAnswered retries a busy server, not an unreachable one", async () => {
+  const busy = failing([new TransientError("503 SlowDown", { status: 503 })]);
+  const store = new RetryingStore(busy, { baseDelayMs: 1, onlyAnswered: true });
+  await store.get("k");
+  assert.equal(busy.calls, 2, "a 503 is retried");
+  const refused = new TransientError("cannot reach the server: connection refused");
+  const unreachable = failing([refused]);
+  const quick = new RetryingStore(unreachable, { baseDelayMs: 1, onlyAnswered: true });
+  await assert.rejects(quick.get("k"), (err) => err === refused);
+  assert.equal(unreachable.calls, 1, "no answer is not retried: the caller's mirror answers");
+});

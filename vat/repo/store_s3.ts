@@ -503,7 +503,7 @@ class _S3Connection {
     if (status === 429 || status >= 500) {
       return new TransientError(
         `S3 failed to ${what} in ${where} (HTTP ${status}, ${detail}): try again later`,
-        { retryAfterMs },
+        { status, retryAfterMs },
       );
     }
     return new ProtocolError(

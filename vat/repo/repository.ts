@@ -262,7 +262,10 @@ export class Repository {
         if (attempt >= CHUNK_READ_ATTEMPTS) {
           throw new IntegrityError(`${err.message} (read ${attempt} times)`, { cause: err });
         }
-        console.error(`repository: ${err.message}; reading it again`);
+        console.error(
+          `repository: chunk ${id} in ${this.store.location} failed its check; reading it ` +
+            `again (${attempt + 1} of ${CHUNK_READ_ATTEMPTS})`,
+        );
       }
     }
   }

@@ -4,10 +4,10 @@
  * retrying wrapper, publish, backup). Seeded and reproducible (`vat/fault_dice.ts`).
  *
  * The kinds of fault, each applied only to the calls it makes sense for:
- * - `transient` (every call): fails with a `TransientError` before doing anything, as
- *   a server answering 500, 503 or 429, or a connection refused, would.
+ * - `transient` (every call): fails before doing anything with a `TransientError` of
+ *   status 503, as a busy server (500, 503 `SlowDown`, 429) would.
  * - `timeout` (every call): hangs for `hangMs` (bounded), does nothing, then fails
- *   with a `TransientError` saying it timed out.
+ *   with a `TransientError` without a status, as a server that never answers would.
  * - `lost-reply` (put, create, delete): carries the call out, then fails with a
  *   `TransientError`, as when the reply to a write that succeeded is lost. A retry
  *   must be harmless (the `Store` contract makes writes idempotent and a create

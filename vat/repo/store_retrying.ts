@@ -77,11 +77,6 @@ export class RetryingStore implements Store {
     this.canList = next.canList;
   }
 
-  /** The store below, for callers that need a transport's own operations. */
-  get inner(): Store {
-    return this.#next;
-  }
-
   get(key: string): Promise<Uint8Array> {
     return this.#retry.run(`get ${key}`, this.location, () => this.#next.get(key));
   }

@@ -8,7 +8,9 @@
  * - a version disk (`ChunkedDisk` through the chunk cache) over a `FaultyStore` that
  *   fails, corrupts and cuts a fraction of the repository's answers: without retries
  *   some reads fail and none is wrong; with the retrying store the whole disk reads back
- *   byte for byte.
+ *   byte for byte;
+ * - writes through the copy-on-write overlay whose base chunk cannot be fetched fail
+ *   with EIO and change nothing else of the chunk.
  */
 
 import assert from "node:assert/strict";
@@ -307,5 +309,90 @@ Deno.test("NBD over the chunk cache and a failing store behind RetryingStore: th
     const { injected } = faulty.dice;
     assert.ok(injected.transient && injected.timeout, JSON.stringify(injected));
     assert.ok(damaging.dice.injected.corrupt && damaging.dice.injected.truncate);
+  });
+});
+
+Deno.test("NBD writes over a failing base: a failed copy-on-write changes nothing around it", async () => {
+  await withDir(async (dir) => {
+    const { image, store } = await publishedDisk(dir);
+    const chunkBytes = 64 * KiB;
+    // Each write goes to its own chunk, 3000 bytes at an unaligned offset: the overlay
+    // must read the rest of the chunk from the base, which fails half the time.
+    const writes = Array.from({ length: 40 }, (_, i) => ({
+      offset: (i * 2 + 1) * chunkBytes + 1000 + i,
+      length: 3000,
+      byte: 1 + i,
+    }));
+    const faulty = new FaultyStore(store, {
+      seed: 41,
+      failRate: 0.5,
+      kinds: ["transient"],
+      keys: (key) => key.startsWith("chunks/"),
+    });
+    const open = async (from: Store, retryForMs: number) => {
+      const repo = await Repository.open(from);
+      const cache = await ChunkCache.open({
+        dir: `${dir}/cache`,
+        budgetBytes: 64 * MiB,
+        retryForMs,
+      });
+      const disk = await openVersionDisk(repo, await repo.readVersion(1), "system", cache, {
+        overlayPath: `${dir}/overlay`,
+      });
+      return {
+        device: disk.device,
+        close: async () => {
+          await disk.device.close();
+          await cache.close();
+        },
+      };
+    };
+    const failing = await open(faulty, 0);
+    const failed = new Set<number>();
+    try {
+      await serving(dir, failing.device, async (uri) => {
+        const args = ["-f", "raw"];
+        for (const w of writes) args.push("-c", `write -P ${w.byte} ${w.offset} ${w.length}`);
+        const { stdout, stderr } = await run("qemu-io", [...args, uri]);
+        const lines = `${stdout}\n${stderr}`.split("\n").filter((l) => /^write|wrote/.test(l));
+        assert.equal(lines.length, writes.length, `${stdout}\n${stderr}`);
+        lines.forEach((line, i) => {
+          if (line === "write failed: Input/output error") failed.add(i);
+          else {assert.match(
+              line,
+              new RegExp(`^wrote 3000/3000 bytes at offset ${writes[i].offset}`),
+            );}
+        });
+      });
+    } finally {
+      await failing.close();
+    }
+    assert.ok(failed.size > 0 && failed.size < writes.length, `${failed.size} writes failed`);
+
+    // Read it all back over the healthy store: each chunk is the base's, with the write
+    // over it if the write succeeded (a failed write may or may not have landed, whole).
+    const healthy = await open(store, 1000);
+    try {
+      const disk = new Uint8Array(image.length);
+      await healthy.device.read(0, disk);
+      const expected = image.slice();
+      writes.forEach((w, i) => {
+        if (!failed.has(i)) expected.fill(w.byte, w.offset, w.offset + w.length);
+      });
+      writes.forEach((w, i) => {
+        if (!failed.has(i)) return;
+        const region = disk.subarray(w.offset, w.offset + w.length);
+        if (region.every((b) => b === w.byte)) expected.fill(w.byte, w.offset, w.offset + w.length);
+      });
+      for (let at = 0; at < image.length; at += chunkBytes) {
+        const got = disk.subarray(at, at + chunkBytes);
+        assert.ok(
+          Buffer.from(got).equals(expected.subarray(at, at + chunkBytes)),
+          `chunk at ${at}`,
+        );
+      }
+    } finally {
+      await healthy.close();
+    }
   });
 });

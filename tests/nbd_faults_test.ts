@@ -197,7 +197,7 @@ Deno.test("NBD over a FaultyDevice: nbdcopy fails with an I/O error and wrote on
     const image = imageBytes(8 * MiB, 2);
     const faulty = await faultyFile(dir, image, {
       seed: 7,
-      failRate: 0.05,
+      failRate: 0.1,
       kinds: ["eio", "short-read"],
     });
     try {

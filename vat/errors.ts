@@ -32,7 +32,21 @@ export class PermanentError extends VatError {}
 export class ProtocolError extends VatError {}
 
 /** A transient failure (network, timeout, 5xx) that a retry may cure. */
-export class TransientError extends VatError {}
+export class TransientError extends VatError {
+  /** The status a server answered with (429, 503, ...); absent when none answered. */
+  readonly status?: number;
+  /** How long the server asked to wait before a retry (its `Retry-After`), if it said. */
+  readonly retryAfterMs?: number;
+
+  constructor(
+    message: string,
+    options?: { cause?: unknown; status?: number; retryAfterMs?: number },
+  ) {
+    super(message, options);
+    if (options?.status !== undefined) this.status = options.status;
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
+  }
+}
 
 /** A deadline passed before what was awaited happened (a line, an answer, a start). */
 export class TimeoutError extends TransientError {}

@@ -1029,7 +1029,9 @@ export class Appliances extends EventTarget {
     const id = createHash("sha256").update(location).digest("hex").slice(0, 32);
     return new MirroredStore({
       location,
-      open: () => openStore(location),
+      // A server that does not answer is the mirror's business (it answers at once);
+      // one that answers busy (429, 503) is retried with backoff (docs/FORMAT.md).
+      open: () => openStore(location, { retry: { onlyAnswered: true } }),
       mirrorDir: `${this.#stateDir}/mirror/${id}`,
     });
   }

@@ -101,11 +101,11 @@ A data repository (--kind data) belongs to one user: give their key with --user-
       if (positionals[0].startsWith("s3://")) {
         // A bucket that honours no conditional create would let two publishers
         // commit the same version: refuse it before it holds a repository.
-        const { ensureBucket, parseS3Url, probeConditionalCreate, S3Store } = await import(
+        const { ensureBucket, parseS3Url, probeConditionalCreate } = await import(
           "../repo/store_s3.ts"
         );
         await ensureBucket(parseS3Url(positionals[0], s3Options(values)));
-        await probeConditionalCreate(store as InstanceType<typeof S3Store>);
+        await probeConditionalCreate(store);
       }
       const repo = await Repository.init(store, { kind, chunkSizeBytes, publisherKeys });
       if (values.json) printJson(repo.config);

@@ -9,7 +9,7 @@
 import { PermanentError } from "../errors.ts";
 import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
-import { type BlockDevice, checkRange } from "./block_device.ts";
+import { type BlockDevice, checkRange, settleAll } from "./block_device.ts";
 
 /**
  * Observes every chunk read (boot traces, access profiles, statistics): the chunk's
@@ -76,7 +76,7 @@ export class ChunkedDisk implements BlockDevice {
         );
       }
     }
-    if (misses) await Promise.all(misses);
+    if (misses) await settleAll(misses);
   }
 
   write(): Promise<void> {

@@ -16,6 +16,12 @@ import { parseRepoConfig, type RepoConfig, type RepoKind } from "./repo_config.t
 import type { Store } from "./store.ts";
 import { followKeyLists } from "./key_list.ts";
 
+/**
+ * Reads of a chunk before it is reported corrupt. Three: a link that damages one body
+ * in a hundred then reports a good chunk corrupt once in a million reads.
+ */
+const CHUNK_READ_ATTEMPTS = 3;
+
 /** Object keys of the layout. */
 export const REPO_JSON = "repo.json";
 export const LATEST = "latest";
@@ -296,28 +302,46 @@ export class Repository {
     return (await this.readStoredChunk(hash)).plain;
   }
 
-  /** `readChunk`, also saying how big the stored object was (the bytes that crossed the link). */
+  /**
+   * `readChunk`, also saying how big the stored object was (the bytes that crossed the
+   * link). A chunk that fails its check is read again, up to `CHUNK_READ_ATTEMPTS`
+   * times in all: a body damaged or cut short on the way is cured by that, one damaged
+   * in the store is then reported (`IntegrityError`, saying how often it was read).
+   */
   async readStoredChunk(hash: Uint8Array): Promise<StoredChunk> {
     const id = toHex(hash);
-    let object: Uint8Array;
-    try {
-      object = await this.store.get(chunkKey(id));
-    } catch (err) {
-      if (err instanceof NotFoundError) {
-        throw new NotFoundError(
-          `chunk ${id} is missing from ${this.store.location} (the repository is damaged; run vat repo verify)`,
-          { cause: err },
+    for (let attempt = 1;; attempt++) {
+      let object: Uint8Array;
+      try {
+        object = await this.store.get(chunkKey(id));
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          throw new NotFoundError(
+            `chunk ${id} is missing from ${this.store.location} (the repository is damaged; run vat repo verify)`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
+      try {
+        const plain = this.codec.decode(
+          object,
+          hash,
+          `chunk ${id} in ${this.store.location}`,
+          this.config.chunkSizeBytes,
+        );
+        return { plain, storedBytes: object.length };
+      } catch (err) {
+        if (!(err instanceof IntegrityError)) throw err;
+        if (attempt >= CHUNK_READ_ATTEMPTS) {
+          throw new IntegrityError(`${err.message} (read ${attempt} times)`, { cause: err });
+        }
+        console.error(
+          `repository: chunk ${id} in ${this.store.location} failed its check; reading it ` +
+            `again (${attempt + 1} of ${CHUNK_READ_ATTEMPTS})`,
         );
       }
-      throw err;
     }
-    const plain = this.codec.decode(
-      object,
-      hash,
-      `chunk ${id} in ${this.store.location}`,
-      this.config.chunkSizeBytes,
-    );
-    return { plain, storedBytes: object.length };
   }
 
   /** Encodes and stores a chunk; returns the stored object's size. */

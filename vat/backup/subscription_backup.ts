@@ -13,8 +13,9 @@ import { CowOverlay } from "../disk/cow_overlay.ts";
 import { ConflictError, isRetryable, NotFoundError, TransientError } from "../errors.ts";
 import { chunkKey, isAllZero } from "../repo/chunk_codec.ts";
 import { DiskIndex } from "../repo/disk_index.ts";
-import { signManifest, type VersionManifest, type VmDescription } from "../repo/manifest.ts";
-import { manifestKey, type Repository } from "../repo/repository.ts";
+import type { VmDescription } from "../repo/manifest.ts";
+import type { Repository } from "../repo/repository.ts";
+import { commitVersion } from "../repo/commit_version.ts";
 import { ProgressMeter } from "../progress.ts";
 import type { RateLimiter } from "../rate_limiter.ts";
 import type { DataRepository } from "./data_repository.ts";
@@ -494,14 +495,7 @@ export class SubscriptionBackup {
     const version = (latest ?? 0) + 1;
     const ref = await repo.writeDiskIndex(version, "user", snapshot.index);
     await this.#options.limiter.take(ref.sizeBytes); // the index counts against the cap too
-    const manifest: VersionManifest = {
-      format: 1,
-      repoId: repo.config.id,
-      version,
-      parent: latest,
-      createdAt: new Date().toISOString(),
-      publisher: this.#data.key.signingKey.publicKeyId,
-      nonce: randomUUID(),
+    const committed = await commitVersion(repo, this.#data.key.signingKey, version, latest, {
       vm: snapshot.vm,
       disks: {
         user: {
@@ -522,17 +516,9 @@ export class SubscriptionBackup {
         undoneTo: snapshot.undoneTo,
       },
       subscription: state.series,
-    };
-    if (
-      !(await repo.store.create(
-        manifestKey(version),
-        signManifest(manifest, this.#data.key.signingKey),
-      ))
-    ) {
-      // Another VAT committed this number first; the next round sees it and forks.
-      return;
-    }
-    await repo.writeLatest(version).catch(() => {});
+    }, { latestRequired: false });
+    // Another VAT committed this number first; the next round sees it and forks.
+    if (!committed) return;
     await this.outbox.uploaded(snapshot, version);
     this.#sentOfCurrent = 0;
     this.outbox.updateState({ lastBackupAt: snapshot.takenAt });

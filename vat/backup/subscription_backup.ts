@@ -11,7 +11,7 @@
 import { randomUUID } from "node:crypto";
 import { CowOverlay } from "../disk/cow_overlay.ts";
 import { ConflictError, isRetryable, NotFoundError, TransientError } from "../errors.ts";
-import { chunkKey, isAllZero } from "../repo/chunk_codec.ts";
+import { fromHex, isAllZero } from "../repo/chunk_codec.ts";
 import { DiskIndex } from "../repo/disk_index.ts";
 import type { VmDescription } from "../repo/manifest.ts";
 import type { Repository } from "../repo/repository.ts";
@@ -470,8 +470,8 @@ export class SubscriptionBackup {
     const worker = async () => {
       while (next < snapshot.objects.length) {
         const id = snapshot.objects[next++];
-        const key = chunkKey(id);
-        if (await repo.store.stat(key)) {
+        const hash = fromHex(id);
+        if (await repo.hasChunk(hash)) {
           meter.advance(0);
           continue;
         }
@@ -485,7 +485,7 @@ export class SubscriptionBackup {
         await this.#options.limiter.take(object.length);
         if (this.#stopping) throw new TransientError("the upload stopped with the daemon");
         const schedule = this.#options.schedule ?? ((task) => task());
-        await schedule(() => repo.store.put(key, object));
+        await schedule(() => repo.writeEncodedChunk(hash, object));
         meter.advance(object.length);
         this.#sentOfCurrent += object.length;
       }

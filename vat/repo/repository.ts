@@ -351,6 +351,14 @@ export class Repository {
     return object.length;
   }
 
+  /**
+   * Stores chunk object `object` of chunk `hash`, already encoded with this repository's
+   * codec (a backup's outbox seals chunks when it snapshots, then uploads them later).
+   */
+  async writeEncodedChunk(hash: Uint8Array, object: Uint8Array): Promise<void> {
+    await this.store.put(chunkKey(toHex(hash)), object);
+  }
+
   /** Whether the store holds chunk `hash` (it is not read or checked). */
   async hasChunk(hash: Uint8Array): Promise<boolean> {
     return (await this.store.stat(chunkKey(toHex(hash)))) !== null;

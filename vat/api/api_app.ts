@@ -21,6 +21,7 @@ import { uiRoutes } from "../ui/ui_routes.ts";
 import { proxyVnc } from "../ui/vnc_proxy.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
 import type { AccelDecision } from "../vmm/accelerator.ts";
+import type { Updater } from "../update/updater.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -34,6 +35,24 @@ export interface ApiContext {
   remoteDisplay?(): { url: string; fingerprint: string } | null;
   /** What guests run on and why (null until decided). */
   accel?(): AccelDecision | null;
+  /** Self-update, when a release repository is configured. */
+  updater?: Updater | null;
+}
+
+function updateRoutes(ctx: ApiContext) {
+  const updater = () => {
+    if (!ctx.updater) {
+      throw new NotFoundError(
+        "no release repository is configured: give the daemon --release-repo REPO " +
+          '--release-key KEY.pub (or "releaseRepo" and "releaseKey" in config.json)',
+      );
+    }
+    return ctx.updater;
+  };
+  return new Hono()
+    .get("/", async (c) => c.json(await updater().status()))
+    .post("/check", async (c) => c.json(await updater().check()))
+    .post("/apply", async (c) => c.json(await updater().apply()));
 }
 
 function applianceRoutes(ctx: ApiContext) {
@@ -172,6 +191,7 @@ export function apiApp(ctx: ApiContext) {
         cache: ctx.cacheStats(),
         remoteDisplay: ctx.remoteDisplay?.() ?? null,
         accel: ctx.accel?.() ?? null,
+        update: ctx.updater ? await ctx.updater.status() : null,
       }))
     .get("/events", (c) =>
       streamSSE(c, async (stream) => {
@@ -200,11 +220,14 @@ export function apiApp(ctx: ApiContext) {
         }
       }))
     .route("/appliances", applianceRoutes(ctx))
+    .route("/update", updateRoutes(ctx))
     .route("/session", signOutRoutes(sessions));
 
   // Signing in is the one API route without a session: it is mounted ahead of `api`.
   const root = new Hono()
     .route("/", uiRoutes())
+    // The launcher's proof of life for a new release (docs/UPDATE.md): no session needed.
+    .get("/api/health", (c) => c.json({ ok: true, version: ctx.version }))
     .route("/api/session", signInRoutes(ctx.token, sessions))
     .route("/api", api);
   root.onError((err, c) => {

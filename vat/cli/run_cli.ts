@@ -33,6 +33,8 @@ import { VERSION } from "./version.ts";
 import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
 import { traceRecordCommand } from "./trace_command.ts";
+import { releaseLsCommand, releasePublishCommand } from "./release_commands.ts";
+import { updateApplyCommand, updateCheckCommand, updateStatusCommand } from "./update_commands.ts";
 import {
   repoAddKeyCommand,
   repoGcCommand,
@@ -68,6 +70,11 @@ export const COMMANDS: Command[] = [
   repoGcCommand,
   publishCommand,
   traceRecordCommand,
+  releasePublishCommand,
+  releaseLsCommand,
+  updateCheckCommand,
+  updateApplyCommand,
+  updateStatusCommand,
   exportCommand,
   serveCommand,
   nbdCommand,

@@ -20,6 +20,7 @@ import { hashChunk, isAllZero, toHex } from "./chunk_codec.ts";
 import { DiskIndex } from "./disk_index.ts";
 import {
   type DiskEntry,
+  type ReleaseRecord,
   signManifest,
   type VersionManifest,
   type VmDescription,
@@ -112,7 +113,7 @@ export async function publishVersion(
         files.push(file);
         const isBootFile = name === "kernel" || name === "initrd";
         const unused = input.exact || isBootFile ? [] : await findUnusedRangesInFile(image.path);
-        sources.push([name, { ..._fileSource(file, image.sizeBytes), unused }]);
+        sources.push([name, { ...fileDiskSource(file, image.sizeBytes), unused }]);
       }
       const vm: VmDescription = {
         memoryMiB: input.memoryMiB ?? 1024,
@@ -147,7 +148,7 @@ export async function publishDisks(
   repo: Repository,
   sources: [string, DiskSource][],
   vm: VmDescription,
-  options: PublishOptions & { updateRequired?: boolean; note?: string },
+  options: PublishOptions & { updateRequired?: boolean; note?: string; release?: ReleaseRecord },
 ): Promise<PublishResult> {
   const started = performance.now();
   const keyId = options.key.publicKeyId;
@@ -223,6 +224,7 @@ export async function publishDisks(
       };
       if (options.updateRequired) manifest.updateRequired = true;
       if (options.note) manifest.note = options.note;
+      if (options.release) manifest.release = options.release;
       if (await repo.store.create(manifestKey(version), signManifest(manifest, options.key))) {
         await repo.writeLatest(version);
         progress.phase = `published version ${version}`;
@@ -349,7 +351,8 @@ async function _chunkDisk(
   return index;
 }
 
-function _fileSource(file: Deno.FsFile, sizeBytes: number): DiskSource {
+/** A disk read from an open file (bytes past its end read as zeroes). */
+export function fileDiskSource(file: Deno.FsFile, sizeBytes: number): DiskSource {
   let position = -1;
   return {
     sizeBytes,

@@ -31,6 +31,7 @@ const TEST_PACKAGES = {
   "libnbd-bin": "nbdcopy",
   "nginx": "nginx",
   "zstd": "zstd",
+  "rsync": "rsync",
   "ceph-mon": "ceph-mon",
   "ceph-osd": "ceph-osd",
   "radosgw": "radosgw",

@@ -399,3 +399,101 @@ Deno.test({
     }
   },
 });
+
+/**
+ * A static HTTP server over a repository directory that counts chunk requests, holds
+ * each for `delayMs`, and answers 403 to every chunk while `forbid` is on.
+ */
+function _slowServer(root: string, delayMs: number) {
+  const chunkGets: string[] = [];
+  const control = { forbid: false };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const key = decodeURIComponent(new URL(req.url).pathname.slice(1));
+    if (req.method !== "GET" && req.method !== "HEAD") return new Response("no", { status: 405 });
+    if (key.includes("..")) return new Response("no", { status: 400 });
+    if (key.startsWith("chunks/")) {
+      if (req.method === "GET") chunkGets.push(key);
+      if (control.forbid) return new Response("forbidden", { status: 403 });
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+    try {
+      const data = await Deno.readFile(`${root}/${key}`);
+      return new Response(req.method === "HEAD" ? null : data, {
+        headers: { "content-length": String(data.length) },
+      });
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return new Response("not found", { status: 404 });
+      if (err instanceof Deno.errors.IsADirectory) return new Response("no", { status: 404 });
+      throw err;
+    }
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}/`, chunkGets, control, server };
+}
+
+Deno.test({
+  name: "a download killed midway resumes without fetching its chunks again, and a 403 is not " +
+    "retried forever",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const f = await fixture();
+    const dir = await Deno.makeTempDir({ prefix: "vat-update-resume-test-" });
+    const served = _slowServer(f.repo, 3);
+    try {
+      const state = `${dir}/state`;
+      const args = [
+        "update",
+        "apply",
+        "--state",
+        state,
+        "--release-repo",
+        served.url,
+        "--release-key",
+        `${f.key}.pub`,
+        "--json",
+      ];
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--quiet", `${ROOT}main.ts`, ...args],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const deadline = Date.now() + 60_000;
+      while (served.chunkGets.length < 1500 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      child.kill("SIGKILL");
+      await child.status;
+      const firstRun = new Set(served.chunkGets);
+      assert.ok(firstRun.size >= 1500, `the first run fetched ${firstRun.size} chunks`);
+
+      // The repository refuses: the updater gives up at once with the server's answer.
+      served.control.forbid = true;
+      const started = Date.now();
+      const refused = await runVat(args);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /403|forbidden|denied/i);
+      assert.ok(Date.now() - started < 30_000, "a 403 is not retried");
+      assert.equal(await Deno.readTextFile(`${state}/install/next`).catch(() => null), null);
+
+      served.control.forbid = false;
+      const before = served.chunkGets.length;
+      const resumed = JSON.parse((await vatOk(args)).stdout);
+      assert.equal(resumed.installed, true, resumed.reason);
+      const secondRun = served.chunkGets.slice(before);
+      const again = secondRun.filter((key) => firstRun.has(key));
+      console.log(
+        `resume: the killed run asked for ${firstRun.size} chunks, the resumed one for ` +
+          `${secondRun.length} more, ${again.length} of them again (in flight at the kill); ` +
+          `${formatBytes(resumed.progress.cachedBytes)} came from the cache`,
+      );
+      assert.ok(again.length <= 16, `${again.length} chunks were fetched again`);
+      assert.ok(resumed.progress.cachedBytes > 0);
+      assert.equal(await Deno.readTextFile(`${state}/install/next`), "A 3\n");
+      const release = JSON.parse(await Deno.readTextFile(`${state}/install/A/release.json`));
+      assert.equal(release.vatVersion, "0.2.0");
+    } finally {
+      await served.server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -18,7 +18,7 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
+import { PermanentError, UsageError } from "../errors.ts";
 import { removeIfThere, syncDir, writeFileAtomic } from "../fs_atomic.ts";
 import { BOOT_ATTEMPTS, LAUNCHER_SCRIPT } from "./launcher_script.ts";
 
@@ -90,10 +90,22 @@ export class InstallDir {
     }
   }
 
-  /** The slot that is neither current nor next: where a download goes. */
-  async freeSlot(): Promise<Slot> {
+  /**
+   * The slot that is neither current nor next nor `running` (the slot this process runs
+   * from, which is one of them unless the files were changed by hand): where a download goes.
+   */
+  async freeSlot(running: Slot | null = null): Promise<Slot> {
     const state = await this.read();
-    return SLOTS.find((s) => s !== state.current?.slot && s !== state.next?.slot)!;
+    const free = SLOTS.find((s) =>
+      s !== state.current?.slot && s !== state.next?.slot && s !== running
+    );
+    if (!free) {
+      throw new PermanentError(
+        `${this.dir} has no free slot: current, next and the running slot are all different; ` +
+          "restart vat through its launcher first",
+      );
+    }
+    return free;
   }
 
   /** Empties `slot` for a download (whatever a crashed download left there goes). */

@@ -305,7 +305,7 @@ export class Updater {
   ): Promise<ApplyResult> {
     const { installDir, cache, scheduler, log } = this.#options;
     const record = manifest.release!;
-    const slot = await installDir.freeSlot();
+    const slot = await installDir.freeSlot(this.#options.runningSlot ?? null);
     const local = await _localChunks(installDir, slot, repo.config.chunkSizeBytes);
     const progress: UpdateProgress = {
       release: available.release,

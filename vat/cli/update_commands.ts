@@ -11,7 +11,7 @@ import { ChunkCache } from "../cache/chunk_cache.ts";
 import { readDaemonInfo } from "../daemon/daemon.ts";
 import { readDaemonConfig } from "../daemon/daemon_config.ts";
 import { UsageError } from "../errors.ts";
-import { formatBytes } from "../progress.ts";
+import { formatBytes, terminalProgress } from "../progress.ts";
 import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
 import { InstallDir, type InstallState } from "../update/install_dir.ts";
 import { resolveUpdateSettings } from "../update/update_settings.ts";
@@ -67,15 +67,22 @@ function updateCommand(verb: Verb, summary: string, usage: string): Command {
           );
         }
         const client = await connectDaemon(dir);
-        answer = await expectOk(
+        const request = expectOk(
           verb === "status"
             ? client.api.update.$get()
             : verb === "check"
             ? client.api.update.check.$post()
             : client.api.update.apply.$post(),
         );
+        answer = verb === "apply"
+          ? await _showProgress(
+            request,
+            () => expectOk<UpdateStatus>(client.api.update.$get()),
+            values.json,
+          )
+          : await request;
       } else {
-        answer = await _inProcess(verb, dir, flags);
+        answer = await _inProcess(verb, dir, flags, values.json);
       }
       if (values.json) {
         printJson(answer);
@@ -93,6 +100,7 @@ async function _inProcess(
   verb: Verb,
   dir: string,
   flags: { releaseRepo?: string; releaseKey?: string; installDir?: string },
+  quiet?: boolean,
 ): Promise<unknown> {
   const config = await readDaemonConfig(dir);
   const settings = await resolveUpdateSettings(dir, config, flags);
@@ -119,10 +127,48 @@ async function _inProcess(
       log: (line) => console.error(line),
     });
     if (verb === "check") return await updater.check();
-    if (verb === "apply") return await updater.apply();
+    if (verb === "apply") {
+      return await _showProgress(updater.apply(), () => updater.status(), quiet);
+    }
     return await updater.status();
   } finally {
     await cache.close();
+  }
+}
+
+/** Prints the download's progress (read every half second) until `work` ends. */
+async function _showProgress<T>(
+  work: Promise<T>,
+  read: () => Promise<UpdateStatus>,
+  quiet?: boolean,
+): Promise<T> {
+  const progress = terminalProgress({ quiet });
+  const started = performance.now();
+  let done = false;
+  const polling = (async () => {
+    while (!done) {
+      await new Promise((r) => setTimeout(r, 500));
+      if (done) break;
+      const p = (await read().catch(() => null))?.progress;
+      if (!p || p.phase === "staged") continue;
+      const fetching = p.phase === "fetching";
+      progress.listener({
+        phase: fetching
+          ? `fetching release ${p.release}`
+          : `writing release ${p.release} into slot ${p.slot}`,
+        doneBytes: fetching ? p.fetchedBytes : p.doneBytes,
+        totalBytes: fetching ? p.toFetchBytes : p.totalBytes,
+        transferredBytes: p.fetchedStoredBytes + p.indexBytes,
+        elapsedMs: performance.now() - started,
+      });
+    }
+  })();
+  try {
+    return await work;
+  } finally {
+    done = true;
+    await polling;
+    progress.done();
   }
 }
 

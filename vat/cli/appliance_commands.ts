@@ -14,6 +14,8 @@ import { stateDir } from "../state_dir.ts";
 import type { AccelDecision } from "../vmm/accelerator.ts";
 import { parseFlags, printJson } from "./args.ts";
 import type { Command } from "./command.ts";
+import type { UpdateStatus } from "../update/updater.ts";
+import { describeStatus } from "./update_commands.ts";
 
 const COMMON = { state: { type: "string" as const }, json: { type: "boolean" as const } };
 
@@ -265,6 +267,7 @@ export const statusCommand: Command = {
       cache: { usedBytes: number; budgetBytes: number; hits: number; misses: number };
       remoteDisplay: { url: string; fingerprint: string } | null;
       accel: AccelDecision | null;
+      update: UpdateStatus | null;
     }>(client.api.status.$get());
     if (values.json) {
       printJson(status);
@@ -286,6 +289,11 @@ export const statusCommand: Command = {
       console.log(
         `remote display: ${status.remoteDisplay.url} (TLS certificate SHA-256 ${status.remoteDisplay.fingerprint})`,
       );
+    }
+    if (status.update) {
+      for (const line of describeStatus(status.update).split("\n").slice(1)) {
+        console.log(`update: ${line}`);
+      }
     }
     for (const a of status.appliances) console.log(describe(a));
     return 0;

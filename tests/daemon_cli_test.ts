@@ -111,12 +111,16 @@ Deno.test("the daemon refuses a config file it does not understand", async () =>
     assert.equal(bad.code, 2);
     assert.match(
       bad.stderr,
-      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize, prefetchLimit\)/,
+      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize, prefetchLimit, accel, releaseRepo, releaseKey, installDir, updateInterval\)/,
     );
     await Deno.writeTextFile(`${state}/config.json`, "{ not json");
     const broken = await runVat(["--headless", "--state", state]);
     assert.equal(broken.code, 2);
     assert.match(broken.stderr, /config\.json is not valid JSON/);
+    await Deno.writeTextFile(`${state}/config.json`, JSON.stringify({ releaseRepo: "/r" }));
+    const halfUpdate = await runVat(["--headless", "--state", state]);
+    assert.equal(halfUpdate.code, 2);
+    assert.match(halfUpdate.stderr, /"releaseRepo" and "releaseKey" go together/);
   } finally {
     await Deno.remove(state, { recursive: true });
   }

@@ -267,6 +267,15 @@ Deno.test({
       const status = JSON.parse((await vatOk(["status", "--state", state, "--json"])).stdout);
       assert.equal(status.version, "0.2.0");
       assert.equal(status.update.runningSlot, "A");
+      // The bundle serves the UI from the slot's copy, and carries the demo's init beside it.
+      const { url } = JSON.parse(await Deno.readTextFile(`${state}/daemon.json`));
+      const ui = await fetch(`${url}ui/vat_ui.js`);
+      assert.equal(ui.status, 200);
+      assert.equal(await ui.text(), await Deno.readTextFile(`${install}/A/dist/ui/vat_ui.js`));
+      assert.equal(
+        await Deno.readTextFile(`${install}/A/vat/demo/busybox_appliance_init`),
+        await Deno.readTextFile(`${ROOT}vat/demo/busybox_appliance_init`),
+      );
       const command = await Deno.readTextFile(`/proc/${status.pid}/cmdline`);
       assert.ok(
         command.startsWith(`${install}/A/deno\0run\0`) && command.includes(`${install}/A/vat.js`),

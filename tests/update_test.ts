@@ -212,7 +212,8 @@ async function _waitForVersion(state: string, version: string): Promise<void> {
 
 Deno.test({
   name: "a release is installed into a slot, started by the launcher, updated by its delta, " +
-    "rolled back when it cannot start, and refused when older or signed by an unpinned key",
+    "rolled back when it cannot start, and refused when older, signed by an unpinned key, or " +
+    "needing a newer vat to update from",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -386,6 +387,25 @@ Deno.test({
         /release 5 .* is refused: it is not signed by the pinned release key/,
       );
       assert.equal(await readState("current"), "B");
+      assert.equal(await readState("next"), "");
+
+      // Nor one that needs a newer vat to update from (--min-from).
+      const later = await _fakeBinary(`${dir}/later`, "0.6.0");
+      await vatOk([
+        "release",
+        "publish",
+        repo,
+        "--key",
+        f.key,
+        "--binary",
+        later,
+        "--min-from",
+        "0.5.0",
+        "--quiet",
+      ]);
+      const refusedMin = await runVat(["update", "apply", "--state", state]);
+      assert.equal(refusedMin.code, 1);
+      assert.match(refusedMin.stderr, /release 6 \(vat 0\.6\.0\) needs vat 0\.5\.0 or newer/);
       assert.equal(await readState("next"), "");
       assert.equal(
         JSON.parse((await vatOk(["status", "--state", state, "--json"])).stdout).version,

@@ -526,3 +526,48 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "the daemon checks its release repository by itself and restarts into a new release",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const f = await fixture();
+    const dir = await Deno.makeTempDir({ prefix: "vat-update-auto-test-" });
+    let launcher: Launcher | null = null;
+    try {
+      const repo = `${dir}/repo`;
+      assert.equal((await run("cp", ["-a", f.repo, repo])).code, 0);
+      const state = `${dir}/state`;
+      await Deno.mkdir(state);
+      await Deno.writeTextFile(
+        `${state}/config.json`,
+        JSON.stringify({ releaseRepo: repo, releaseKey: `${f.key}.pub`, updateInterval: 1 }),
+      );
+      await vatOk(["update", "apply", "--state", state]);
+      launcher = startLauncher(`${state}/install`, [
+        "--headless",
+        "--state",
+        state,
+        "--port",
+        "0",
+        "--accel",
+        "tcg",
+      ]);
+      await launcher.waitFor(/slot A \(vat 0\.2\.0\) answered its health check/);
+      await vatOk(["release", "publish", repo, "--key", f.key, "--source", f.srcB, "--quiet"]);
+      // No vat update here: the daemon's own check finds release 2 within a second or so.
+      await launcher.waitFor(/slot B \(vat 0\.3\.0\) answered its health check/);
+      await _waitForVersion(state, "0.3.0");
+      const status = JSON.parse(
+        (await vatOk(["update", "status", "--state", state, "--json"])).stdout,
+      );
+      assert.equal(status.install.current.slot, "B");
+      assert.equal(status.install.current.release.release, 2);
+      assert.equal(status.lastError, null);
+    } finally {
+      await launcher?.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -25,7 +25,7 @@ import { formatBytes } from "../progress.ts";
 import { openBrowser, type OpenedBrowser } from "./open_browser.ts";
 import { type ListenAddress, type RemoteDisplay, serveRemoteDisplay } from "./remote_display.ts";
 import { StateDb } from "./state_db.ts";
-import { InstallDir } from "../update/install_dir.ts";
+import { InstallDir, type Slot } from "../update/install_dir.ts";
 import { RESTART_EXIT_CODE } from "../update/launcher_script.ts";
 import type { UpdateSettings } from "../update/update_settings.ts";
 import { Updater } from "../update/updater.ts";
@@ -264,6 +264,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     }
   });
   clearTimeout(updateTimer);
+  await updater?.close();
   await browser?.close();
   await prefetcher?.close();
   await appliances.close();
@@ -282,7 +283,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
 async function _markHealthy(
   url: string,
   installDir: InstallDir,
-  slot: "A" | "B" | "C",
+  slot: Slot,
   log: (line: string) => void,
 ): Promise<void> {
   try {

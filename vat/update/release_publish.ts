@@ -87,7 +87,6 @@ export async function publishRelease(
       });
       await _checkBundleRuns(files, vatVersion);
     }
-    if (options.minFrom) checkVatVersion(options.minFrom, "--min-from");
     const release: ReleaseRecord = {
       vatVersion,
       kind: input.kind,

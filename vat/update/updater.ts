@@ -17,7 +17,7 @@
  */
 
 import type { ChunkCache } from "../cache/chunk_cache.ts";
-import { IntegrityError, PermanentError, UsageError } from "../errors.ts";
+import { IntegrityError, PermanentError, TransientError, UsageError } from "../errors.ts";
 import { syncDir, writeFileAtomic } from "../fs_atomic.ts";
 import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import { hashChunk, toHex } from "../repo/chunk_codec.ts";
@@ -122,6 +122,7 @@ export class Updater {
   #lastError: string | null = null;
   #lastApply: ApplyResult | null = null;
   #busy: Promise<unknown> = Promise.resolve();
+  #closed = false;
   /** Called after a release was staged (the daemon restarts into it when idle). */
   onStaged?: (result: ApplyResult) => void;
 
@@ -190,9 +191,23 @@ export class Updater {
     });
   }
 
+  /**
+   * Stops: a download under way ends at its next chunk (its chunks stay cached and
+   * pinned, so the next apply resumes it); resolves when it has.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#busy.catch(() => {});
+  }
+
   /** Runs one check or apply at a time, recording its error in the status. */
+  #throwIfClosed(): void {
+    if (this.#closed) throw new TransientError("the update stopped because vat is stopping");
+  }
+
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#busy.catch(() => {}).then(async () => {
+      this.#throwIfClosed();
       this.#state = "checking";
       try {
         const result = await fn();
@@ -373,7 +388,10 @@ export class Updater {
     }
     let next = 0;
     const worker = async () => {
-      while (next < missing.length) await cache.get(missing[next++], fetchChunk);
+      while (next < missing.length) {
+        this.#throwIfClosed();
+        await cache.get(missing[next++], fetchChunk);
+      }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
     // Then into the slot: each chunk from the installed slots, the cache, or zeroes.
@@ -384,6 +402,7 @@ export class Updater {
       const target = `${path}/${file.path}`;
       await Deno.mkdir(target.slice(0, target.lastIndexOf("/")), { recursive: true });
       await _writeFile(`${target}.part`, index, async (i, hash) => {
+        this.#throwIfClosed();
         const length = index.chunkLength(i);
         progress.doneBytes += length;
         if (!hash) {

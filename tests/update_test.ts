@@ -111,7 +111,7 @@ interface Launcher {
 function startLauncher(installDir: string, args: string[]): Launcher {
   const child = new Deno.Command(`${installDir}/vat-launcher.sh`, {
     args,
-    env: { VAT_HEALTH_TIMEOUT: "30" },
+    env: { VAT_HEALTH_TIMEOUT: "30", VAT_HEALTH_SETTLE: "1" },
     stdout: "piped",
     stderr: "piped",
   }).spawn();

@@ -4,8 +4,8 @@
  * starts the slot `next` names while that has boot attempts left (taking one away
  * before each start, as RAUC and ChromeOS count attempts down), else `current`; it
  * marks a trial slot good (makes it `current`) only when the daemon it started wrote
- * `healthy` (after answering its own GET /api/health) within the time limit, and
- * otherwise stops it and tries again; when the attempts are used up it records the
+ * `healthy` (after answering its own GET /api/health) within the time limit and then
+ * stayed up for a while, and otherwise stops it and tries again; when the attempts are used up it records the
  * release in `failed` and goes back to `current`. It also restarts vat when it exits
  * with 75 (a staged release is waiting) or crashes, and stops with it on a signal.
  *
@@ -25,10 +25,12 @@ export const BOOT_ATTEMPTS = 3;
 export const LAUNCHER_SCRIPT = `#!/bin/sh
 # vat's launcher (docs/UPDATE.md). Written by vat's updater; do not edit.
 # usage: vat-launcher.sh [vat daemon flags...]
-# env: VAT_HEALTH_TIMEOUT (seconds a trial gets to prove itself, default 60)
+# env: VAT_HEALTH_TIMEOUT (seconds a trial gets to answer its health check, default 60),
+#      VAT_HEALTH_SETTLE (seconds it must then stay up before it is marked good, default 10)
 set -u
 dir=$(cd "$(dirname "$0")" && pwd)
 health_timeout=\${VAT_HEALTH_TIMEOUT:-60}
+settle=\${VAT_HEALTH_SETTLE:-10}
 log() { echo "vat-launcher: $*" >&2; }
 # put FILE LINE: replaces FILE by a file holding LINE, atomically and durably.
 put() {
@@ -92,13 +94,22 @@ while [ $stopping = 0 ]; do
       sleep 0.2
       n=$((n + 1))
     done
+    # Answering once is not enough: it must stay up a while (a crash soon after start
+    # counts as a failed attempt, as ChromeOS marks a kernel good only 45 s after boot).
+    n=0
+    while [ $ok = 1 ] && [ $n -lt $((settle * 5)) ] && [ $stopping = 0 ]; do
+      kill -0 "$pid" 2>/dev/null || ok=0
+      sleep 0.2
+      n=$((n + 1))
+    done
+    [ $stopping = 1 ] && ok=0
     if [ $ok = 1 ]; then
       put "$dir/current" "$slot"
       rm -f "$dir/next"
       sync "$dir" 2>/dev/null || sync
       log "slot $slot (vat $(version_of "$slot")) answered its health check: it is current now"
     else
-      [ $stopping = 0 ] && log "slot $slot did not answer its health check within \${health_timeout} s"
+      [ $stopping = 0 ] && log "slot $slot did not answer its health check within \${health_timeout} s and stay up \${settle} s"
       stop_child
       continue
     fi

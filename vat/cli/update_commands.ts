@@ -108,7 +108,7 @@ async function _inProcess(
   if (!settings.repo || !settings.key) {
     if (verb === "status") return await installDir.read();
     throw new UsageError(
-      `update ${verb}: no release repository: give --release-repo REPO --release-key KEY.pub ` +
+      `no release repository: give --release-repo REPO --release-key KEY.pub ` +
         `or set "releaseRepo" and "releaseKey" in ${dir}/config.json`,
     );
   }

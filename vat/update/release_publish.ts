@@ -247,7 +247,7 @@ async function _versionOfBinary(binary: string): Promise<string> {
     }
     throw err;
   }
-  const said = new TextDecoder().decode(out.stdout).trim();
+  const said = new TextDecoder().decode(out.stdout).trim().split("\n")[0].slice(0, 200);
   const m = /^vat (\S+)$/.exec(said);
   if (!out.success || !m) {
     throw new UsageError(

@@ -17,6 +17,7 @@ const LAYERS: Record<string, number> = {
   appliance: 4,
   backup: 5,
   prefetch: 5,
+  update: 5,
   vmm: 6,
   nbd: 6,
   disk: 6,

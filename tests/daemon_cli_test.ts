@@ -111,7 +111,7 @@ Deno.test("the daemon refuses a config file it does not understand", async () =>
     assert.equal(bad.code, 2);
     assert.match(
       bad.stderr,
-      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize, prefetchLimit, accel\)/,
+      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize, prefetchLimit, accel, releaseRepo, releaseKey, installDir, updateInterval\)/,
     );
     await Deno.writeTextFile(`${state}/config.json`, "{ not json");
     const broken = await runVat(["--headless", "--state", state]);
@@ -125,6 +125,10 @@ Deno.test("the daemon refuses a config file it does not understand", async () =>
     const flag = await runVat(["--headless", "--state", state, "--accel", "kvm2"]);
     assert.equal(flag.code, 2);
     assert.match(flag.stderr, /--accel must be one of auto, kvm, tcg, not "kvm2"/);
+    await Deno.writeTextFile(`${state}/config.json`, JSON.stringify({ releaseRepo: "/r" }));
+    const halfUpdate = await runVat(["--headless", "--state", state]);
+    assert.equal(halfUpdate.code, 2);
+    assert.match(halfUpdate.stderr, /"releaseRepo" and "releaseKey" go together/);
   } finally {
     await Deno.remove(state, { recursive: true });
   }

@@ -25,6 +25,15 @@ const DECLARED: { file: string; expr: string; programs: string[] }[] = [
   { file: "vat/daemon/open_browser.ts", expr: "launch.command", programs: ["chromium"] },
   // findBusybox(): Debian's busybox-static.
   { file: "vat/demo/busybox_appliance.ts", expr: "busybox", programs: ["busybox"] },
+  // A release's own Deno runtime (the npm package deno's binary), run on its bundle.
+  { file: "vat/update/release_publish.ts", expr: "runtime", programs: [] },
+  // The vat binary an administrator publishes (its --version).
+  { file: "vat/update/release_publish.ts", expr: "input.binary", programs: [] },
+  // The compiled vat, copied elsewhere.
+  { file: "tests/compile_test.ts", expr: "copy", programs: [] },
+  // The launcher that vat writes (its commands: SHELL_SCRIPTS).
+  { file: "tests/launcher_test.ts", expr: "`${dir}/vat-launcher.sh`", programs: [] },
+  { file: "tests/update_test.ts", expr: "`${installDir}/vat-launcher.sh`", programs: [] },
   // NGINX: /usr/sbin/nginx or /usr/bin/nginx.
   { file: "tests/fixtures/nginx.ts", expr: "binary", programs: ["nginx"] },
 ];
@@ -39,6 +48,14 @@ const SHELL_SCRIPTS: Record<string, string[]> = {
   "tests/fixtures/ceph.ts": ["ceph-mon", "ceph-osd", "radosgw"],
   // The stand-in browser.
   "tests/remote_display_test.ts": ["sleep"],
+  // Stand-in slots' `launch` scripts: builtins and sleep.
+  "tests/launcher_test.ts": ["sleep"],
+  // A slot's `launch` script: the slot's own runtime or binary.
+  "vat/update/install_dir.ts": ["dirname"],
+  // The launcher, written by install_dir.ts: its commands.
+  "vat/update/launcher_script.ts": ["sed", "head", "mv", "rm", "cat", "sleep", "sync"],
+  // `command -v rsync` (a builtin): the test measures rsync where it is installed.
+  "tests/update_test.ts": [],
   // A stand-in QEMU whose KVM hangs Linux guests: bash, then the real QEMU.
   "tests/helpers/hanging_kvm_qemu.ts": ["bash", "qemu-system-x86_64"],
   // Stand-in QEMUs for the KVM probe: bash builtins only.

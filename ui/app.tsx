@@ -10,6 +10,7 @@ import * as list from "./models/appliances.ts";
 import * as consoleModel from "./models/console.ts";
 import * as snapshotsModel from "./models/snapshots.ts";
 import * as heatMapModel from "./models/heat_map.ts";
+import { followUpdate, updateLine } from "./models/update.ts";
 import { route, showTab } from "./models/route.ts";
 import { session, signIn, signInError, signingIn, signOut } from "./models/session.ts";
 import { AppliancePage } from "./components/appliance_page.tsx";
@@ -30,6 +31,7 @@ export function App() {
 
 function SignedIn() {
   useEffect(() => list.followEvents(), []);
+  useEffect(() => followUpdate(), []);
   const r = route.value;
   const name = r.page === "appliance" ? r.name : null;
   useEffect(() => name === null ? undefined : consoleModel.followSerialLog(name), [name]);
@@ -68,6 +70,9 @@ function SignedIn() {
             ? "connection to the daemon lost, retrying…"
             : "connecting…"}
         </span>
+        {updateLine.value && (
+          <span class="update-line" data-testid="update-line" role="status">{updateLine}</span>
+        )}
         <button type="button" onClick={signOut}>Sign out</button>
       </header>
       {list.actionError.value && (

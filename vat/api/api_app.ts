@@ -13,7 +13,7 @@ import { getCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
-import { httpStatusOf, UsageError, VatError } from "../errors.ts";
+import { httpStatusOf, NotFoundError, UsageError, VatError } from "../errors.ts";
 import type { Appliances } from "../appliance/appliances.ts";
 import { keyFingerprint } from "../auth/signing_key.ts";
 import { requireToken } from "./require_token.ts";
@@ -23,6 +23,7 @@ import { uiRoutes } from "../ui/ui_routes.ts";
 import { ScreenRelays } from "./vnc_relay.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
 import type { AccelDecision } from "../vmm/accelerator.ts";
+import type { Updater } from "../update/updater.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -36,6 +37,24 @@ export interface ApiContext {
   remoteDisplay?(): { url: string; fingerprint: string } | null;
   /** What guests run on and why (null until decided). */
   accel?(): AccelDecision | null;
+  /** Self-update, when a release repository is configured. */
+  updater?: Updater | null;
+}
+
+function updateRoutes(ctx: ApiContext) {
+  const updater = () => {
+    if (!ctx.updater) {
+      throw new NotFoundError(
+        "no release repository is configured: give the daemon --release-repo REPO " +
+          '--release-key KEY.pub (or "releaseRepo" and "releaseKey" in config.json)',
+      );
+    }
+    return ctx.updater;
+  };
+  return new Hono()
+    .get("/", async (c) => c.json(await updater().status()))
+    .post("/check", async (c) => c.json(await updater().check()))
+    .post("/apply", async (c) => c.json(await updater().apply()));
 }
 
 /** How often a heat map stream sends the map. */
@@ -209,6 +228,7 @@ export function apiApp(ctx: ApiContext) {
         cache: ctx.cacheStats(),
         remoteDisplay: ctx.remoteDisplay?.() ?? null,
         accel: ctx.accel?.() ?? null,
+        update: ctx.updater ? await ctx.updater.status() : null,
       }))
     .get("/events", (c) =>
       streamSSE(c, async (stream) => {
@@ -237,11 +257,14 @@ export function apiApp(ctx: ApiContext) {
         }
       }))
     .route("/appliances", applianceRoutes(ctx, sessions, screens))
+    .route("/update", updateRoutes(ctx))
     .route("/session", signOutRoutes(sessions));
 
   // Signing in is the one API route without a session: it is mounted ahead of `api`.
   const root = new Hono()
     .route("/", uiRoutes())
+    // The launcher's proof of life for a new release (docs/UPDATE.md): no session needed.
+    .get("/api/health", (c) => c.json({ ok: true, version: ctx.version }))
     .route("/api/session", signInRoutes(ctx.token, sessions))
     .route("/api", api);
   root.onError((err, c) => {

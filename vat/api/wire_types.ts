@@ -10,3 +10,4 @@ export type { ApplianceStatus } from "../appliance/appliances.ts";
 export type { ApplianceHeatMap, DiskHeatMap } from "../appliance/heat_map.ts";
 export type { BackupStatus, SnapshotEntry } from "../backup/subscription_backup.ts";
 export type { AccelDecision } from "../vmm/accelerator.ts";
+export type { UpdateStatus } from "../update/updater.ts";

@@ -14,6 +14,8 @@ import { stateDir } from "../state_dir.ts";
 import type { AccelDecision, ApplianceStatus } from "../api/wire_types.ts";
 import { parseFlags, printJson } from "./args.ts";
 import type { Command } from "./command.ts";
+import type { UpdateStatus } from "../update/updater.ts";
+import { describeStatus } from "./update_commands.ts";
 
 const COMMON = { state: { type: "string" as const }, json: { type: "boolean" as const } };
 
@@ -292,6 +294,7 @@ export const statusCommand: Command = {
       };
       remoteDisplay: { url: string; fingerprint: string } | null;
       accel: AccelDecision | null;
+      update: UpdateStatus | null;
     }>(client.api.status.$get());
     if (values.json) {
       printJson(status);
@@ -314,6 +317,11 @@ export const statusCommand: Command = {
       console.log(
         `remote display: ${status.remoteDisplay.url} (TLS certificate SHA-256 ${status.remoteDisplay.fingerprint})`,
       );
+    }
+    if (status.update) {
+      for (const line of describeStatus(status.update).split("\n").slice(1)) {
+        console.log(`update: ${line}`);
+      }
     }
     for (const a of status.appliances) console.log(describe(a));
     return 0;

@@ -9,6 +9,7 @@ import type { Command } from "./command.ts";
 import { VERSION } from "./version.ts";
 import { parseBitRate } from "../rate_limiter.ts";
 import { accelSettingFromEnv, parseAccelSetting } from "../vmm/accelerator.ts";
+import { resolveUpdateSettings } from "../update/update_settings.ts";
 
 export const daemonCommand: Command = {
   name: "daemon",
@@ -16,6 +17,7 @@ export const daemonCommand: Command = {
   usage: `vat [--headless | --kiosk] [--listen ADDR:PORT] [--state DIR] [--port N]
     [--cache-size SIZE] [--prefetch-limit SIZE] [--demo] [--data-repo REPO --user-key FILE]
     [--snapshot-interval SECONDS] [--backup-limit RATE] [--accel auto|kvm|tcg]
+    [--release-repo REPO --release-key KEY.pub] [--install-dir DIR]
 
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
@@ -44,6 +46,11 @@ whether KVM works here, remembers the answer in ~/.cache/vat/accel.json, and sta
 guest that shows no sign of life under KVM (no console byte, no disk request) within
 15 s again under TCG, saying "KVM on this host hangs guests; using TCG". kvm and tcg
 are used as given, unwatched.
+--release-repo REPO --release-key KEY.pub (or "releaseRepo", "releaseKey" in config.json)
+turn on self-update (docs/UPDATE.md): every "updateInterval" seconds (default 21600; 0:
+only when asked by vat update apply) the daemon fetches a newer release signed by that
+key into a free slot of --install-dir (default DIR/install) and, when started by that
+directory's vat-launcher.sh and no appliance runs, restarts into it.
 Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first.`,
   async run(args) {
     const { values, positionals } = parseFlags("daemon", args, {
@@ -61,6 +68,9 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
       "backup-limit": { type: "string" },
       "lease-ttl": { type: "string" },
       accel: { type: "string" },
+      "release-repo": { type: "string" },
+      "release-key": { type: "string" },
+      "install-dir": { type: "string" },
     });
     if ((values["data-repo"] === undefined) !== (values["user-key"] === undefined)) {
       throw new UsageError(
@@ -97,7 +107,16 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
     const listen = values.listen === undefined ? undefined : parseListenAddress(values.listen);
     const dir = stateDir(values.state);
     const config = await readDaemonConfig(dir);
+    const update = await resolveUpdateSettings(dir, config, {
+      releaseRepo: values["release-repo"],
+      releaseKey: values["release-key"],
+      installDir: values["install-dir"],
+    });
     return await runDaemon({
+      update,
+      updateIntervalMs: config.updateIntervalSeconds === undefined
+        ? undefined
+        : config.updateIntervalSeconds * 1000,
       stateDir: dir,
       port: port ?? config.port,
       hostname: config.hostname,

@@ -15,7 +15,12 @@ import { UsageError } from "../errors.ts";
 import { formatBytes, parseSize, terminalProgress } from "../progress.ts";
 import { collectGarbage } from "../repo/gc.ts";
 import { openStore } from "../repo/open_store.ts";
-import { DEFAULT_CHUNK_BYTES, REPO_KINDS, type RepoKind } from "../repo/repo_config.ts";
+import {
+  DEFAULT_CHUNK_BYTES,
+  DEFAULT_RELEASE_CHUNK_BYTES,
+  REPO_KINDS,
+  type RepoKind,
+} from "../repo/repo_config.ts";
 import { Repository } from "../repo/repository.ts";
 import { appendKeyList, type KeyPins, newestKeyList } from "../repo/key_list.ts";
 import { DEFAULT_FRESHNESS_MS, writeFreshness } from "../repo/freshness.ts";
@@ -59,7 +64,9 @@ export const repoInitCommand: Command = {
 REPO is a directory, http(s)://HOST/PATH served by vat serve, or s3://BUCKET/PREFIX
 (endpoint and credentials from --s3-* flags or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_REGION). The chunk size is a power of two from 4K to 16M
-(default ${DEFAULT_CHUNK_BYTES / 1024}K). Without --publisher, the first key that
+(default ${DEFAULT_CHUNK_BYTES / 1024}K; ${
+    DEFAULT_RELEASE_CHUNK_BYTES / 1024
+  }K for releases, docs/UPDATE.md). Without --publisher, the first key that
 publishes becomes the publisher. --key signs the request to vat serve.
 A data repository (--kind data) belongs to one user: give their key with --user-key FILE
 (the daemon also makes one by itself on first use of vat --data-repo).`,
@@ -95,6 +102,8 @@ A data repository (--kind data) belongs to one user: give their key with --user-
     }
     const chunkSizeBytes = values["chunk-size"]
       ? parseSize(values["chunk-size"], "--chunk-size")
+      : kind === "release"
+      ? DEFAULT_RELEASE_CHUNK_BYTES
       : DEFAULT_CHUNK_BYTES;
     const publisherKeys = await Promise.all((values.publisher ?? []).map(readPublicKeyId));
     return await withStore(positionals[0], values, async (store) => {

@@ -34,6 +34,8 @@ import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
 import { statsCommand } from "./stats_command.ts";
 import { traceRecordCommand } from "./trace_command.ts";
+import { releaseLsCommand, releasePublishCommand } from "./release_commands.ts";
+import { updateApplyCommand, updateCheckCommand, updateStatusCommand } from "./update_commands.ts";
 import {
   repoAddKeyCommand,
   repoGcCommand,
@@ -76,6 +78,11 @@ export const COMMANDS: Command[] = [
   repoGcCommand,
   publishCommand,
   traceRecordCommand,
+  releasePublishCommand,
+  releaseLsCommand,
+  updateCheckCommand,
+  updateApplyCommand,
+  updateStatusCommand,
   exportCommand,
   serveCommand,
   nbdCommand,

@@ -26,6 +26,10 @@ import { formatBytes } from "../progress.ts";
 import { openBrowser, type OpenedBrowser } from "./open_browser.ts";
 import { type ListenAddress, type RemoteDisplay, serveRemoteDisplay } from "./remote_display.ts";
 import { StateDb } from "../appliance/state_db.ts";
+import { InstallDir, type Slot } from "../update/install_dir.ts";
+import { RESTART_EXIT_CODE } from "../update/launcher_script.ts";
+import type { UpdateSettings } from "../update/update_settings.ts";
+import { Updater } from "../update/updater.ts";
 
 /** Where the daemon listens unless told otherwise. */
 export const DEFAULT_DAEMON_PORT = 8460;
@@ -57,7 +61,14 @@ export interface DaemonOptions {
   browser?: { kiosk: boolean };
   /** Called once the API listens, with its URL. */
   onListen?(url: string): void;
+  /** Self-update (docs/UPDATE.md): the release repository, its key, the slots. */
+  update?: UpdateSettings;
+  /** Milliseconds between update checks (0: only when asked; default 6 hours). */
+  updateIntervalMs?: number;
 }
+
+/** How often the daemon checks its release repository unless configured. */
+export const DEFAULT_UPDATE_INTERVAL_MS = 6 * 3600_000;
 
 /** Runs the daemon until SIGINT or SIGTERM; returns the exit code. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
@@ -120,6 +131,19 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   if (options.demo) {
     await ensureDemoAppliance(stateDir, appliances, log);
   }
+  const installDir = options.update ? new InstallDir(options.update.installDir) : null;
+  const updater = options.update?.repo && options.update.key && installDir
+    ? new Updater({
+      repo: options.update.repo,
+      key: options.update.key,
+      installDir,
+      cache,
+      scheduler,
+      runningVersion: options.version,
+      runningSlot: options.update.runningSlot,
+      log,
+    })
+    : null;
   const token = randomBytes(32).toString("base64url");
   await writeFileAtomic(`${stateDir}/token`, new TextEncoder().encode(token + "\n"), {
     mode: 0o600,
@@ -130,6 +154,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     stateDir,
     version: options.version,
     cacheStats: () => cache.stats(),
+    updater,
     accel: () => accelerator.current ?? null,
     remoteDisplay: () => remote && { url: remote.url, fingerprint: remote.fingerprint },
   });
@@ -182,10 +207,57 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     });
   }
 
+  let exitCode = 0;
+  let updateTimer: ReturnType<typeof setTimeout> | undefined;
   await new Promise<void>((resolve) => {
     Deno.addSignalListener("SIGINT", resolve);
     Deno.addSignalListener("SIGTERM", resolve);
+    const runningSlot = options.update?.runningSlot ?? null;
+    if (runningSlot && installDir) {
+      // The launcher marks this slot good once it answers its health check.
+      _markHealthy(url, installDir, runningSlot, log);
+    }
+    if (!updater) return;
+    // A staged release starts when nothing would be lost: no appliance running or
+    // suspending. Only a launcher can start it, so without one it waits for the next start.
+    let staged = false;
+    const switchIfIdle = async () => {
+      if (!staged || !runningSlot) return;
+      const busy = (await appliances.list()).filter((a) =>
+        a.state !== "stopped" && a.state !== "suspended"
+      );
+      if (busy.length > 0) return;
+      log("update: no appliance is running; restarting into the staged release");
+      exitCode = RESTART_EXIT_CODE;
+      resolve();
+    };
+    appliances.addEventListener("change", () => void switchIfIdle().catch(() => {}));
+    updater.onStaged = (result) => {
+      staged = true;
+      if (!runningSlot) {
+        log(
+          `update: ${result.reason}; start vat with ${installDir!.dir}/vat-launcher.sh to run it`,
+        );
+      }
+      void switchIfIdle().catch(() => {});
+    };
+    const intervalMs = options.updateIntervalMs ?? DEFAULT_UPDATE_INTERVAL_MS;
+    if (intervalMs > 0) {
+      const tick = async () => {
+        try {
+          await updater.apply();
+        } catch (err) {
+          // Recorded in the status; the next try is a whole interval away, so a
+          // release that can never install (4xx, a refusal) is not retried in a loop.
+          log(`update: ${(err as Error).message}`);
+        }
+        updateTimer = setTimeout(tick, intervalMs);
+      };
+      updateTimer = setTimeout(tick, Math.min(intervalMs, 30_000));
+    }
   });
+  clearTimeout(updateTimer);
+  await updater?.close();
   await browser?.close();
   await prefetcher?.close();
   await appliances.close();
@@ -197,7 +269,24 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   await cache.close();
   db.close();
   await Deno.remove(`${stateDir}/daemon.json`).catch(() => {});
-  return 0;
+  return exitCode;
+}
+
+/** Asks this daemon's own health check and, once it answers, writes the launcher's mark. */
+async function _markHealthy(
+  url: string,
+  installDir: InstallDir,
+  slot: Slot,
+  log: (line: string) => void,
+): Promise<void> {
+  try {
+    const res = await fetch(`${url}api/health`, { signal: AbortSignal.timeout(10_000) });
+    const body = await res.json() as { ok?: boolean };
+    if (!res.ok || body.ok !== true) throw new Error(`it answered ${res.status}`);
+    await installDir.markHealthy(slot, Deno.pid);
+  } catch (err) {
+    log(`update: the health check of slot ${slot} failed: ${(err as Error).message}`);
+  }
 }
 
 async function _refuseSecondDaemon(stateDir: string): Promise<void> {

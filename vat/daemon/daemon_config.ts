@@ -4,7 +4,8 @@
  *
  * ```json
  * { "port": 8460, "hostname": "127.0.0.1", "cacheSize": "20G", "prefetchLimit": "1M",
- *   "accel": "auto" }
+ *   "accel": "auto", "releaseRepo": "https://releases.example/vat", "releaseKey": "ed25519:...",
+ *   "installDir": "/var/lib/vat/install", "updateInterval": 21600 }
  * ```
  *
  * @module
@@ -23,9 +24,26 @@ export interface DaemonConfig {
   prefetchLimitBytesPerSecond?: number;
   /** What guests run on: `auto`, `kvm` or `tcg`. */
   accel?: AccelSetting;
+  /** vat's release repository and the publisher key pinned for it (docs/UPDATE.md). */
+  releaseRepo?: string;
+  releaseKey?: string;
+  /** Where the release slots are (default STATE/install). */
+  installDir?: string;
+  /** Seconds between the daemon's update checks (0: only when asked). */
+  updateIntervalSeconds?: number;
 }
 
-const KNOWN = ["port", "hostname", "cacheSize", "prefetchLimit", "accel"];
+const KNOWN = [
+  "port",
+  "hostname",
+  "cacheSize",
+  "prefetchLimit",
+  "accel",
+  "releaseRepo",
+  "releaseKey",
+  "installDir",
+  "updateInterval",
+];
 
 /** Reads `STATE/config.json`; an absent file is an empty config. */
 export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> {
@@ -73,6 +91,24 @@ export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> 
       String(raw.prefetchLimit),
       `${path}: "prefetchLimit"`,
     );
+  }
+  for (const name of ["releaseRepo", "releaseKey", "installDir"] as const) {
+    if (raw[name] === undefined) continue;
+    if (typeof raw[name] !== "string" || raw[name] === "") {
+      throw new UsageError(`${path}: "${name}" must be a string`);
+    }
+    config[name] = raw[name] as string;
+  }
+  if ((config.releaseRepo === undefined) !== (config.releaseKey === undefined)) {
+    throw new UsageError(
+      `${path}: "releaseRepo" and "releaseKey" go together (the repository and its publisher's key)`,
+    );
+  }
+  if (raw.updateInterval !== undefined) {
+    if (!(typeof raw.updateInterval === "number" && raw.updateInterval >= 0)) {
+      throw new UsageError(`${path}: "updateInterval" must be a number of seconds (0: off)`);
+    }
+    config.updateIntervalSeconds = raw.updateInterval;
   }
   if (raw.accel !== undefined) {
     config.accel = parseAccelSetting(String(raw.accel), `${path}: "accel"`);

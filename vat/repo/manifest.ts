@@ -66,7 +66,27 @@ export interface VersionManifest {
    * a version cannot be copied from one series into another (docs/SECURITY.md).
    */
   subscription?: string;
+  /** In a release repository: which vat this version is and how it runs (docs/UPDATE.md). */
+  release?: ReleaseRecord;
 }
+
+/** What a release repository's version records of the vat it holds (docs/FORMAT.md). */
+export interface ReleaseRecord {
+  /** vat's own version (`vat/cli/version.ts`), `MAJOR.MINOR.PATCH`. */
+  vatVersion: string;
+  /** A VAT running an older vat than this must not install this release. */
+  minFrom?: string;
+  /** `bundle`: `vat.js` run by the Deno runtime `deno` beside it; `binary`: one executable `vat`. */
+  kind: "bundle" | "binary";
+  /** Each disk of the version is one file of the release: its path in the slot and mode. */
+  files: Record<string, { path: string; mode: number }>;
+}
+
+/** `MAJOR.MINOR.PATCH` with an optional `-suffix`, as vat's versions are written. */
+export const VAT_VERSION_PATTERN = /^\d{1,6}\.\d{1,6}\.\d{1,6}(-[0-9A-Za-z.-]{1,32})?$/;
+
+/** A release file's path: relative, `/`-separated, no `..`. */
+const _RELEASE_PATH = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(\/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,7}$/;
 
 /** What a data repository's version records of its snapshot (docs/FORMAT.md). */
 export interface SnapshotRecord {
@@ -163,5 +183,40 @@ function _checkShape(m: VersionManifest, what: string): void {
   }
   for (const file of [m.vm.kernel, m.vm.initrd]) {
     if (file !== undefined && !(file in m.disks)) throw fail(`vm boot file ${file}`);
+  }
+  if (m.release !== undefined) _checkRelease(m.release, m.disks, fail);
+}
+
+function _checkRelease(
+  r: ReleaseRecord,
+  disks: Record<string, DiskEntry>,
+  fail: (field: string) => IntegrityError,
+): void {
+  if (typeof r !== "object" || r === null) throw fail("release");
+  if (typeof r.vatVersion !== "string" || !VAT_VERSION_PATTERN.test(r.vatVersion)) {
+    throw fail("release.vatVersion");
+  }
+  if (
+    r.minFrom !== undefined &&
+    (typeof r.minFrom !== "string" || !VAT_VERSION_PATTERN.test(r.minFrom))
+  ) throw fail("release.minFrom");
+  if (r.kind !== "bundle" && r.kind !== "binary") throw fail("release.kind");
+  if (typeof r.files !== "object" || r.files === null) throw fail("release.files");
+  const paths = new Set<string>();
+  for (const [disk, file] of Object.entries(r.files)) {
+    if (!(disk in disks)) throw fail(`release.files.${disk}`);
+    if (
+      typeof file?.path !== "string" || !_RELEASE_PATH.test(file.path) ||
+      file.path.split("/").some((s) => s === "." || s === "..") || paths.has(file.path) ||
+      ["release.json", "launch"].includes(file.path)
+    ) throw fail(`release.files.${disk}.path`);
+    if (!Number.isInteger(file.mode) || file.mode < 0 || file.mode > 0o777) {
+      throw fail(`release.files.${disk}.mode`);
+    }
+    paths.add(file.path);
+  }
+  const entry = r.kind === "bundle" ? ["deno", "vat.js"] : ["vat"];
+  for (const path of entry) {
+    if (!paths.has(path)) throw fail(`release.files (no ${path})`);
   }
 }

@@ -17,7 +17,7 @@ import type { Progress, ProgressListener } from "../progress.ts";
 import { announce, listActivities, storeNow } from "./activity.ts";
 import { hashChunk, isAllZero, toHex } from "./chunk_codec.ts";
 import { DiskIndex } from "./disk_index.ts";
-import type { DiskEntry, VmDescription } from "./manifest.ts";
+import type { DiskEntry, ReleaseRecord, VmDescription } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import { commitVersion, type VersionContent } from "./commit_version.ts";
 import { writeFreshness } from "./freshness.ts";
@@ -110,7 +110,7 @@ export async function publishVersion(
         files.push(file);
         const isBootFile = name === "kernel" || name === "initrd";
         const unused = input.exact || isBootFile ? [] : await findUnusedRangesInFile(image.path);
-        sources.push([name, { ..._fileSource(file, image.sizeBytes), unused }]);
+        sources.push([name, { ...fileDiskSource(file, image.sizeBytes), unused }]);
       }
       const vm: VmDescription = {
         memoryMiB: input.memoryMiB ?? 1024,
@@ -145,7 +145,7 @@ export async function publishDisks(
   repo: Repository,
   sources: [string, DiskSource][],
   vm: VmDescription,
-  options: PublishOptions & { updateRequired?: boolean; note?: string },
+  options: PublishOptions & { updateRequired?: boolean; note?: string; release?: ReleaseRecord },
 ): Promise<PublishResult> {
   const started = performance.now();
   const keyId = options.key.publicKeyId;
@@ -211,6 +211,7 @@ export async function publishDisks(
       const content: VersionContent = { vm, disks };
       if (options.updateRequired) content.updateRequired = true;
       if (options.note) content.note = options.note;
+      if (options.release) content.release = options.release;
       if (await commitVersion(repo, options.key, version, parent, content)) {
         await _vouch(repo, version, options);
         progress.phase = `published version ${version}`;
@@ -352,7 +353,8 @@ async function _chunkDisk(
   return index;
 }
 
-function _fileSource(file: Deno.FsFile, sizeBytes: number): DiskSource {
+/** A disk read from an open file (bytes past its end read as zeroes). */
+export function fileDiskSource(file: Deno.FsFile, sizeBytes: number): DiskSource {
   let position = -1;
   return {
     sizeBytes,

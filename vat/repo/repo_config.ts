@@ -27,6 +27,13 @@ export interface RepoConfig {
 /** The default chunk size; `bench/publish.ts` measured the choice (docs/FORMAT.md). */
 export const DEFAULT_CHUNK_BYTES = 64 * 1024;
 
+/**
+ * The default chunk size of a release repository: a one-line change of vat changes a
+ * 16 KiB piece of its bundle, and the index of the unchanged runtime is not fetched
+ * (docs/UPDATE.md, "Measured").
+ */
+export const DEFAULT_RELEASE_CHUNK_BYTES = 16 * 1024;
+
 /** Parses and validates `repo.json`'s bytes. */
 export function parseRepoConfig(bytes: Uint8Array, location: string): RepoConfig {
   let value: Record<string, unknown>;

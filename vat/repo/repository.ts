@@ -268,7 +268,14 @@ export class Repository {
 
   /** Reads a disk index and checks it against the manifest's hash. */
   async readDiskIndex(ref: ObjectRef): Promise<DiskIndex> {
-    const object = await this.store.get(ref.key);
+    return this.decodeDiskIndex(ref, await this.store.get(ref.key));
+  }
+
+  /**
+   * Checks a disk index's stored object (read from the store, or kept from an earlier
+   * read) against the manifest's hash, and parses it.
+   */
+  decodeDiskIndex(ref: ObjectRef, object: Uint8Array): DiskIndex {
     const what = `disk index ${ref.key}`;
     let plain: Uint8Array;
     try {

@@ -7,10 +7,11 @@
  * @module
  */
 
+import { ASSET_ROOT } from "../assets.ts";
 import { VatError } from "../errors.ts";
 
-/** The project's root (where `deno.json` and `ui/` are). */
-export const PROJECT_ROOT = new URL("../../", import.meta.url);
+/** The project's root (where `deno.json` and `ui/` are; a release bundle's slot). */
+export const PROJECT_ROOT = ASSET_ROOT;
 /** Where the UI's sources are. */
 export const UI_SOURCE_DIR = new URL("ui/", PROJECT_ROOT);
 /** Where the built UI goes. */
@@ -18,10 +19,15 @@ export const UI_BUILD_DIR = new URL("dist/ui/", PROJECT_ROOT);
 /** The built files' names. */
 export const UI_FILES = { js: "vat_ui.js", css: "vat_ui.css" } as const;
 
-/** Bundles `ui/` into `dist/ui/`; each file is replaced atomically. */
-export async function buildUi(): Promise<void> {
-  await Deno.mkdir(UI_BUILD_DIR, { recursive: true });
-  const tmpJs = new URL(`${UI_FILES.js}.${Deno.pid}.tmp`, UI_BUILD_DIR);
+/**
+ * Bundles `ui/` into `dist/ui/` of `root` (default: this project); each file is
+ * replaced atomically.
+ */
+export async function buildUi(root: URL = PROJECT_ROOT): Promise<void> {
+  const sourceDir = new URL("ui/", root);
+  const buildDir = new URL("dist/ui/", root);
+  await Deno.mkdir(buildDir, { recursive: true });
+  const tmpJs = new URL(`${UI_FILES.js}.${Deno.pid}.tmp`, buildDir);
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "bundle",
@@ -33,9 +39,9 @@ export async function buildUi(): Promise<void> {
       "--minify",
       "--output",
       tmpJs.pathname,
-      new URL("main.tsx", UI_SOURCE_DIR).pathname,
+      new URL("main.tsx", sourceDir).pathname,
     ],
-    cwd: PROJECT_ROOT.pathname,
+    cwd: root.pathname,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -45,10 +51,10 @@ export async function buildUi(): Promise<void> {
       `building the UI (deno bundle ui/main.tsx) failed:\n${new TextDecoder().decode(out.stderr)}`,
     );
   }
-  await Deno.rename(tmpJs, new URL(UI_FILES.js, UI_BUILD_DIR));
-  const tmpCss = new URL(`${UI_FILES.css}.${Deno.pid}.tmp`, UI_BUILD_DIR);
-  await Deno.copyFile(new URL("style.css", UI_SOURCE_DIR), tmpCss);
-  await Deno.rename(tmpCss, new URL(UI_FILES.css, UI_BUILD_DIR));
+  await Deno.rename(tmpJs, new URL(UI_FILES.js, buildDir));
+  const tmpCss = new URL(`${UI_FILES.css}.${Deno.pid}.tmp`, buildDir);
+  await Deno.copyFile(new URL("style.css", sourceDir), tmpCss);
+  await Deno.rename(tmpCss, new URL(UI_FILES.css, buildDir));
 }
 
 if (import.meta.main) {

@@ -75,7 +75,9 @@ async function _copySource(
   await Deno.mkdir(to);
   const copied = await run("cp", [
     "-a",
-    ...["vat", "ui", "main.ts", "deno.json", "deno.lock", "node_modules"].map((p) => ROOT + p),
+    ...["vat", "ui", "scripts", "main.ts", "deno.json", "deno.lock", "node_modules"].map((p) =>
+      ROOT + p
+    ),
     to,
   ]);
   assert.equal(copied.code, 0, copied.stderr);
@@ -366,9 +368,9 @@ Deno.test({
       );
       assert.equal(await readState("next"), "");
 
-      // Nor one signed by a key the VAT did not pin, though repo.json lists it.
+      // Nor one signed by a key the VAT did not pin, though the repository lists it.
       await vatOk(["keygen", "--out", `${dir}/other`]);
-      await vatOk(["repo", "add-key", repo, `${dir}/other.pub`]);
+      await vatOk(["repo", "add-key", repo, `${dir}/other.pub`, "--key", f.key]);
       const newer = await _fakeBinary(`${dir}/newer`, "0.5.0");
       await vatOk([
         "release",

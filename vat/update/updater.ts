@@ -228,7 +228,8 @@ export class Updater {
   async #openRepository(): Promise<Repository> {
     const store = await (this.#options.openStore ?? openStore)(this.#options.repo);
     try {
-      const repo = await Repository.open(store);
+      // The pinned key is the VAT's own policy: the repository's key lists are not read.
+      const repo = await Repository.open(store, undefined, { keyLists: false });
       if (repo.config.kind !== "release") {
         throw new UsageError(
           `${store.location} is a repository of kind ${repo.config.kind}, not a release repository`,
@@ -236,7 +237,7 @@ export class Updater {
       }
       // Only the pinned key counts, whatever repo.json lists: whoever can write the
       // repository cannot add a key of their own (docs/UPDATE.md, "What is verified").
-      repo.config = { ...repo.config, publisherKeys: [this.#options.key] };
+      repo.policy = { keys: [this.#options.key] };
       return repo;
     } catch (err) {
       await store.close();

@@ -13,7 +13,7 @@ import { DiskIndex } from "./disk_index.ts";
 import { type ObjectCodec, PLAIN_CODEC } from "./object_codec.ts";
 import { type ObjectRef, openManifest, type VersionManifest } from "./manifest.ts";
 import { parseRepoConfig, type RepoConfig, type RepoKind } from "./repo_config.ts";
-import type { Store } from "./store.ts";
+import { CHUNK_OVERHEAD_BYTES, type Store } from "./store.ts";
 
 /** Object keys of the layout. */
 export const REPO_JSON = "repo.json";
@@ -188,8 +188,14 @@ export class Repository {
 
   /** Reads a disk index and checks it against the manifest's hash. */
   async readDiskIndex(ref: ObjectRef): Promise<DiskIndex> {
-    const object = await this.store.get(ref.key);
     const what = `disk index ${ref.key}`;
+    if (
+      !Number.isSafeInteger(ref.sizeBytes) || ref.sizeBytes < 0 || ref.sizeBytes > MAX_INDEX_BYTES
+    ) {
+      throw new IntegrityError(`${what}: its manifest gives a size of ${ref.sizeBytes} bytes`);
+    }
+    // The manifest says how big the stored object is: not a byte more is read.
+    const object = await this.store.get(ref.key, { maxBytes: ref.sizeBytes });
     let plain: Uint8Array;
     try {
       plain = this.codec.decode(object, fromHex(ref.sha256), what, MAX_INDEX_BYTES);
@@ -227,7 +233,9 @@ export class Repository {
     const id = toHex(hash);
     let object: Uint8Array;
     try {
-      object = await this.store.get(chunkKey(id));
+      object = await this.store.get(chunkKey(id), {
+        maxBytes: this.config.chunkSizeBytes + CHUNK_OVERHEAD_BYTES,
+      });
     } catch (err) {
       if (err instanceof NotFoundError) {
         throw new NotFoundError(

@@ -118,6 +118,24 @@ export class FileStore implements Store {
     return existing !== null && Buffer.from(existing).equals(data);
   }
 
+  /**
+   * Writes an object from a stream without holding it in memory (vat serve's uploads):
+   * `check` runs once it is all on disk, and throwing there leaves nothing behind.
+   * `exclusive` creates only: returns false when the key exists (nothing written).
+   */
+  async putStream(
+    key: string,
+    parts: AsyncIterable<Uint8Array>,
+    options: { exclusive?: boolean; check?: () => void } = {},
+  ): Promise<boolean> {
+    const path = this.#path(key);
+    await this.#ensureParent(path);
+    return await writeFileAtomic(path, parts, {
+      exclusive: options.exclusive,
+      beforeCommit: options.check,
+    });
+  }
+
   async stat(key: string): Promise<ObjectInfo | null> {
     try {
       const info = await Deno.stat(this.#path(key));

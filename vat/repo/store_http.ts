@@ -28,7 +28,7 @@ import {
   UsageError,
   type VatError,
 } from "../errors.ts";
-import { signRequest } from "../auth/request_signature.ts";
+import { CONTENT_SHA256_HEADER, sha256Hex, signRequest } from "../auth/request_signature.ts";
 import {
   checkKey,
   checkPrefix,
@@ -57,7 +57,7 @@ export interface HttpStoreOptions {
 export type HttpServerKind = "static" | "vat-serve";
 
 /** The newest `vat serve` protocol this client speaks. */
-const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 2;
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** The largest listing page vat serve gives. */
 const MAX_LIST_PAGE = 100_000;
@@ -402,13 +402,18 @@ export class HttpStore implements Store {
     headers.set("Accept-Encoding", "identity");
     if (init.signingKey) {
       const target = url.slice(url.indexOf("/", url.indexOf("://") + 3));
+      const body = init.body ?? new Uint8Array(0);
+      // The body is signed by its hash and length, which the server checks before
+      // reading it (docs/HTTP.md, "Signed requests"); fetch sends the URL's host.
+      headers.set(CONTENT_SHA256_HEADER, sha256Hex(body));
       headers.set(
         "Authorization",
         signRequest(init.signingKey, {
           method,
+          host: new URL(url).host,
           target,
           ifNoneMatch: headers.get("if-none-match") ?? "",
-          body: init.body ?? new Uint8Array(0),
+          body,
         }),
       );
     } else if (this.#basicAuth) {

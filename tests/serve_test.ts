@@ -365,7 +365,7 @@ Deno.test("vat serve serves objects with HEAD and byte ranges like a static serv
 
     const missing = await fetch(`${s.url}apps/a/none`);
     assert.equal(missing.status, 404);
-    assert.equal(missing.headers.get("vat-serve"), "1");
+    assert.equal(missing.headers.get("vat-serve"), "2");
     await missing.body?.cancel();
     const dir = await fetch(`${s.url}apps/a`);
     assert.equal(dir.status, 404);

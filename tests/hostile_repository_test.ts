@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { vatOk } from "./helpers/vat_cli.ts";
+import { runVat, vatOk } from "./helpers/vat_cli.ts";
+import { loadSigningKey, signBytes } from "../vat/auth/signing_key.ts";
 import { VAT_MAIN } from "./helpers/vat_cli.ts";
 import { watchMemory } from "./helpers/memory_watch.ts";
 import { writeImage } from "./helpers/images.ts";
@@ -190,4 +191,47 @@ Deno.test("the mirror's timeout cancels the download it gave up on", async () =>
     await server.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a served manifest with out-of-bounds VM fields is refused naming the field", async () => {
+  await withRepository(async (dir) => {
+    const key = await loadSigningKey(`${dir}/key`);
+    const original = JSON.parse(
+      JSON.parse(await Deno.readTextFile(`${dir}/repo/versions/1/manifest.json`)).payload,
+    );
+    const crafted: [string, (m: Record<string, Record<string, unknown>>) => void][] = [
+      ["vm.memoryMiB", (m) => m.vm.memoryMiB = 2 ** 40],
+      ["vm.kernel", (m) => m.vm.kernel = "constructor"],
+      ["vm.append", (m) => m.vm.append = 42],
+      ["vm.ephemeralSizeBytes", (m) => m.vm.ephemeralSizeBytes = 2 ** 62],
+    ];
+    for (const [field, mutate] of crafted) {
+      const manifest = structuredClone(original);
+      mutate(manifest);
+      const payload = JSON.stringify(manifest);
+      const sig = signBytes(key, new TextEncoder().encode("vat-manifest-v1\n" + payload));
+      const bytes = JSON.stringify({ payload, signatures: [{ key: key.publicKeyId, sig }] });
+      const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+        const path = new URL(req.url).pathname.replace(/^\/repo\//, "");
+        if (path === "versions/1/manifest.json") return new Response(bytes);
+        try {
+          return new Response(await Deno.readFile(`${dir}/repo/${path}`));
+        } catch {
+          return new Response("not found", { status: 404 });
+        }
+      });
+      try {
+        const url = `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/repo`;
+        const run = await runVat(["export", `${url}@1`, `${dir}/out.raw`]);
+        assert.equal(run.code, 1, field);
+        assert.match(
+          run.stderr,
+          new RegExp(`manifest field ${field.replace(".", "\\.")} is invalid`),
+        );
+        await assert.rejects(Deno.stat(`${dir}/out.raw`), Deno.errors.NotFound);
+      } finally {
+        await server.shutdown();
+      }
+    }
+  });
 });

@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { startVat } from "./helpers/processes.ts";
 import { procStatusKiB, watchMemory } from "./helpers/memory_watch.ts";
+import { runVat, vatOk } from "./helpers/vat_cli.ts";
+import { writeImage } from "./helpers/images.ts";
 
 const MiB = 1024 * 1024;
 
@@ -102,6 +104,51 @@ Deno.test("the daemon refuses a foreign Host on its loopback port (DNS rebinding
         `GET /api/status HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
       );
       assert.match(text, /^HTTP\/1\.1 401/, host);
+    }
+  });
+});
+
+Deno.test("credentials in a repository URL are not shown by vat ls, vat status or errors", async () => {
+  await withDaemon(async (_url, _pid, state) => {
+    const dir = `${state}/../repo-src`;
+    await Deno.mkdir(dir);
+    await vatOk(["keygen", "--out", `${dir}/key`]);
+    await vatOk(["repo", "init", `${dir}/office`, "--kind", "appliance"]);
+    await writeImage(`${dir}/disk.raw`, 4 * MiB, [[0, MiB]]);
+    await vatOk(["publish", `${dir}/office`, "--image", `${dir}/disk.raw`, "--key", `${dir}/key`]);
+    // A static server that wants the password the URL carries.
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+      if (req.headers.get("authorization") !== `Basic ${btoa("alice:s3cr3t")}`) {
+        return new Response("who are you", { status: 401 });
+      }
+      try {
+        return new Response(await Deno.readFile(`${dir}${new URL(req.url).pathname}`));
+      } catch {
+        return new Response("not found", { status: 404 });
+      }
+    });
+    try {
+      const port = (server.addr as Deno.NetAddr).port;
+      const repo = `http://alice:s3cr3t@127.0.0.1:${port}/office/?token=t0k3n`;
+      await vatOk(["appliance", "add", repo, "--name", "office", "--state", state]);
+      for (const args of [["ls", "--json"], ["status", "--json"], ["ls"], ["status"]]) {
+        const out = (await vatOk([...args, "--state", state])).stdout;
+        if (args.includes("--json")) {
+          assert.ok(out.includes(`alice:***@127.0.0.1:${port}/office/?token=***`), out);
+        }
+        assert.ok(!out.includes("s3cr3t") && !out.includes("t0k3n"), out);
+      }
+      const failing = await runVat([
+        "appliance",
+        "add",
+        `http://alice:wr0ng@127.0.0.1:${port}/nothing/`,
+        "--state",
+        state,
+      ]);
+      assert.equal(failing.code, 1);
+      assert.ok(!failing.stderr.includes("wr0ng"), failing.stderr);
+    } finally {
+      await server.shutdown();
     }
   });
 });

@@ -26,7 +26,7 @@ import {
   VatError,
 } from "../errors.ts";
 import { loadSigningKey } from "../auth/signing_key.ts";
-import { openStore } from "../repo/open_store.ts";
+import { openStore, redactLocation } from "../repo/open_store.ts";
 import { type DiskSource, publishDisks, type PublishResult } from "../repo/publish.ts";
 import { Repository, type Version } from "../repo/repository.ts";
 import { MirroredStore } from "../repo/store_mirrored.ts";
@@ -212,7 +212,9 @@ export class Appliances extends EventTarget {
     await this.#withRepo(repo, async (r, store) => {
       await r.resolveVersion("latest");
       if (store.offline) {
-        throw new TransientError(`${repo} cannot be reached; add the appliance while connected`);
+        throw new TransientError(
+          `${redactLocation(repo)} cannot be reached; add the appliance while connected`,
+        );
       }
     });
     this.#db.add(chosen, repo);
@@ -640,7 +642,8 @@ export class Appliances extends EventTarget {
     const busy = this.#busy.get(record.name);
     return {
       name: record.name,
-      repo: record.repo,
+      // Credentials in its URL are not shown (status, listings, the UI).
+      repo: redactLocation(record.repo),
       state: busy ?? (run ? "running" : record.suspendedVersion !== null ? "suspended" : "stopped"),
       runningVersion: run?.version.number ?? null,
       latestVersion: latest?.version ?? null,
@@ -710,7 +713,9 @@ export class Appliances extends EventTarget {
       holding = await this.#holdingOf(record, repo, version, true);
     } catch (err) {
       throw new PermanentError(
-        `"${record.name}" is not safe to use offline: its repository ${record.repo} cannot ` +
+        `"${record.name}" is not safe to use offline: its repository ${
+          redactLocation(record.repo)
+        } cannot ` +
           `be reached and version ${version.number} was never fetched here ${advice}`,
         { cause: err },
       );
@@ -827,7 +832,7 @@ export class Appliances extends EventTarget {
       const version = await repo.resolveVersion("latest");
       if (store.offline) {
         throw new TransientError(
-          `cannot hoard "${name}": its repository ${record.repo} cannot be reached`,
+          `cannot hoard "${name}": its repository ${redactLocation(record.repo)} cannot be reached`,
         );
       }
       const chunks = await this.#chunksOf(record, repo, version);
@@ -896,7 +901,7 @@ export class Appliances extends EventTarget {
   #openStore(location: string): MirroredStore {
     const id = createHash("sha256").update(location).digest("hex").slice(0, 32);
     return new MirroredStore({
-      location,
+      location: redactLocation(location),
       open: () => openStore(location),
       mirrorDir: `${this.#stateDir}/mirror/${id}`,
     });

@@ -28,6 +28,7 @@ import {
   UsageError,
   type VatError,
 } from "../errors.ts";
+import { redactLocation } from "./open_store.ts";
 import { CONTENT_SHA256_HEADER, sha256Hex, signRequest } from "../auth/request_signature.ts";
 import {
   checkKey,
@@ -110,10 +111,10 @@ export class HttpStore implements Store {
     try {
       parsed = new URL(url);
     } catch (err) {
-      throw new UsageError(`${url} is not a URL`, { cause: err });
+      throw new UsageError(`${redactLocation(url)} is not a URL`, { cause: err });
     }
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw new UsageError(`${url} is not an http:// or https:// URL`);
+      throw new UsageError(`${redactLocation(url)} is not an http:// or https:// URL`);
     }
     this.#basicAuth = parsed.username || parsed.password
       ? "Basic " + btoa(

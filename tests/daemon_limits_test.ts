@@ -9,6 +9,7 @@ import { startVat } from "./helpers/processes.ts";
 import { procStatusKiB, watchMemory } from "./helpers/memory_watch.ts";
 import { runVat, vatOk } from "./helpers/vat_cli.ts";
 import { writeImage } from "./helpers/images.ts";
+import { startHostileServer } from "./helpers/hostile_server.ts";
 
 const MiB = 1024 * 1024;
 
@@ -150,5 +151,44 @@ Deno.test("credentials in a repository URL are not shown by vat ls, vat status o
     } finally {
       await server.shutdown();
     }
+  });
+});
+
+Deno.test("the daemon's memory stays bounded against a repository serving 500 MiB objects", async () => {
+  await withDaemon(async (_url, pid, state) => {
+    const dir = `${state}/../repo-src`;
+    await Deno.mkdir(dir);
+    await vatOk(["keygen", "--out", `${dir}/key`]);
+    await vatOk(["repo", "init", `${dir}/repo`, "--kind", "appliance"]);
+    await writeImage(`${dir}/disk.raw`, 8 * MiB, [[0, 8 * MiB]]);
+    await vatOk(["publish", `${dir}/repo`, "--image", `${dir}/disk.raw`, "--key", `${dir}/key`]);
+    const before = procStatusKiB(pid, "VmRSS")! / 1024;
+    const watch = watchMemory(pid);
+    // A manifest of 500 MiB, without a Content-Length: adding the appliance fails.
+    const manifests = startHostileServer(
+      dir,
+      (path) => path.endsWith("/manifest.json") ? "huge-unannounced" : "honest",
+    );
+    try {
+      const add = await runVat(["appliance", "add", manifests.url, "--state", state]);
+      assert.equal(add.code, 1);
+      assert.match(add.stderr, /manifest\.json .*limit of 1048576 bytes/);
+      assert.match((await vatOk(["ls", "--state", state])).stdout, /no appliances yet/);
+    } finally {
+      await manifests.close();
+    }
+    // Chunks of 500 MiB each: the appliance is added, and its prefetch fails on them.
+    const chunks = startHostileServer(dir, (path) => path.includes("/chunks/") ? "huge" : "honest");
+    try {
+      await vatOk(["appliance", "add", chunks.url, "--name", "office", "--state", state]);
+      const until = Date.now() + 4000;
+      while (Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+      console.log(`  ${(chunks.sent.bytes / MiB).toFixed(0)} MiB of junk chunks sent`);
+    } finally {
+      await chunks.close();
+    }
+    const peak = watch.stop();
+    console.log(`  daemon RSS ${before.toFixed(0)} MiB before, peak ${peak.toFixed(0)} MiB`);
+    assert.ok(peak < before + 64, `peak ${peak} MiB from ${before} MiB`);
   });
 });

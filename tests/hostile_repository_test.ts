@@ -11,50 +11,13 @@ import { runVat, vatOk } from "./helpers/vat_cli.ts";
 import { loadSigningKey, signBytes } from "../vat/auth/signing_key.ts";
 import { VAT_MAIN } from "./helpers/vat_cli.ts";
 import { watchMemory } from "./helpers/memory_watch.ts";
+import { startHostileServer } from "./helpers/hostile_server.ts";
 import { writeImage } from "./helpers/images.ts";
 import { TransientError } from "../vat/errors.ts";
 import { openHttpStore } from "../vat/repo/store_http.ts";
 import { MirroredStore } from "../vat/repo/store_mirrored.ts";
 
 const MiB = 1024 * 1024;
-const HUGE_BYTES = 500 * MiB;
-
-/** How a hostile server answers one object. */
-type Answer = "honest" | "huge" | "huge-unannounced";
-
-/** Serves `root` over HTTP, answering the keys `rule` picks with 500 MiB of junk. */
-function startHostileServer(root: string, rule: (path: string) => Answer) {
-  const sent = { bytes: 0 };
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    const path = decodeURIComponent(new URL(req.url).pathname);
-    const answer = rule(path);
-    if (answer !== "honest") {
-      const piece = new Uint8Array(MiB).fill(0x7b);
-      let left = HUGE_BYTES;
-      const body = new ReadableStream<Uint8Array>({
-        pull(controller) {
-          if (left <= 0) return controller.close();
-          controller.enqueue(piece.subarray(0, Math.min(left, piece.length)));
-          sent.bytes += Math.min(left, piece.length);
-          left -= piece.length;
-        },
-      });
-      const headers = new Headers({ "content-type": "application/octet-stream" });
-      if (answer === "huge") headers.set("content-length", String(HUGE_BYTES));
-      return new Response(req.method === "HEAD" ? null : body, { headers });
-    }
-    try {
-      const data = await Deno.readFile(`${root}${path}`);
-      return new Response(req.method === "HEAD" ? null : data, {
-        headers: { "content-length": String(data.length) },
-      });
-    } catch {
-      return new Response("not found", { status: 404 });
-    }
-  });
-  const { port } = server.addr as Deno.NetAddr;
-  return { url: `http://127.0.0.1:${port}/repo`, sent, close: () => server.shutdown() };
-}
 
 /** Runs `vat args` and samples its peak memory while it runs. */
 async function vatWatched(args: string[]) {
@@ -232,6 +195,33 @@ Deno.test("a served manifest with out-of-bounds VM fields is refused naming the 
       } finally {
         await server.shutdown();
       }
+    }
+  });
+});
+
+Deno.test("a server claiming endless versions after latest is not followed forever", async () => {
+  await withRepository(async (dir) => {
+    let heads = 0;
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+      const path = new URL(req.url).pathname.replace(/^\/repo\//, "");
+      if (req.method === "HEAD" && /^versions\/\d+\/manifest\.json$/.test(path)) {
+        heads++;
+        return new Response(null, { headers: { "content-length": "1000" } });
+      }
+      try {
+        return new Response(await Deno.readFile(`${dir}/repo/${path}`));
+      } catch {
+        return new Response("not found", { status: 404 });
+      }
+    });
+    try {
+      const url = `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}/repo`;
+      const run = await runVat(["repo", "ls", url]);
+      assert.equal(run.code, 1);
+      assert.match(run.stderr, /claims more than 100 versions after its "latest" \(1\)/);
+      assert.ok(heads <= 102, `${heads} probes`);
+    } finally {
+      await server.shutdown();
     }
   });
 });

@@ -23,6 +23,9 @@ export const manifestKey = (version: number) => `versions/${version}/manifest.js
 /** Largest index object a reader accepts (a 64 TiB disk at 4 KiB chunks would be more). */
 const MAX_INDEX_BYTES = 512 * 1024 * 1024;
 
+/** How many committed versions past `latest` a reader looks for before it gives up. */
+const MAX_VERSIONS_PAST_LATEST = 100;
+
 /** Options for `Repository.init`. */
 export interface InitOptions {
   kind: RepoKind;
@@ -151,7 +154,17 @@ export class Repository {
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
     }
-    while (await this.store.stat(manifestKey(n + 1))) n++;
+    // A publisher killed between its commit and this hint leaves it a version or two
+    // behind; a server claiming endless versions after it is not followed forever.
+    for (let ahead = 0; await this.store.stat(manifestKey(n + 1)); ahead++) {
+      if (ahead >= MAX_VERSIONS_PAST_LATEST) {
+        throw new IntegrityError(
+          `${this.store.location} claims more than ${MAX_VERSIONS_PAST_LATEST} versions after ` +
+            `its "latest" (${n - ahead}); the repository is damaged or its server is hostile`,
+        );
+      }
+      n++;
+    }
     return n;
   }
 

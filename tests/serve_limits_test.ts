@@ -41,6 +41,8 @@ function startServe(root: string, port: number, keyPub: string): Promise<VatProc
       keyPub,
       "--body-timeout",
       "2",
+      "--host",
+      `127.0.0.1:${port}`,
     ],
     (out) => out.includes("serving "),
   );
@@ -78,11 +80,12 @@ async function sendHead(
   method: string,
   target: string,
   headers: Record<string, string>,
+  host = `127.0.0.1:${port}`,
 ) {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const head = [
     `${method} ${target} HTTP/1.1`,
-    `Host: 127.0.0.1:${port}`,
+    `Host: ${host}`,
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
   ].join("\r\n") + "\r\n\r\n";
   await conn.write(bytes(head));
@@ -183,6 +186,18 @@ Deno.test("vat serve refuses a request signed for another Host", async () => {
     });
     assert.equal(response.status, 401);
     assert.match((await response.json()).error, /Host/);
+    // Sent with the Host it was signed for: not one of this server's names (--host).
+    const mirror = `mirror.example:${s.port}`;
+    const conn = await sendHead(s.port, "PUT", "/apps/a/latest", {
+      ...signed(s, "/apps/a/latest", body, mirror),
+      "Content-Length": "1",
+      Connection: "close",
+    }, mirror);
+    await conn.write(body);
+    const answer = await readAnswer(conn, 5000);
+    conn.close();
+    assert.match(answer, /^HTTP\/1\.1 421/);
+    assert.match(answer, /takes writes for 127\.0\.0\.1:\d+, not for /);
     assert.deepEqual([...Deno.readDirSync(`${s.root}/apps/a`)], []);
   });
 });

@@ -13,7 +13,7 @@ export const serveCommand: Command = {
   name: "serve",
   summary: "serve repositories over HTTP (read by anyone, written by publisher keys)",
   usage: `vat serve --root DIR [--listen ADDR:PORT] [--allow-key KEY.pub ...] [--state DIR]
-          [--body-timeout SECONDS]
+          [--body-timeout SECONDS] [--host NAME:PORT ...]
 
 Serves every repository under DIR (default address ${DEFAULT_HOSTNAME}:${DEFAULT_PORT},
 loopback unless told otherwise). Reads need nothing; writes must be signed by a key
@@ -21,6 +21,8 @@ listed in the repository's repo.json or given with --allow-key (needed to create
 repositories). Signed requests seen in the last 10 minutes are remembered in
 --state DIR (default ROOT/${STATE_DIR_NAME}), so a restart does not let them be replayed.
 A write's body that stalls for --body-timeout seconds (default 30) is dropped.
+Writes are signed for the Host they are sent to; with --host (the names clients use,
+e.g. repo.example:8455) a write signed for any other name is refused.
 The protocol is in docs/HTTP.md; its limits in docs/SECURITY.md.`,
   async run(args) {
     const { values, positionals } = parseFlags("serve", args, {
@@ -29,6 +31,7 @@ The protocol is in docs/HTTP.md; its limits in docs/SECURITY.md.`,
       "allow-key": { type: "string", multiple: true },
       state: { type: "string" },
       "body-timeout": { type: "string" },
+      host: { type: "string", multiple: true },
     });
     if (positionals.length > 0) {
       throw new UsageError("serve: unexpected arguments (use --root DIR)");
@@ -47,6 +50,7 @@ The protocol is in docs/HTTP.md; its limits in docs/SECURITY.md.`,
       allowKeys: values["allow-key"],
       stateDir: values.state,
       bodyTimeoutMs: bodyTimeoutS * 1000,
+      hosts: values.host,
     });
     console.log(`serving ${values.root} at ${server.url}`);
     await new Promise<void>((resolve) => {

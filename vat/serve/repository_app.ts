@@ -41,6 +41,11 @@ export interface RepositoryAppOptions {
    * requests it saw (default: in memory only).
    */
   replayFile?: string;
+  /**
+   * The names (`host:port`) this server is reached by: writes signed for any other Host
+   * are refused (421). Default: any Host (the signature still names it).
+   */
+  hosts?: string[];
   /** The server's clock (tests move it). */
   nowMs?: () => number;
 }
@@ -64,6 +69,7 @@ export function repositoryApp(options: RepositoryAppOptions): RepositoryApp {
     maxObjectBytes: options.maxObjectBytes ?? 1024 ** 3,
     bodyTimeoutMs: options.bodyTimeoutMs ?? 30_000,
     replayGuard,
+    hosts: (options.hosts ?? []).map((h) => h.toLowerCase()),
     nowMs: options.nowMs,
   });
   const maxConcurrent = options.maxConcurrentRequests ?? 64;

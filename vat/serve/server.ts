@@ -41,6 +41,8 @@ export interface RepositoryServerOptions {
    * `ROOT/.vat-serve`, which is never served (no key starts with ".").
    */
   stateDir?: string;
+  /** The names (`host:port`) writes must be signed for (`--host`); default: any. */
+  hosts?: string[];
 }
 
 /** A running repository server. */
@@ -90,6 +92,7 @@ export async function startRepositoryServer(
     bodyTimeoutMs: options.bodyTimeoutMs,
     maxConcurrentRequests: options.maxConcurrentRequests,
     replayFile: `${stateDir}/replay.sqlite`,
+    hosts: options.hosts,
   });
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   let server: Deno.HttpServer<Deno.NetAddr>;

@@ -42,6 +42,11 @@ export interface WriteAuthorisationOptions {
    */
   bodyTimeoutMs: number;
   replayGuard: ReplayGuard;
+  /**
+   * The `Host` values (lower case `name:port`) writes must be signed for; empty: any.
+   * A request signed for another server that trusts the same key is then refused.
+   */
+  hosts: readonly string[];
   /** The server's clock (tests move it). */
   nowMs?: () => number;
 }
@@ -77,10 +82,16 @@ export function writeAuthorisation(
         });
       }
     }
+    const host = (c.req.header("host") ?? "").toLowerCase();
+    if (options.hosts.length > 0 && !options.hosts.includes(host)) {
+      throw new HTTPException(421, {
+        message: `this server takes writes for ${options.hosts.join(", ")}, not for "${host}"`,
+      });
+    }
     const declared = _declaredBody(c.req.raw, options.maxObjectBytes);
     const valid = verifyRequest(signature, {
       method: c.req.method,
-      host: c.req.header("host") ?? "",
+      host,
       target: path.target,
       ifNoneMatch: c.req.header("if-none-match") ?? "",
       bodySha256: declared.sha256,

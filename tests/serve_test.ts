@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { generateSigningKey, type SigningKey } from "../vat/auth/signing_key.ts";
 import { NotFoundError, UsageError } from "../vat/errors.ts";
-import { signRequest } from "../vat/auth/request_signature.ts";
+import { CONTENT_SHA256_HEADER, sha256Hex, signRequest } from "../vat/auth/request_signature.ts";
 import { startRepositoryServer } from "../vat/serve/server.ts";
 import { pathExists } from "../vat/fs_atomic.ts";
 
@@ -68,22 +68,28 @@ interface SignedOptions {
   signedBody?: Uint8Array;
   ifNoneMatch?: string;
   timestampMs?: number;
+  /** Sign this Host instead of the server's. */
+  host?: string;
 }
 
 /** The headers of a request signed by `key`. */
 function signedHeaders(
+  s: Served,
   key: SigningKey,
   target: string,
   options: SignedOptions = {},
 ): Record<string, string> {
   const method = options.method ?? "PUT";
+  const signed = options.signedBody ?? options.body ?? new Uint8Array(0);
   const headers: Record<string, string> = {
     Authorization: signRequest(key, {
       method,
+      host: options.host ?? `127.0.0.1:${s.port}`,
       target,
       ifNoneMatch: options.ifNoneMatch,
-      body: options.signedBody ?? options.body ?? new Uint8Array(0),
+      body: signed,
     }, options.timestampMs),
+    [CONTENT_SHA256_HEADER]: sha256Hex(signed),
   };
   if (options.ifNoneMatch) headers["If-None-Match"] = options.ifNoneMatch;
   return headers;
@@ -97,7 +103,7 @@ async function signedFetch(
 ): Promise<{ status: number; error?: string; headers: Headers }> {
   const response = await fetch(new URL(target, s.url), {
     method: options.method ?? "PUT",
-    headers: signedHeaders(key, target, options),
+    headers: signedHeaders(s, key, target, options),
     body: options.body as BodyInit | undefined,
   });
   const text = await response.text();
@@ -119,7 +125,7 @@ async function rawRequest(
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const head = [
     `${method} ${target} HTTP/1.1`,
-    "Host: 127.0.0.1",
+    `Host: 127.0.0.1:${port}`,
     "Connection: close",
     `Content-Length: ${body.length}`,
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
@@ -201,7 +207,7 @@ Deno.test("vat serve refuses a body other than the one signed", async () => {
     assert.equal(await Deno.readTextFile(`${s.root}/apps/a/latest`), "3");
 
     // Nor a create signed as a plain put (a dropped If-None-Match would let it replace).
-    const headers = signedHeaders(s.publisher, "/apps/a/versions/1/manifest.json", {
+    const headers = signedHeaders(s, s.publisher, "/apps/a/versions/1/manifest.json", {
       body: bytes("m"),
       ifNoneMatch: "*",
     });
@@ -229,7 +235,7 @@ Deno.test("vat serve refuses a request signed too long ago or ahead, and a repla
     }
     assert.equal(await pathExists(`${s.root}/apps/a/latest`), false);
 
-    const headers = signedHeaders(s.publisher, "/apps/a/latest", { body: bytes("5") });
+    const headers = signedHeaders(s, s.publisher, "/apps/a/latest", { body: bytes("5") });
     const first = await fetch(`${s.url}apps/a/latest`, { method: "PUT", headers, body: "5" });
     assert.equal(first.status, 204);
     await Deno.writeTextFile(`${s.root}/apps/a/latest`, "6");
@@ -263,7 +269,7 @@ Deno.test("vat serve refuses paths that leave the root, reading and writing noth
         s.port,
         "PUT",
         evil,
-        signedHeaders(s.admin, evil, { body: bytes("EVIL") }),
+        signedHeaders(s, s.admin, evil, { body: bytes("EVIL") }),
         bytes("EVIL"),
       );
       assert.equal(put.status, 400, `PUT ${evil}`);
@@ -271,7 +277,7 @@ Deno.test("vat serve refuses paths that leave the root, reading and writing noth
         s.port,
         "DELETE",
         target,
-        signedHeaders(s.admin, target, { method: "DELETE" }),
+        signedHeaders(s, s.admin, target, { method: "DELETE" }),
       );
       assert.equal(del.status, 400, `DELETE ${target}`);
     }
@@ -343,7 +349,7 @@ Deno.test("vat serve serves objects with HEAD and byte ranges like a static serv
     assert.equal(head.status, 200);
     assert.equal(head.headers.get("content-length"), "10");
     assert.equal(head.headers.get("accept-ranges"), "bytes");
-    assert.equal(head.headers.get("vat-serve"), "1");
+    assert.equal(head.headers.get("vat-serve"), "2");
     assert.ok(Date.parse(head.headers.get("last-modified")!) > Date.now() - 60_000);
 
     const range = await fetch(`${s.url}apps/a/ten`, { headers: { Range: "bytes=2-4" } });
@@ -359,7 +365,7 @@ Deno.test("vat serve serves objects with HEAD and byte ranges like a static serv
 
     const missing = await fetch(`${s.url}apps/a/none`);
     assert.equal(missing.status, 404);
-    assert.equal(missing.headers.get("vat-serve"), "1");
+    assert.equal(missing.headers.get("vat-serve"), "2");
     await missing.body?.cancel();
     const dir = await fetch(`${s.url}apps/a`);
     assert.equal(dir.status, 404);

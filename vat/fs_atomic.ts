@@ -15,17 +15,23 @@ export interface WriteOptions {
   mode?: number;
   /** Create only: fail with `false` instead of replacing an existing file. */
   exclusive?: boolean;
+  /**
+   * Called once every byte is written and synced, before the file is put in place:
+   * throwing there abandons the write (a streamed body that turned out wrong).
+   */
+  beforeCommit?: () => void;
 }
 
 let tempCounter = 0;
 
 /**
- * Writes `data` to `path` atomically and durably. Returns false only with
- * `exclusive` when `path` already existed (then nothing was changed).
+ * Writes `data` (bytes, or a stream of them written as they come) to `path` atomically
+ * and durably. Returns false only with `exclusive` when `path` already existed (then
+ * nothing was changed).
  */
 export async function writeFileAtomic(
   path: string,
-  data: Uint8Array,
+  data: Uint8Array | AsyncIterable<Uint8Array>,
   options: WriteOptions = {},
 ): Promise<boolean> {
   const slash = path.lastIndexOf("/");
@@ -41,12 +47,16 @@ export async function writeFileAtomic(
       mode: options.mode ?? 0o644,
     });
     try {
-      let written = 0;
-      while (written < data.length) written += await file.write(data.subarray(written));
+      const parts = data instanceof Uint8Array ? [data] : data;
+      for await (const part of parts) {
+        let written = 0;
+        while (written < part.length) written += await file.write(part.subarray(written));
+      }
       await file.sync();
     } finally {
       file.close();
     }
+    options.beforeCommit?.();
     if (options.exclusive) {
       try {
         await Deno.link(temp, path);

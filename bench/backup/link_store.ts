@@ -11,7 +11,7 @@
  */
 
 import type { RateLimiter } from "../../vat/rate_limiter.ts";
-import type { ObjectInfo, Store } from "../../vat/repo/store.ts";
+import type { ObjectInfo, ReadOptions, Store } from "../../vat/repo/store.ts";
 
 /** Bytes written through the link, by the kind of object. */
 export interface LinkBytes {
@@ -44,12 +44,17 @@ export class LinkStore implements Store {
     return this.sent.chunks + this.sent.versions + this.sent.other;
   }
 
-  get(key: string): Promise<Uint8Array> {
-    return this.#inner.get(key);
+  get(key: string, options?: ReadOptions): Promise<Uint8Array> {
+    return this.#inner.get(key, options);
   }
 
-  getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.#inner.getRange(key, offset, length);
+  getRange(
+    key: string,
+    offset: number,
+    length: number,
+    options?: Pick<ReadOptions, "signal">,
+  ): Promise<Uint8Array> {
+    return this.#inner.getRange(key, offset, length, options);
   }
 
   async put(key: string, data: Uint8Array): Promise<void> {

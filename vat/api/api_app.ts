@@ -10,6 +10,7 @@
 
 import { Hono } from "hono";
 import { getCookie } from "hono/cookie";
+import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
@@ -261,7 +262,12 @@ export function apiApp(ctx: ApiContext) {
     .route("/session", signOutRoutes(sessions));
 
   // Signing in is the one API route without a session: it is mounted ahead of `api`.
+  // Bodies are small JSON: refused past their limit (by Content-Length before a byte is
+  // read, else as they stream), signing in, which anyone who reaches the port may try,
+  // most tightly.
   const root = new Hono()
+    .use("/api/session", _bodyLimit(SIGN_IN_BODY_BYTES))
+    .use("/api/*", _bodyLimit(API_BODY_BYTES))
     .route("/", uiRoutes())
     // The launcher's proof of life for a new release (docs/UPDATE.md): no session needed.
     .get("/api/health", (c) => c.json({ ok: true, version: ctx.version }))
@@ -276,6 +282,22 @@ export function apiApp(ctx: ApiContext) {
     }, status);
   });
   return root;
+}
+
+/** The largest sign-in request body (a token is 43 characters). */
+export const SIGN_IN_BODY_BYTES = 4 * 1024;
+/** The largest body of any other API request. */
+export const API_BODY_BYTES = 64 * 1024;
+
+function _bodyLimit(maxBytes: number) {
+  return bodyLimit({
+    maxSize: maxBytes,
+    onError: () => {
+      throw new HTTPException(413, {
+        message: `the request body is larger than ${maxBytes} bytes; nothing was done`,
+      });
+    },
+  });
 }
 
 /** The API's type, for the typed client. */

@@ -9,7 +9,7 @@
 
 import { createHash } from "node:crypto";
 import { NotFoundError, PermanentError } from "../errors.ts";
-import { openStore } from "../repo/open_store.ts";
+import { openStore, redactLocation } from "../repo/open_store.ts";
 import { Repository, type Version } from "../repo/repository.ts";
 import { MirroredStore } from "../repo/store_mirrored.ts";
 import type { RepoTrust } from "./repo_trust.ts";
@@ -76,7 +76,7 @@ export class ApplianceRepos {
   openStore(location: string): MirroredStore {
     const id = createHash("sha256").update(location).digest("hex").slice(0, 32);
     return new MirroredStore({
-      location,
+      location: redactLocation(location),
       // A server that does not answer is the mirror's business (it answers at once);
       // one that answers busy (429, 503) is retried with backoff (docs/FORMAT.md).
       open: () => openStore(location, { retry: { onlyAnswered: true } }),

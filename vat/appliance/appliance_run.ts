@@ -221,11 +221,26 @@ async function _bootFiles(spec: RunSpec): Promise<{ kernel?: string; initrd?: st
         fetch: spec.fetch,
       });
       spec.onDisk?.(name, base);
-      const data = new Uint8Array(device.sizeBytes);
-      await device.read(0, data);
-      await writeFileAtomic(path, data);
+      // In pieces: a boot file (at most 512 MiB, docs/FORMAT.md) is never one buffer.
+      await writeFileAtomic(path, _pieces(device, BOOT_FILE_PIECE_BYTES));
     }
     out[role] = path;
   }
   return out;
+}
+
+/** How much of a boot file is read at a time. */
+const BOOT_FILE_PIECE_BYTES = 1024 * 1024;
+
+/** A device's bytes, `pieceBytes` at a time, in one reused buffer. */
+async function* _pieces(
+  device: { sizeBytes: number; read(offset: number, into: Uint8Array): Promise<void> },
+  pieceBytes: number,
+): AsyncIterable<Uint8Array> {
+  const buffer = new Uint8Array(Math.min(pieceBytes, device.sizeBytes));
+  for (let offset = 0; offset < device.sizeBytes; offset += buffer.length) {
+    const piece = buffer.subarray(0, Math.min(buffer.length, device.sizeBytes - offset));
+    await device.read(offset, piece);
+    yield piece;
+  }
 }

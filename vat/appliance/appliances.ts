@@ -17,6 +17,7 @@
 import type { ChunkCache } from "../cache/chunk_cache.ts";
 import { ConflictError, TransientError, UsageError } from "../errors.ts";
 import type { PublishResult } from "../repo/publish.ts";
+import { redactLocation } from "../repo/open_store.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import type { MirroredStore } from "../repo/store_mirrored.ts";
 import { formatBytes, ProgressMeter } from "../progress.ts";
@@ -163,7 +164,9 @@ export class Appliances extends EventTarget {
     const trust = await this.#repos.withRepo(repo, async (r, store) => {
       const pinned = await this.#trust.pin(r, publishers?.length ? publishers : null);
       if (store.offline) {
-        throw new TransientError(`${repo} cannot be reached; add the appliance while connected`);
+        throw new TransientError(
+          `${redactLocation(repo)} cannot be reached; add the appliance while connected`,
+        );
       }
       return pinned;
     });
@@ -601,7 +604,8 @@ export class Appliances extends EventTarget {
     const accel = this.#options.accelerator?.current;
     return {
       name: record.name,
-      repo: record.repo,
+      // Credentials in its URL are not shown (status, listings, the UI).
+      repo: redactLocation(record.repo),
       state: busy ?? (run ? "running" : record.suspendedVersion !== null ? "suspended" : "stopped"),
       runningVersion: run?.version.number ?? null,
       latestVersion: latest?.version ?? null,

@@ -13,6 +13,7 @@ import { PermanentError, TransientError } from "../errors.ts";
 import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import { formatBytes, ProgressMeter } from "../progress.ts";
 import type { Repository, Version } from "../repo/repository.ts";
+import { redactLocation } from "../repo/open_store.ts";
 import type { ApplianceOperations } from "./appliance_operations.ts";
 import type { ApplianceRepos } from "./appliance_repos.ts";
 import type { RepoTrust } from "./repo_trust.ts";
@@ -111,7 +112,9 @@ export class Hoards {
       holding = await this.#ctx.holdings.holdingOf(record, repo, version, true);
     } catch (err) {
       throw new PermanentError(
-        `"${record.name}" is not safe to use offline: its repository ${record.repo} cannot ` +
+        `"${record.name}" is not safe to use offline: its repository ${
+          redactLocation(record.repo)
+        } cannot ` +
           `be reached and version ${version.number} was never fetched here ${advice}`,
         { cause: err },
       );
@@ -132,7 +135,7 @@ export class Hoards {
       const version = await repo.resolveVersion("latest");
       if (store.offline) {
         throw new TransientError(
-          `cannot hoard "${name}": its repository ${record.repo} cannot be reached`,
+          `cannot hoard "${name}": its repository ${redactLocation(record.repo)} cannot be reached`,
         );
       }
       trust.accept(name, version);

@@ -7,6 +7,9 @@
  * where `sig` is the publisher's ed25519 signature of the canonical string made by
  * `canonicalRequest`. The first line names the protocol so that a request signature can
  * never be mistaken for a signature of anything else made with the same key (a manifest).
+ * The body is signed by its declared SHA-256 (the `Vat-Content-Sha256` header) and
+ * length (`Content-Length`), so the server checks the signature before it reads a byte
+ * of the body, then checks the body against what was declared as it streams in.
  *
  * @module
  */
@@ -20,18 +23,25 @@ export const SIGNATURE_SCHEME = "Vat-Ed25519";
 /** How far a request's timestamp may be from the server's clock. */
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 
-const CONTEXT = "vat-serve-request-v1";
+const CONTEXT = "vat-serve-request-v2";
+
+/** The header that declares a signed request's body hash (lower-case hex SHA-256). */
+export const CONTENT_SHA256_HEADER = "Vat-Content-Sha256";
 
 /** What a signature covers. */
 export interface SignedRequestParts {
   /** The HTTP method, upper case. */
   method: string;
+  /** The `Host` header as sent (`host:port`, lower case), so a request is bound to its server. */
+  host: string;
   /** The request target as sent: path and query (`/apps/a/latest`). */
   target: string;
   /** The `If-None-Match` header, or "" when absent (it turns a put into a create). */
   ifNoneMatch: string;
   /** Lower-case hex SHA-256 of the body (of no bytes when there is no body). */
   bodySha256: string;
+  /** The body's length in bytes (0 when there is none). */
+  bodyBytes: number;
   timestampMs: number;
   nonce: string;
 }
@@ -55,19 +65,30 @@ export function canonicalRequest(parts: SignedRequestParts): Uint8Array {
     [
       CONTEXT,
       parts.method,
+      parts.host.toLowerCase(),
       parts.target,
       parts.ifNoneMatch,
       String(parts.timestampMs),
       parts.nonce,
       parts.bodySha256,
+      String(parts.bodyBytes),
     ].join("\n"),
   );
 }
 
-/** Signs a request now; returns the `Authorization` header value. */
+/**
+ * Signs a request now; returns the `Authorization` header value. The request must also
+ * carry `Vat-Content-Sha256: sha256Hex(body)` and the body's `Content-Length`.
+ */
 export function signRequest(
   key: SigningKey,
-  request: { method: string; target: string; ifNoneMatch?: string; body: Uint8Array },
+  request: {
+    method: string;
+    host: string;
+    target: string;
+    ifNoneMatch?: string;
+    body: Uint8Array;
+  },
   nowMs = Date.now(),
 ): string {
   const nonce = randomBytes(16).toString("base64url");
@@ -75,9 +96,11 @@ export function signRequest(
     key,
     canonicalRequest({
       method: request.method,
+      host: request.host,
       target: request.target,
       ifNoneMatch: request.ifNoneMatch ?? "",
       bodySha256: sha256Hex(request.body),
+      bodyBytes: request.body.length,
       timestampMs: nowMs,
       nonce,
     }),

@@ -17,7 +17,7 @@ Deno.test("signRequest() makes a header that verifyRequest() accepts for that re
   await withKey((key) => {
     const header = signRequest(
       key,
-      { method: "PUT", target: "/a/latest", ifNoneMatch: "*", body },
+      { method: "PUT", host: "127.0.0.1:8455", target: "/a/latest", ifNoneMatch: "*", body },
       1234,
     );
     const signature = parseAuthorization(header)!;
@@ -25,14 +25,19 @@ Deno.test("signRequest() makes a header that verifyRequest() accepts for that re
     assert.equal(signature.timestampMs, 1234);
     const request = {
       method: "PUT",
+      host: "127.0.0.1:8455",
       target: "/a/latest",
       ifNoneMatch: "*",
       bodySha256: sha256Hex(body),
+      bodyBytes: body.length,
     };
     assert.equal(verifyRequest(signature, request), true);
     for (
       const changed of [
         { method: "DELETE" },
+        { host: "127.0.0.1:8456" },
+        { host: "evil.example:8455" },
+        { bodyBytes: body.length + 1 },
         { target: "/b/latest" },
         { target: "/a/latest?x" },
         { ifNoneMatch: "" },
@@ -52,7 +57,7 @@ Deno.test("signRequest() makes a header that verifyRequest() accepts for that re
 
 Deno.test("signRequest() signs each request with a fresh nonce", async () => {
   await withKey((key) => {
-    const request = { method: "DELETE", target: "/x", body: new Uint8Array(0) };
+    const request = { method: "DELETE", host: "h", target: "/x", body: new Uint8Array(0) };
     const a = parseAuthorization(signRequest(key, request, 1))!;
     const b = parseAuthorization(signRequest(key, request, 1))!;
     assert.notEqual(a.nonce, b.nonce);

@@ -34,15 +34,22 @@ const PREFIX = "ed25519:";
 export async function generateSigningKey(path: string): Promise<SigningKey> {
   const { privateKey } = generateKeyPairSync("ed25519");
   const pem = privateKey.export({ type: "pkcs8", format: "pem" }) as string;
-  try {
-    await Deno.stat(path);
-    throw new UsageError(`${path} already exists; refusing to overwrite a key`);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  const refuse = (existing: string) =>
+    new UsageError(`${existing} already exists; refusing to overwrite a key`);
+  // Both files are created exclusively (linked into place only if nothing is there), so
+  // neither an existing key nor one made by a racing keygen is ever overwritten.
+  if (
+    !await writeFileAtomic(path, new TextEncoder().encode(pem), { mode: 0o600, exclusive: true })
+  ) {
+    throw refuse(path);
   }
-  await writeFileAtomic(path, new TextEncoder().encode(pem), { mode: 0o600 });
   const key = { privateKey, publicKeyId: publicKeyIdOf(privateKey) };
-  await writeFileAtomic(`${path}.pub`, new TextEncoder().encode(key.publicKeyId + "\n"));
+  const pub = new TextEncoder().encode(key.publicKeyId + "\n");
+  if (!await writeFileAtomic(`${path}.pub`, pub, { exclusive: true })) {
+    // A stray .pub of some other key: leave it, and take back the key just made.
+    await Deno.remove(path);
+    throw refuse(`${path}.pub`);
+  }
   return key;
 }
 

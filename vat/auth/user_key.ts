@@ -54,21 +54,20 @@ const ED25519_PKCS8_PREFIX = Uint8Array.from([
 
 /** Makes a new user key at `path` (mode 0600); refuses to overwrite one. */
 export async function generateUserKey(path: string): Promise<UserKey> {
-  try {
-    await Deno.stat(path);
-    throw new UsageError(`${path} already exists; refusing to overwrite a key`);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
   const secret = new Uint8Array(randomBytes(SECRET_BYTES));
   const file = {
     type: "vat-user-key",
     format: 1,
     secret: Buffer.from(secret).toString("base64url"),
   };
-  await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(file) + "\n"), {
-    mode: 0o600,
-  });
+  // Created exclusively (linked into place only if nothing is there), so neither an
+  // existing key nor one made by a racing keygen is ever overwritten.
+  const created = await writeFileAtomic(
+    path,
+    new TextEncoder().encode(JSON.stringify(file) + "\n"),
+    { mode: 0o600, exclusive: true },
+  );
+  if (!created) throw new UsageError(`${path} already exists; refusing to overwrite a key`);
   return deriveUserKey(secret, path);
 }
 

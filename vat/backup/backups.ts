@@ -13,7 +13,7 @@ import { loadUserKey, type UserKey } from "../auth/user_key.ts";
 import { ChunkCache } from "../cache/chunk_cache.ts";
 import { isRetryable, TransientError } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
-import { openStore } from "../repo/open_store.ts";
+import { openStore, redactLocation } from "../repo/open_store.ts";
 import { MirroredStore } from "../repo/store_mirrored.ts";
 import { RateLimiter } from "../rate_limiter.ts";
 import { DataRepository } from "./data_repository.ts";
@@ -86,7 +86,7 @@ export class Backups extends EventTarget {
   static async open(config: BackupConfig, stateDir: string): Promise<Backups> {
     const key = await loadUserKey(config.userKeyPath);
     const store = new MirroredStore({
-      location: config.dataRepo,
+      location: redactLocation(config.dataRepo),
       // Unreachable is the mirror's and the uploader's business; busy is retried here.
       open: () =>
         openStore(config.dataRepo, {

@@ -10,7 +10,7 @@
  */
 
 import { UsageError } from "../errors.ts";
-import type { ObjectInfo, Store } from "../repo/store.ts";
+import type { ObjectInfo, ReadOptions, Store } from "../repo/store.ts";
 
 /** Keys shared by all subscriptions. */
 const SHARED = /^(repo\.json$|chunks\/|activity\/)/;
@@ -42,12 +42,17 @@ export class SubscriptionStore implements Store {
     return SHARED.test(key) ? key : this.#prefix + key;
   }
 
-  get(key: string): Promise<Uint8Array> {
-    return this.#root.get(this.#key(key));
+  get(key: string, options?: ReadOptions): Promise<Uint8Array> {
+    return this.#root.get(this.#key(key), options);
   }
 
-  getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.#root.getRange(this.#key(key), offset, length);
+  getRange(
+    key: string,
+    offset: number,
+    length: number,
+    options?: Pick<ReadOptions, "signal">,
+  ): Promise<Uint8Array> {
+    return this.#root.getRange(this.#key(key), offset, length, options);
   }
 
   put(key: string, data: Uint8Array): Promise<void> {

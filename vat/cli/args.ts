@@ -66,15 +66,50 @@ export const STORE_FLAGS = {
   "s3-endpoint": { type: "string" },
   "s3-region": { type: "string" },
   "s3-access-key-id": { type: "string" },
+  "s3-secret-access-key-file": { type: "string" },
+  /** Kept for old scripts; it shows the secret to every local user (ps), so it warns. */
   "s3-secret-access-key": { type: "string" },
 } as const;
 
-/** The S3 options given by `STORE_FLAGS` (the AWS_* environment fills in the rest). */
-export function s3Options(values: Record<string, unknown>): S3UrlOptions {
+/**
+ * The S3 options given by `STORE_FLAGS` (the AWS_* environment fills in the rest). The
+ * secret comes from `--s3-secret-access-key-file` (its first line) or the environment;
+ * `--s3-secret-access-key` still works but warns, since a command line is public.
+ */
+export function s3Options(
+  values: Record<string, unknown>,
+  warn: (line: string) => void = (line) => console.error(line),
+): S3UrlOptions {
+  const file = values["s3-secret-access-key-file"] as string | undefined;
+  const inline = values["s3-secret-access-key"] as string | undefined;
+  if (file !== undefined && inline !== undefined) {
+    throw new UsageError(
+      "give the S3 secret once: --s3-secret-access-key-file or AWS_SECRET_ACCESS_KEY",
+    );
+  }
+  let secretAccessKey = inline;
+  if (inline !== undefined) {
+    warn(
+      "warning: --s3-secret-access-key shows the secret to every user of this machine " +
+        "(ps); use --s3-secret-access-key-file FILE or AWS_SECRET_ACCESS_KEY instead",
+    );
+  }
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch (err) {
+      throw new UsageError(`--s3-secret-access-key-file ${file} cannot be read`, { cause: err });
+    }
+    secretAccessKey = text.split(/\r?\n/)[0].trim();
+    if (!secretAccessKey) {
+      throw new UsageError(`--s3-secret-access-key-file ${file} holds no secret on its first line`);
+    }
+  }
   return {
     endpoint: values["s3-endpoint"] as string | undefined,
     region: values["s3-region"] as string | undefined,
     accessKeyId: values["s3-access-key-id"] as string | undefined,
-    secretAccessKey: values["s3-secret-access-key"] as string | undefined,
+    secretAccessKey,
   };
 }

@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { ChunkCache } from "../cache/chunk_cache.ts";
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
+import { checkHost, hostWithPort, loopbackHosts } from "../api/host_check.ts";
 import { apiApp } from "../api/api_app.ts";
 import { type DaemonInfo, readDaemonInfo } from "../api/daemon_info.ts";
 import { AcceleratorChoice, type AccelSetting } from "../vmm/accelerator.ts";
@@ -161,11 +162,16 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
   let remote: RemoteDisplay | null = null;
   try {
+    const hostname = options.hostname ?? "127.0.0.1";
+    let hosts: string[] = [];
     server = Deno.serve({
-      hostname: options.hostname ?? "127.0.0.1",
+      hostname,
       port: options.port ?? DEFAULT_DAEMON_PORT,
       onListen: () => {},
-    }, app.fetch);
+    }, checkHost(app.fetch, () => hosts));
+    // Known once it listens (--port 0 picks one).
+    const port = server.addr.port;
+    hosts = [...new Set([...loopbackHosts(port), hostWithPort(hostname, port)])];
     if (options.listen) {
       remote = await serveRemoteDisplay({ stateDir, listen: options.listen, handler: app.fetch });
     }

@@ -11,6 +11,7 @@
 
 import { UsageError } from "../errors.ts";
 import { ensureTlsCertificate } from "./tls_certificate.ts";
+import { checkHost, hostWithPort } from "../api/host_check.ts";
 
 /** Where the remote display listens. */
 export interface ListenAddress {
@@ -72,6 +73,8 @@ export async function serveRemoteDisplay(options: {
     : [listen.hostname];
   const certificate = await ensureTlsCertificate(`${options.stateDir}/remote-display`, names);
   let server: Deno.HttpServer<Deno.NetAddr>;
+  // Its own names only (against DNS rebinding); the port is known once it listens.
+  let hosts: string[] = [];
   try {
     server = Deno.serve({
       hostname: listen.hostname,
@@ -79,7 +82,8 @@ export async function serveRemoteDisplay(options: {
       cert: certificate.certPem,
       key: certificate.keyPem,
       onListen: () => {},
-    }, secureCookies(options.handler));
+    }, checkHost(secureCookies(options.handler), () => hosts));
+    hosts = names.map((name) => hostWithPort(name, server.addr.port));
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
       throw new UsageError(`--listen ${listen.hostname}:${listen.port}: the port is in use`, {

@@ -7,7 +7,7 @@
  */
 
 import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
-import { NotFoundError } from "../errors.ts";
+import { IntegrityError, NotFoundError } from "../errors.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import type { BlockDevice } from "./block_device.ts";
 import { ChunkedDisk } from "./chunked_disk.ts";
@@ -38,12 +38,21 @@ export async function openVersionDisk(
   cache: ChunkCache,
   options: VersionDiskOptions = {},
 ): Promise<VersionDisk> {
-  const entry = version.manifest.disks[name];
+  // Own properties only: "constructor" is no disk.
+  const entry = Object.hasOwn(version.manifest.disks, name)
+    ? version.manifest.disks[name]
+    : undefined;
   if (!entry) {
     const have = Object.keys(version.manifest.disks).join(", ");
     throw new NotFoundError(`version ${version.number} has no ${name} disk (it has: ${have})`);
   }
   const index = await repo.readDiskIndex(entry.index);
+  if (index.sizeBytes !== entry.sizeBytes) {
+    throw new IntegrityError(
+      `the ${name} disk of version ${version.number} is ${index.sizeBytes} bytes by its index ` +
+        `but ${entry.sizeBytes} by its manifest`,
+    );
+  }
   const base = new ChunkedDisk(index, cache, options.fetch ?? ((hash) => repo.readChunk(hash)));
   if (!options.overlayPath) return { device: base, base, overlay: null };
   const overlay = await CowOverlay.open({

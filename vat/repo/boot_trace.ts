@@ -163,7 +163,7 @@ export function openTrace(
 export async function readBootTrace(repo: Repository, version: Version): Promise<BootTrace | null> {
   let bytes: Uint8Array;
   try {
-    bytes = await repo.store.get(traceKey(version.number));
+    bytes = await repo.store.get(traceKey(version.number), { maxBytes: MAX_TRACE_BYTES });
   } catch (err) {
     if (err instanceof NotFoundError) return null;
     throw err;

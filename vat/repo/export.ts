@@ -27,7 +27,9 @@ export async function exportDisk(
   options: ExportOptions = {},
 ): Promise<{ sizeBytes: number }> {
   const name = options.disk ?? "system";
-  const entry = version.manifest.disks[name];
+  const entry = Object.hasOwn(version.manifest.disks, name)
+    ? version.manifest.disks[name]
+    : undefined;
   if (!entry) {
     const have = Object.keys(version.manifest.disks).join(", ");
     throw new NotFoundError(`version ${version.number} has no ${name} disk (it has: ${have})`);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { IntegrityError } from "../errors.ts";
+import { IntegrityError, UsageError } from "../errors.ts";
 import { checkKey } from "./store.ts";
 import type { PublicKeyId, SigningKey } from "../auth/signing_key.ts";
 import { openEnvelope, signEnvelope } from "./signed_envelope.ts";
@@ -105,8 +105,16 @@ export interface SnapshotRecord {
   undoneTo?: number;
 }
 
-/** Serializes and signs a manifest into the bytes of its committed object. */
+/**
+ * Serializes and signs a manifest into the bytes of its committed object; throws
+ * `UsageError` naming the field when it is out of bounds (`checkManifestFields`), so
+ * no version is published that a VAT would refuse.
+ */
 export function signManifest(manifest: VersionManifest, key: SigningKey): Uint8Array {
+  checkManifestFields(
+    manifest,
+    (field, why) => new UsageError(`cannot publish: ${field} is invalid: ${why}`),
+  );
   return signEnvelope(JSON.stringify(manifest, null, 2), SIGNING_CONTEXT, key);
 }
 
@@ -162,35 +170,160 @@ export function openManifest(bytes: Uint8Array, expect: ManifestExpectation): Ve
   return manifest;
 }
 
-function _checkShape(m: VersionManifest, what: string): void {
-  const fail = (field: string) => new IntegrityError(`${what}: manifest field ${field} is invalid`);
-  if (typeof m.vm !== "object" || m.vm === null) throw fail("vm");
-  if (!(Number.isInteger(m.vm.memoryMiB) && m.vm.memoryMiB > 0)) throw fail("vm.memoryMiB");
-  if (!(Number.isInteger(m.vm.cpus) && m.vm.cpus > 0)) throw fail("vm.cpus");
-  if (typeof m.disks !== "object" || m.disks === null) throw fail("disks");
+/** Whether `text` holds a control character (a kernel command line is one plain line). */
+export function hasControlCharacters(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
+/** Bounds of a manifest's fields (docs/FORMAT.md, "Versions"). */
+export const MANIFEST_LIMITS = {
+  /** 1 TiB of guest memory. */
+  maxMemoryMiB: 1024 * 1024,
+  maxCpus: 256,
+  /** 64 TiB: a disk index's own limit. */
+  maxDiskBytes: 2 ** 46,
+  /** A kernel or initrd. */
+  maxBootFileBytes: 512 * 1024 * 1024,
+  /** A kernel command line (Linux's own limit on x86 is 2 KiB). */
+  maxAppendChars: 4096,
+  /** The largest index object (`Repository.readDiskIndex`'s limit). */
+  maxIndexBytes: 512 * 1024 * 1024,
+  maxNoteChars: 4096,
+} as const;
+
+/**
+ * Checks a manifest's fields: types, bounds, and that the boot files are disks of this
+ * version (own properties only: a name such as "constructor" must not be found on the
+ * prototype). Throws `makeError(field, why)`.
+ */
+export function checkManifestFields(
+  m: VersionManifest,
+  makeError: (field: string, why: string) => Error,
+): void {
+  const L = MANIFEST_LIMITS;
+  const fail = makeError;
+  const intIn = (value: unknown, min: number, max: number) =>
+    Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max;
+  const show = (value: unknown) => {
+    const text = JSON.stringify(value) ?? String(value);
+    return text.length > 40 ? `${text.slice(0, 40)}...` : text;
+  };
+  if (typeof m !== "object" || m === null || Array.isArray(m)) throw fail("", "not an object");
+  if (typeof m.vm !== "object" || m.vm === null || Array.isArray(m.vm)) {
+    throw fail("vm", "not an object");
+  }
+  const vm = m.vm;
+  if (!intIn(vm.memoryMiB, 1, L.maxMemoryMiB)) {
+    throw fail(
+      "vm.memoryMiB",
+      `${show(vm.memoryMiB)} is not a whole number from 1 to ${L.maxMemoryMiB}`,
+    );
+  }
+  if (!intIn(vm.cpus, 1, L.maxCpus)) {
+    throw fail("vm.cpus", `${show(vm.cpus)} is not a whole number from 1 to ${L.maxCpus}`);
+  }
+  if (vm.ephemeralSizeBytes !== undefined && !intIn(vm.ephemeralSizeBytes, 0, L.maxDiskBytes)) {
+    throw fail(
+      "vm.ephemeralSizeBytes",
+      `${show(vm.ephemeralSizeBytes)} is not a size from 0 to ${L.maxDiskBytes} bytes`,
+    );
+  }
+  if (
+    vm.append !== undefined &&
+    (typeof vm.append !== "string" || vm.append.length > L.maxAppendChars ||
+      hasControlCharacters(vm.append))
+  ) {
+    throw fail(
+      "vm.append",
+      `${show(vm.append)} is not a line of text of at most ${L.maxAppendChars} characters`,
+    );
+  }
+  if (m.parent !== null && m.parent !== undefined && !intIn(m.parent, 1, m.version - 1)) {
+    throw fail("parent", `${show(m.parent)} is not an earlier version`);
+  }
+  if (m.updateRequired !== undefined && typeof m.updateRequired !== "boolean") {
+    throw fail("updateRequired", `${show(m.updateRequired)} is not true or false`);
+  }
+  if (
+    m.note !== undefined && (typeof m.note !== "string" || m.note.length > L.maxNoteChars)
+  ) throw fail("note", `not a text of at most ${L.maxNoteChars} characters`);
+  if (typeof m.disks !== "object" || m.disks === null || Array.isArray(m.disks)) {
+    throw fail("disks", "not an object");
+  }
   for (const [name, disk] of Object.entries(m.disks)) {
-    if (!/^[a-z][a-z0-9-]{0,31}$/.test(name)) throw fail(`disks name "${name}"`);
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(name)) throw fail(`disks name "${name}"`, "not a disk name");
+    const field = `disks.${name}`;
+    if (typeof disk !== "object" || disk === null) throw fail(field, "not an object");
+    if (!intIn(disk.sizeBytes, 0, L.maxDiskBytes)) {
+      throw fail(
+        `${field}.sizeBytes`,
+        `${show(disk.sizeBytes)} is not a size up to ${L.maxDiskBytes} bytes`,
+      );
+    }
     if (
-      !Number.isSafeInteger(disk?.sizeBytes) || disk.sizeBytes < 0 ||
-      typeof disk.index?.key !== "string" || !/^[0-9a-f]{64}$/.test(disk.index.sha256)
-    ) throw fail(`disks.${name}`);
-    if (!disk.index.key.startsWith(`versions/${m.version}/`)) throw fail(`disks.${name}.index`);
+      !intIn(disk.chunkBytes, 4096, 16 * 1024 * 1024) || (disk.chunkBytes & (disk.chunkBytes - 1))
+    ) {
+      throw fail(
+        `${field}.chunkBytes`,
+        `${show(disk.chunkBytes)} is not a power of two from 4 KiB to 16 MiB`,
+      );
+    }
+    for (const count of ["dataChunks", "newStoredBytes"] as const) {
+      if (disk[count] !== undefined && !intIn(disk[count], 0, Number.MAX_SAFE_INTEGER)) {
+        throw fail(`${field}.${count}`, `${show(disk[count])} is not a count`);
+      }
+    }
+    const index = disk.index;
+    if (typeof index !== "object" || index === null) throw fail(`${field}.index`, "not an object");
+    if (typeof index.key !== "string" || !index.key.startsWith(`versions/${m.version}/`)) {
+      throw fail(`${field}.index.key`, `not a key under versions/${m.version}/`);
+    }
     try {
-      checkKey(disk.index.key);
+      checkKey(index.key);
     } catch {
-      throw fail(`disks.${name}.index`);
+      throw fail(`${field}.index.key`, "not a plain key");
+    }
+    if (typeof index.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(index.sha256)) {
+      throw fail(`${field}.index.sha256`, "not 64 hex digits");
+    }
+    if (!intIn(index.sizeBytes, 0, L.maxIndexBytes)) {
+      throw fail(
+        `${field}.index.sizeBytes`,
+        `${show(index.sizeBytes)} is not a size up to ${L.maxIndexBytes} bytes`,
+      );
     }
   }
-  for (const file of [m.vm.kernel, m.vm.initrd]) {
-    if (file !== undefined && !(file in m.disks)) throw fail(`vm boot file ${file}`);
+  for (const role of ["kernel", "initrd"] as const) {
+    const file = vm[role];
+    if (file === undefined) continue;
+    if (typeof file !== "string" || !Object.hasOwn(m.disks, file)) {
+      throw fail(`vm.${role}`, `${show(file)} is not a disk of this version`);
+    }
+    if (m.disks[file].sizeBytes > L.maxBootFileBytes) {
+      throw fail(
+        `vm.${role}`,
+        `its disk "${file}" of ${
+          m.disks[file].sizeBytes
+        } bytes is larger than a boot file may be (${L.maxBootFileBytes} bytes)`,
+      );
+    }
   }
-  if (m.release !== undefined) _checkRelease(m.release, m.disks, fail);
+  if (vm.initrd !== undefined && vm.kernel === undefined) {
+    throw fail("vm.initrd", "an initrd needs a kernel");
+  }
+  if (m.release !== undefined) {
+    _checkRelease(m.release, m.disks, (field) => fail(field, "not a valid release record"));
+  }
 }
 
 function _checkRelease(
   r: ReleaseRecord,
   disks: Record<string, DiskEntry>,
-  fail: (field: string) => IntegrityError,
+  fail: (field: string) => Error,
 ): void {
   if (typeof r !== "object" || r === null) throw fail("release");
   if (typeof r.vatVersion !== "string" || !VAT_VERSION_PATTERN.test(r.vatVersion)) {
@@ -204,7 +337,7 @@ function _checkRelease(
   if (typeof r.files !== "object" || r.files === null) throw fail("release.files");
   const paths = new Set<string>();
   for (const [disk, file] of Object.entries(r.files)) {
-    if (!(disk in disks)) throw fail(`release.files.${disk}`);
+    if (!Object.hasOwn(disks, disk)) throw fail(`release.files.${disk}`);
     if (
       typeof file?.path !== "string" || !_RELEASE_PATH.test(file.path) ||
       file.path.split("/").some((s) => s === "." || s === "..") || paths.has(file.path) ||
@@ -219,4 +352,12 @@ function _checkRelease(
   for (const path of entry) {
     if (!paths.has(path)) throw fail(`release.files (no ${path})`);
   }
+}
+
+function _checkShape(m: VersionManifest, what: string): void {
+  checkManifestFields(
+    m,
+    (field, why) =>
+      new IntegrityError(`${what}: manifest field ${field || "(the manifest)"} is invalid: ${why}`),
+  );
 }

@@ -46,3 +46,23 @@ async function _openTransport(location: string, options: OpenStoreOptions): Prom
     : location;
   return new FileStore(path);
 }
+
+/**
+ * `location` fit to show (status, listings, messages): an http(s) URL's password (or a
+ * lone user name, often a token) and its query's values (CDN tokens) become `***`.
+ * Other locations are shown as they are.
+ */
+export function redactLocation(location: string): string {
+  if (!/^https?:\/\//i.test(location)) return location;
+  let url: URL;
+  try {
+    url = new URL(location);
+  } catch {
+    // Not parsable: show no more than its scheme and what follows the last "@".
+    return location.replace(/^(https?:\/\/)[^/]*@/i, "$1***@");
+  }
+  if (url.password) url.password = "***";
+  else if (url.username) url.username = "***";
+  for (const name of [...url.searchParams.keys()]) url.searchParams.set(name, "***");
+  return url.href.replaceAll("%2A%2A%2A", "***");
+}

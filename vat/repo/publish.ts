@@ -17,7 +17,13 @@ import type { Progress, ProgressListener } from "../progress.ts";
 import { announce, listActivities, storeNow } from "./activity.ts";
 import { hashChunk, isAllZero, toHex } from "./chunk_codec.ts";
 import { DiskIndex } from "./disk_index.ts";
-import type { DiskEntry, ReleaseRecord, VmDescription } from "./manifest.ts";
+import {
+  type DiskEntry,
+  hasControlCharacters,
+  MANIFEST_LIMITS,
+  type ReleaseRecord,
+  type VmDescription,
+} from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import { commitVersion, type VersionContent } from "./commit_version.ts";
 import { writeFreshness } from "./freshness.ts";
@@ -124,6 +130,7 @@ export async function publishVersion(
         vm.append = input.append;
       }
       if (input.initrd && !input.kernel) throw new UsageError("--initrd needs --kernel");
+      _checkBounds(vm, images);
       return await publishDisks(repo, sources, vm, {
         ...options,
         updateRequired: input.updateRequired,
@@ -373,4 +380,37 @@ export function fileDiskSource(file: Deno.FsFile, sizeBytes: number): DiskSource
       position = offset + into.length;
     },
   };
+}
+
+/**
+ * Refuses, before anything is uploaded, what `signManifest` would refuse at the end
+ * (`MANIFEST_LIMITS`), naming the flag.
+ */
+function _checkBounds(vm: VmDescription, images: [string, { sizeBytes: number }][]): void {
+  const L = MANIFEST_LIMITS;
+  if (!(vm.memoryMiB >= 1 && vm.memoryMiB <= L.maxMemoryMiB)) {
+    throw new UsageError(`--memory ${vm.memoryMiB} is not from 1 to ${L.maxMemoryMiB} MiB`);
+  }
+  if (!(vm.cpus >= 1 && vm.cpus <= L.maxCpus)) {
+    throw new UsageError(`--cpus ${vm.cpus} is not from 1 to ${L.maxCpus}`);
+  }
+  if ((vm.ephemeralSizeBytes ?? 0) > L.maxDiskBytes) {
+    throw new UsageError(`--ephemeral-size is larger than ${L.maxDiskBytes} bytes`);
+  }
+  if (
+    vm.append !== undefined &&
+    (vm.append.length > L.maxAppendChars || hasControlCharacters(vm.append))
+  ) {
+    throw new UsageError(`--append must be one line of at most ${L.maxAppendChars} characters`);
+  }
+  for (const [name, image] of images) {
+    const limit = name === "kernel" || name === "initrd" ? L.maxBootFileBytes : L.maxDiskBytes;
+    if (image.sizeBytes > limit) {
+      throw new UsageError(
+        `--${
+          name === "system" ? "image" : name === "user" ? "user-disk" : name
+        } is ${image.sizeBytes} bytes, more than ${limit}`,
+      );
+    }
+  }
 }

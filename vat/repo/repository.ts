@@ -13,7 +13,7 @@ import { DiskIndex } from "./disk_index.ts";
 import { type ObjectCodec, PLAIN_CODEC } from "./object_codec.ts";
 import { type ObjectRef, openManifest, type VersionManifest } from "./manifest.ts";
 import { parseRepoConfig, type RepoConfig, type RepoKind } from "./repo_config.ts";
-import type { Store } from "./store.ts";
+import { CHUNK_OVERHEAD_BYTES, type Store } from "./store.ts";
 import { followKeyLists } from "./key_list.ts";
 
 /**
@@ -29,6 +29,9 @@ export const manifestKey = (version: number) => `versions/${version}/manifest.js
 
 /** Largest index object a reader accepts (a 64 TiB disk at 4 KiB chunks would be more). */
 const MAX_INDEX_BYTES = 512 * 1024 * 1024;
+
+/** How many committed versions past `latest` a reader looks for before it gives up. */
+const MAX_VERSIONS_PAST_LATEST = 100;
 
 /** Options for `Repository.init`. */
 export interface InitOptions {
@@ -230,7 +233,17 @@ export class Repository {
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
     }
-    while (await this.store.stat(manifestKey(n + 1))) n++;
+    // A publisher killed between its commit and this hint leaves it a version or two
+    // behind; a server claiming endless versions after it is not followed forever.
+    for (let ahead = 0; await this.store.stat(manifestKey(n + 1)); ahead++) {
+      if (ahead >= MAX_VERSIONS_PAST_LATEST) {
+        throw new IntegrityError(
+          `${this.store.location} claims more than ${MAX_VERSIONS_PAST_LATEST} versions after ` +
+            `its "latest" (${n - ahead}); the repository is damaged or its server is hostile`,
+        );
+      }
+      n++;
+    }
     return n;
   }
 
@@ -268,7 +281,9 @@ export class Repository {
 
   /** Reads a disk index and checks it against the manifest's hash. */
   async readDiskIndex(ref: ObjectRef): Promise<DiskIndex> {
-    return this.decodeDiskIndex(ref, await this.store.get(ref.key));
+    _checkIndexRef(ref);
+    // The manifest says how big the stored object is: not a byte more is read.
+    return this.decodeDiskIndex(ref, await this.store.get(ref.key, { maxBytes: ref.sizeBytes }));
   }
 
   /**
@@ -276,6 +291,7 @@ export class Repository {
    * read) against the manifest's hash, and parses it.
    */
   decodeDiskIndex(ref: ObjectRef, object: Uint8Array): DiskIndex {
+    _checkIndexRef(ref);
     const what = `disk index ${ref.key}`;
     let plain: Uint8Array;
     try {
@@ -320,7 +336,9 @@ export class Repository {
     for (let attempt = 1;; attempt++) {
       let object: Uint8Array;
       try {
-        object = await this.store.get(chunkKey(id));
+        object = await this.store.get(chunkKey(id), {
+          maxBytes: this.config.chunkSizeBytes + CHUNK_OVERHEAD_BYTES,
+        });
       } catch (err) {
         if (err instanceof NotFoundError) {
           throw new NotFoundError(
@@ -386,6 +404,17 @@ export class Repository {
           `a current publisher adds it with: vat repo add-key ${this.store.location} ${keyId} --key KEY`,
       );
     }
+  }
+}
+
+/** Throws unless a manifest's index reference gives a size an index may have. */
+function _checkIndexRef(ref: ObjectRef): void {
+  if (
+    !Number.isSafeInteger(ref.sizeBytes) || ref.sizeBytes < 0 || ref.sizeBytes > MAX_INDEX_BYTES
+  ) {
+    throw new IntegrityError(
+      `disk index ${ref.key}: its manifest gives a size of ${ref.sizeBytes} bytes`,
+    );
   }
 }
 

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
+import { IntegrityError, UsageError } from "../errors.ts";
 
 /** What a transport knows of one stored object. */
 export interface ObjectInfo {
@@ -18,22 +18,45 @@ export interface ObjectInfo {
   modifiedMs: number;
 }
 
+/** How a read may go (docs/SECURITY.md, "Limits on untrusted bytes"). */
+export interface ReadOptions {
+  /**
+   * The most bytes the caller accepts (default: `readLimitOf(key)`). A larger object
+   * fails with `IntegrityError` naming the key and the limit, and its transfer is
+   * stopped there: a transport never holds more than the limit in memory.
+   */
+  maxBytes?: number;
+  /**
+   * The caller's giving up: when it aborts, a download in progress is cancelled and the
+   * read rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
+}
+
 /** A repository's storage. */
 export interface Store {
   /** Where the store is, for messages (a path or URL without credentials). */
   readonly location: string;
 
   /**
-   * Reads a whole object. Throws `NotFoundError` when it does not exist, and
-   * `TransientError` for failures a retry may cure.
+   * Reads a whole object, of at most `options.maxBytes` (else `readLimitOf(key)`)
+   * bytes, enforced while it streams. Throws `NotFoundError` when it does not exist,
+   * `IntegrityError` when it is larger than the limit, and `TransientError` for
+   * failures a retry may cure.
    */
-  get(key: string): Promise<Uint8Array>;
+  get(key: string, options?: ReadOptions): Promise<Uint8Array>;
 
   /**
    * Reads `length` bytes at `offset` of an object. Returns fewer bytes only when the
-   * object ends first. Throws `NotFoundError` when the object does not exist.
+   * object ends first, never more than `length`. Throws `NotFoundError` when the object
+   * does not exist.
    */
-  getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
+  getRange(
+    key: string,
+    offset: number,
+    length: number,
+    options?: Pick<ReadOptions, "signal">,
+  ): Promise<Uint8Array>;
 
   /**
    * Writes an object, replacing any existing one. When it resolves, the object is
@@ -122,4 +145,121 @@ export function parseRetryAfter(header: string | null, nowMs = Date.now()): numb
     ms = Math.max(0, at - nowMs);
   }
   return Math.min(ms, MAX_RETRY_AFTER_MS);
+}
+
+/** The most bytes of `repo.json`, `latest` and a lease a reader accepts. */
+export const SMALL_OBJECT_LIMIT_BYTES = 64 * 1024;
+/** The most bytes of a version's manifest a reader accepts. */
+export const MANIFEST_LIMIT_BYTES = 1024 * 1024;
+/**
+ * What a stored chunk object may add to its plaintext: the codec byte, and a sealed
+ * object's codec byte, nonce and tag around it (docs/FORMAT.md, "Chunk objects").
+ */
+export const CHUNK_OVERHEAD_BYTES = 64;
+/** The largest chunk any repository may have (`MAX_CHUNK_BYTES` of disk_index.ts). */
+const _MAX_CHUNK_OBJECT_BYTES = 16 * 1024 * 1024 + CHUNK_OVERHEAD_BYTES;
+/** Anything else (indexes, traces): callers that know better pass `maxBytes`. */
+const _OTHER_LIMIT_BYTES = 512 * 1024 * 1024;
+
+/**
+ * The default limit of a read of `key`, by what the key names (its last segments, so a
+ * data repository's `subscriptions/NAME/` keys get their object's limit): 64 KiB for
+ * `repo.json`, `latest` and leases, 1 MiB for manifests, the largest chunk of any
+ * repository for chunks, 512 MiB for the rest. `Repository` passes tighter ones (an
+ * index's size from its manifest, the repository's own chunk size).
+ */
+export function readLimitOf(key: string): number {
+  if (/(^|\/)(repo\.json|latest)$/.test(key) || /(^|\/)lease\/[^/]+$/.test(key)) {
+    return SMALL_OBJECT_LIMIT_BYTES;
+  }
+  if (/(^|\/)versions\/\d+\/manifest\.json$/.test(key)) return MANIFEST_LIMIT_BYTES;
+  if (key.startsWith("chunks/")) return _MAX_CHUNK_OBJECT_BYTES;
+  return _OTHER_LIMIT_BYTES;
+}
+
+/** The limit of a read: the caller's, else the key's default. */
+export function readLimit(key: string, options?: ReadOptions): number {
+  const limit = options?.maxBytes ?? readLimitOf(key);
+  if (!Number.isSafeInteger(limit) || limit < 0) {
+    throw new UsageError(`invalid read limit ${limit} for ${key}`);
+  }
+  return limit;
+}
+
+/** The error of an object larger than its read limit. */
+export function tooLargeError(
+  key: string,
+  location: string,
+  limitBytes: number,
+  sizeBytes?: number,
+): IntegrityError {
+  const size = sizeBytes === undefined ? "more than" : `${sizeBytes} bytes, over`;
+  return new IntegrityError(
+    `${key} in ${location} is ${size} its limit of ${limitBytes} bytes; the repository ` +
+      "is damaged or its server is hostile (nothing was kept)",
+  );
+}
+
+/**
+ * Reads a stream whole, refusing (and cancelling it) as soon as it passes `limitBytes`.
+ * `onChunk` is called as each part arrives (a deadline renewal).
+ */
+export async function readStreamCapped(
+  stream: ReadableStream<Uint8Array>,
+  limitBytes: number,
+  tooLarge: () => Error,
+  sizeHint = 0,
+  onChunk: () => void = () => {},
+): Promise<Uint8Array> {
+  let buffer = new Uint8Array(Math.min(Math.max(sizeHint, 0), limitBytes, 64 * 1024 * 1024));
+  let filled = 0;
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      onChunk();
+      if (filled + value.length > limitBytes) throw tooLarge();
+      if (filled + value.length > buffer.length) {
+        const grown = new Uint8Array(
+          Math.min(Math.max(buffer.length * 2, filled + value.length), limitBytes),
+        );
+        grown.set(buffer.subarray(0, filled));
+        buffer = grown;
+      }
+      buffer.set(value, filled);
+      filled += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return buffer.subarray(0, filled);
+}
+
+/** The first `limitBytes` of a stream (an error page's explanation); the rest is not read. */
+export async function readStreamHead(
+  stream: ReadableStream<Uint8Array>,
+  limitBytes: number,
+): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let filled = 0;
+  const reader = stream.getReader();
+  try {
+    while (filled < limitBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const part = value.subarray(0, limitBytes - filled);
+      parts.push(part);
+      filled += part.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  const out = new Uint8Array(filled);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }

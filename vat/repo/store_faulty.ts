@@ -25,7 +25,7 @@
 
 import { FaultDice, type FaultOptions } from "../fault_dice.ts";
 import { TransientError, UsageError } from "../errors.ts";
-import type { ObjectInfo, Store } from "./store.ts";
+import type { ObjectInfo, ReadOptions, Store } from "./store.ts";
 
 /** What a `FaultyStore` may inject. */
 export type StoreFault = "transient" | "timeout" | "lost-reply" | "corrupt" | "truncate";
@@ -75,8 +75,9 @@ export class FaultyStore implements Store {
     this.canList = next.canList;
   }
 
-  get(key: string): Promise<Uint8Array> {
-    return this.#read(key, `get ${key}`, () => this.#next.get(key));
+  get(key: string, options?: ReadOptions): Promise<Uint8Array> {
+    options?.signal?.throwIfAborted();
+    return this.#read(key, `get ${key}`, () => this.#next.get(key, options));
   }
 
   getRange(key: string, offset: number, length: number): Promise<Uint8Array> {

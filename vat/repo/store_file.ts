@@ -9,7 +9,15 @@
 
 import { NotFoundError, PermanentError } from "../errors.ts";
 import { mapDiskFull, writeFileAtomic } from "../fs_atomic.ts";
-import { checkKey, checkPrefix, type ObjectInfo, type Store } from "./store.ts";
+import {
+  checkKey,
+  checkPrefix,
+  type ObjectInfo,
+  readLimit,
+  type ReadOptions,
+  type Store,
+  tooLargeError,
+} from "./store.ts";
 
 /** A `Store` over a local directory. */
 export class FileStore implements Store {
@@ -27,17 +35,52 @@ export class FileStore implements Store {
     return `${this.#root}/${checkKey(key)}`;
   }
 
-  async get(key: string): Promise<Uint8Array> {
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array> {
     const path = this.#path(key);
+    const capBytes = readLimit(key, options);
+    options?.signal?.throwIfAborted();
+    let file: Deno.FsFile;
     try {
-      return await Deno.readFile(path);
+      file = await Deno.open(path, { read: true });
     } catch (err) {
       throw _mapReadError(err, key, this.location);
     }
+    try {
+      const info = await file.stat();
+      if (info.isDirectory) throw _mapReadError(new Deno.errors.IsADirectory(), key, this.location);
+      if (info.size > capBytes) throw tooLargeError(key, this.location, capBytes, info.size);
+      // The file may grow while it is read: read one byte past the limit to notice.
+      let buffer = new Uint8Array(Math.min(info.size, capBytes) + 1);
+      let filled = 0;
+      for (;;) {
+        options?.signal?.throwIfAborted();
+        if (filled === buffer.length) {
+          if (filled >= capBytes + 1) throw tooLargeError(key, this.location, capBytes);
+          const grown = new Uint8Array(Math.min(Math.max(filled * 2, 4096), capBytes + 1));
+          grown.set(buffer.subarray(0, filled));
+          buffer = grown;
+        }
+        const n = await file.read(buffer.subarray(filled));
+        if (n === null) break;
+        filled += n;
+      }
+      if (filled > capBytes) throw tooLargeError(key, this.location, capBytes);
+      return buffer.subarray(0, filled);
+    } catch (err) {
+      throw _mapReadError(err, key, this.location);
+    } finally {
+      file.close();
+    }
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(
+    key: string,
+    offset: number,
+    length: number,
+    options?: Pick<ReadOptions, "signal">,
+  ): Promise<Uint8Array> {
     const path = this.#path(key);
+    options?.signal?.throwIfAborted();
     let file: Deno.FsFile;
     try {
       file = await Deno.open(path, { read: true });
@@ -73,6 +116,24 @@ export class FileStore implements Store {
     // object is then ours, byte for byte (a committed object carries a unique nonce).
     const existing = await Deno.readFile(path).catch(() => null);
     return existing !== null && Buffer.from(existing).equals(data);
+  }
+
+  /**
+   * Writes an object from a stream without holding it in memory (vat serve's uploads):
+   * `check` runs once it is all on disk, and throwing there leaves nothing behind.
+   * `exclusive` creates only: returns false when the key exists (nothing written).
+   */
+  async putStream(
+    key: string,
+    parts: AsyncIterable<Uint8Array>,
+    options: { exclusive?: boolean; check?: () => void } = {},
+  ): Promise<boolean> {
+    const path = this.#path(key);
+    await this.#ensureParent(path);
+    return await writeFileAtomic(path, parts, {
+      exclusive: options.exclusive,
+      beforeCommit: options.check,
+    });
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {

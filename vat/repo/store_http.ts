@@ -20,6 +20,7 @@
 
 import type { SigningKey } from "../auth/signing_key.ts";
 import {
+  IntegrityError,
   NotFoundError,
   PermanentError,
   ProtocolError,
@@ -27,8 +28,19 @@ import {
   UsageError,
   type VatError,
 } from "../errors.ts";
-import { signRequest } from "../auth/request_signature.ts";
-import { checkKey, checkPrefix, type ObjectInfo, parseRetryAfter, type Store } from "./store.ts";
+import { redactLocation } from "./open_store.ts";
+import { CONTENT_SHA256_HEADER, sha256Hex, signRequest } from "../auth/request_signature.ts";
+import {
+  checkKey,
+  checkPrefix,
+  type ObjectInfo,
+  parseRetryAfter,
+  readLimit,
+  type ReadOptions,
+  readStreamHead,
+  type Store,
+  tooLargeError,
+} from "./store.ts";
 
 /** Options of an `HttpStore`. */
 export interface HttpStoreOptions {
@@ -47,7 +59,7 @@ export interface HttpStoreOptions {
 export type HttpServerKind = "static" | "vat-serve";
 
 /** The newest `vat serve` protocol this client speaks. */
-const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 2;
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** The largest listing page vat serve gives. */
 const MAX_LIST_PAGE = 100_000;
@@ -100,10 +112,10 @@ export class HttpStore implements Store {
     try {
       parsed = new URL(url);
     } catch (err) {
-      throw new UsageError(`${url} is not a URL`, { cause: err });
+      throw new UsageError(`${redactLocation(url)} is not a URL`, { cause: err });
     }
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw new UsageError(`${url} is not an http:// or https:// URL`);
+      throw new UsageError(`${redactLocation(url)} is not an http:// or https:// URL`);
     }
     this.#basicAuth = parsed.username || parsed.password
       ? "Basic " + btoa(
@@ -150,12 +162,13 @@ export class HttpStore implements Store {
     }
   }
 
-  async get(key: string): Promise<Uint8Array> {
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array> {
     const url = this.#url(checkKey(key));
-    const { response, deadline } = await this.#send("GET", url, key);
+    const capBytes = readLimit(key, options);
+    const { response, deadline } = await this.#send("GET", url, key, { signal: options?.signal });
     try {
       if (response.status === 200 && !_isDirectoryRedirect(response, url)) {
-        return await this.#readBody(response, deadline, key, Infinity);
+        return await this.#readBody(response, deadline, key, Infinity, capBytes);
       }
       throw await this.#statusError(response, "GET", key, url);
     } finally {
@@ -163,7 +176,12 @@ export class HttpStore implements Store {
     }
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(
+    key: string,
+    offset: number,
+    length: number,
+    options?: Pick<ReadOptions, "signal">,
+  ): Promise<Uint8Array> {
     checkKey(key);
     if (
       !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0
@@ -177,6 +195,7 @@ export class HttpStore implements Store {
     const url = this.#url(key);
     const { response, deadline } = await this.#send("GET", url, key, {
       headers: { Range: `bytes=${offset}-${offset + length - 1}` },
+      signal: options?.signal,
     });
     try {
       if (response.status === 206) {
@@ -313,7 +332,11 @@ export class HttpStore implements Store {
     let text: string;
     try {
       if (response.status !== 200) throw await this.#statusError(response, "GET", prefix, url);
-      text = new TextDecoder().decode(await this.#readBody(response, deadline, prefix, Infinity));
+      // A key is at most 512 characters and a line; a page holds #listPageSize of them.
+      const capBytes = this.#listPageSize * 520 + 1024;
+      text = new TextDecoder().decode(
+        await this.#readBody(response, deadline, prefix, Infinity, capBytes),
+      );
     } finally {
       deadline.clear();
     }
@@ -367,7 +390,13 @@ export class HttpStore implements Store {
     method: string,
     url: string,
     key: string,
-    init: { headers?: Record<string, string>; body?: Uint8Array; signingKey?: SigningKey } = {},
+    init: {
+      headers?: Record<string, string>;
+      body?: Uint8Array;
+      signingKey?: SigningKey;
+      /** The caller's giving up: cancels the request and any body still coming. */
+      signal?: AbortSignal;
+    } = {},
   ): Promise<{ response: Response; deadline: _Deadline }> {
     if (this.#closed) throw new UsageError(`the store ${this.location} is closed`);
     const headers = new Headers(init.headers);
@@ -375,20 +404,25 @@ export class HttpStore implements Store {
     headers.set("Accept-Encoding", "identity");
     if (init.signingKey) {
       const target = url.slice(url.indexOf("/", url.indexOf("://") + 3));
+      const body = init.body ?? new Uint8Array(0);
+      // The body is signed by its hash and length, which the server checks before
+      // reading it (docs/HTTP.md, "Signed requests"); fetch sends the URL's host.
+      headers.set(CONTENT_SHA256_HEADER, sha256Hex(body));
       headers.set(
         "Authorization",
         signRequest(init.signingKey, {
           method,
+          host: new URL(url).host,
           target,
           ifNoneMatch: headers.get("if-none-match") ?? "",
-          body: init.body ?? new Uint8Array(0),
+          body,
         }),
       );
     } else if (this.#basicAuth) {
       headers.set("Authorization", this.#basicAuth);
     }
     const uploadMs = (init.body?.length ?? 0) / MIN_UPLOAD_BYTES_PER_MS;
-    const deadline = new _Deadline(this.#timeoutMs);
+    const deadline = new _Deadline(this.#timeoutMs, init.signal);
     deadline.renew(this.#timeoutMs + Math.ceil(uploadMs));
     try {
       const response = await fetch(url, {
@@ -406,12 +440,17 @@ export class HttpStore implements Store {
     }
   }
 
-  /** Reads a body (at most `limitBytes` of it), renewing the deadline as bytes come. */
+  /**
+   * Reads a body (at most `limitBytes` of it, then hangs up), renewing the deadline as
+   * bytes come; a body longer than `capBytes` is refused as soon as it says so or
+   * passes it, before more is read.
+   */
   async #readBody(
     response: Response,
     deadline: _Deadline,
     key: string,
     limitBytes: number,
+    capBytes = Infinity,
   ): Promise<Uint8Array> {
     // With Content-Encoding, fetch decodes and Content-Length no longer counts the bytes.
     const declaredText = response.headers.has("content-encoding")
@@ -421,6 +460,10 @@ export class HttpStore implements Store {
     if (declared !== null && (!Number.isSafeInteger(declared) || declared < 0)) {
       await _discard(response);
       throw new ProtocolError(`${response.url} sent a bad Content-Length ${declaredText}`);
+    }
+    if (declared !== null && declared > capBytes) {
+      await _discard(response);
+      throw tooLargeError(key, this.location, capBytes, declared);
     }
     let buffer = new Uint8Array(
       Math.min(declared ?? 64 * 1024, limitBytes, MAX_PREALLOCATE_BYTES),
@@ -433,6 +476,7 @@ export class HttpStore implements Store {
         const { done, value } = await reader.read();
         if (done) break;
         deadline.renew();
+        if (filled + value.length > capBytes) throw tooLargeError(key, this.location, capBytes);
         const take = Math.min(value.length, limitBytes - filled);
         if (filled + take > buffer.length) {
           const grown = new Uint8Array(
@@ -445,6 +489,7 @@ export class HttpStore implements Store {
         filled += take;
       }
     } catch (err) {
+      if (err instanceof IntegrityError) throw err;
       throw this.#networkError(err, "GET", key, deadline);
     } finally {
       await reader.cancel().catch(() => {});
@@ -496,6 +541,7 @@ export class HttpStore implements Store {
   }
 
   #networkError(err: unknown, method: string, key: string, deadline: _Deadline): unknown {
+    if (deadline.callerGaveUp) return deadline.signal.reason;
     if (deadline.expired) {
       return new TransientError(
         `${method} ${key} at ${this.location} timed out (no progress for ${deadline.lastMs} ms)`,
@@ -552,21 +598,33 @@ export class HttpStore implements Store {
 /**
  * A deadline that aborts a request unless renewed: renewed when the response starts
  * and at every part of its body, so it bounds stalls rather than the whole transfer.
+ * The caller's own signal aborts it too.
  */
 class _Deadline {
   readonly #controller = new AbortController();
   readonly #ms: number;
+  readonly #caller: AbortSignal | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   lastMs: number;
   expired = false;
 
-  constructor(ms: number) {
+  constructor(ms: number, caller?: AbortSignal) {
     this.#ms = ms;
     this.lastMs = ms;
+    this.#caller = caller;
+    if (caller?.aborted) this.#controller.abort(caller.reason);
+    caller?.addEventListener("abort", this.#onCallerAbort, { once: true });
   }
+
+  readonly #onCallerAbort = () => this.#controller.abort(this.#caller?.reason);
 
   get signal(): AbortSignal {
     return this.#controller.signal;
+  }
+
+  /** Whether the caller's signal ended the request (not the deadline). */
+  get callerGaveUp(): boolean {
+    return !this.expired && this.#caller?.aborted === true;
   }
 
   renew(ms = this.#ms): void {
@@ -580,6 +638,7 @@ class _Deadline {
 
   clear(): void {
     clearTimeout(this.#timer);
+    this.#caller?.removeEventListener("abort", this.#onCallerAbort);
   }
 }
 
@@ -601,11 +660,15 @@ function _parseContentRange(
   return { start: Number(m[1]), end: Number(m[2]), total };
 }
 
+/** The most of an error answer that is read for its explanation. */
+const _REASON_BYTES = 4096;
+
 /** The server's explanation of a failure: vat serve's `{"error"}` or a short text. */
 async function _reasonOf(response: Response): Promise<string> {
   let text: string;
   try {
-    text = (await response.text()).trim();
+    const head = response.body ? await readStreamHead(response.body, _REASON_BYTES) : null;
+    text = new TextDecoder().decode(head ?? new Uint8Array(0)).trim();
   } catch {
     return "";
   }

@@ -6,7 +6,15 @@
  */
 
 import { NotFoundError } from "../errors.ts";
-import { checkKey, checkPrefix, type ObjectInfo, type Store } from "./store.ts";
+import {
+  checkKey,
+  checkPrefix,
+  type ObjectInfo,
+  readLimit,
+  type ReadOptions,
+  type Store,
+  tooLargeError,
+} from "./store.ts";
 
 /** A `Store` that keeps objects in a map. */
 export class MemoryStore implements Store {
@@ -15,15 +23,28 @@ export class MemoryStore implements Store {
   readonly objects = new Map<string, { data: Uint8Array; modifiedMs: number }>();
 
   // deno-lint-ignore require-await
-  async get(key: string): Promise<Uint8Array> {
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array> {
+    options?.signal?.throwIfAborted();
     const object = this.objects.get(checkKey(key));
     if (!object) throw new NotFoundError(`${key} does not exist in memory:`);
+    const capBytes = readLimit(key, options);
+    if (object.data.length > capBytes) {
+      throw tooLargeError(key, this.location, capBytes, object.data.length);
+    }
     return object.data.slice();
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
-    const data = await this.get(key);
-    return data.slice(offset, offset + length);
+  // deno-lint-ignore require-await
+  async getRange(
+    key: string,
+    offset: number,
+    length: number,
+    options?: Pick<ReadOptions, "signal">,
+  ): Promise<Uint8Array> {
+    options?.signal?.throwIfAborted();
+    const object = this.objects.get(checkKey(key));
+    if (!object) throw new NotFoundError(`${key} does not exist in memory:`);
+    return object.data.slice(offset, offset + length);
   }
 
   // deno-lint-ignore require-await

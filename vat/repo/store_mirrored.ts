@@ -14,7 +14,7 @@
  */
 
 import { isRetryable, NotFoundError, TransientError } from "../errors.ts";
-import { checkKey, checkPrefix, type ObjectInfo, type Store } from "./store.ts";
+import { checkKey, checkPrefix, type ObjectInfo, type ReadOptions, type Store } from "./store.ts";
 import { FileStore } from "./store_file.ts";
 
 /** Options of a `MirroredStore`. */
@@ -73,27 +73,36 @@ export class MirroredStore implements Store {
     return this.#opened?.canList ?? true;
   }
 
-  async get(key: string): Promise<Uint8Array> {
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array> {
     checkKey(key);
-    if (_isChunk(key)) return await (await this.#remoteStore()).get(key);
+    if (_isChunk(key)) return await (await this.#remoteStore()).get(key, options);
     return await this.#read(
       key,
-      async (remote) => {
-        const data = await remote.get(key);
+      async (remote, signal) => {
+        const data = await remote.get(key, { ...options, signal });
         await this.#keep(key, data);
         return data;
       },
-      () => this.#mirror.get(key),
+      () => this.#mirror.get(key, options),
+      options?.signal,
     );
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(
+    key: string,
+    offset: number,
+    length: number,
+    options?: Pick<ReadOptions, "signal">,
+  ): Promise<Uint8Array> {
     checkKey(key);
-    if (_isChunk(key)) return await (await this.#remoteStore()).getRange(key, offset, length);
+    if (_isChunk(key)) {
+      return await (await this.#remoteStore()).getRange(key, offset, length, options);
+    }
     return await this.#read(
       key,
-      (remote) => remote.getRange(key, offset, length),
-      () => this.#mirror.getRange(key, offset, length),
+      (remote, signal) => remote.getRange(key, offset, length, { signal }),
+      () => this.#mirror.getRange(key, offset, length, options),
+      options?.signal,
     );
   }
 
@@ -157,19 +166,26 @@ export class MirroredStore implements Store {
   }
 
   /**
-   * A metadata read: from the remote (within the connect timeout) unless it failed a
-   * moment ago; from the mirror when the remote fails transiently. A NotFoundError
-   * from the remote is the truth (the object is gone); it also drops the mirror's copy.
+   * A metadata read: from the remote (within the connect timeout, after which its
+   * download is cancelled) unless it failed a moment ago; from the mirror when the
+   * remote fails transiently. A NotFoundError from the remote is the truth (the object
+   * is gone); it also drops the mirror's copy.
    */
   async #read<T>(
     key: string,
-    fromRemote: (remote: Store) => Promise<T>,
+    fromRemote: (remote: Store, signal: AbortSignal) => Promise<T>,
     fromMirror: () => Promise<T>,
+    callerSignal?: AbortSignal,
   ): Promise<T> {
     if (Date.now() >= this.#offlineUntil) {
       try {
         const remote = await this.#remoteStore();
-        const value = await _withTimeout(fromRemote(remote), this.#timeoutMs, this.location);
+        const value = await _withTimeout(
+          (signal) => fromRemote(remote, signal),
+          this.#timeoutMs,
+          this.location,
+          callerSignal,
+        );
         this.#offline = false;
         return value;
       } catch (err) {
@@ -221,7 +237,7 @@ export class MirroredStore implements Store {
   #remoteStore(): Promise<Store> {
     if (!this.#remote) {
       const raw = this.#open();
-      const opening = _withTimeout(raw, this.#timeoutMs, this.location);
+      const opening = _withTimeout(() => raw, this.#timeoutMs, this.location);
       this.#remote = opening;
       opening.then((store) => {
         if (this.#remote === opening) this.#opened = store;
@@ -237,19 +253,39 @@ export class MirroredStore implements Store {
 }
 
 /**
- * `promise`, or a `TransientError` after `ms`. The promise is not cancelled: a late
- * answer (or failure) is dropped, and a store it opens late is closed by the caller.
+ * `start(signal)`'s promise, or a `TransientError` after `ms`, when `signal` is aborted
+ * so that a download in progress stops (a transport that ignores it has its late
+ * answer dropped; a store opened late is closed by the caller). The caller's own
+ * signal aborts it as well.
  */
-function _withTimeout<T>(promise: Promise<T>, ms: number, location: string): Promise<T> {
+function _withTimeout<T>(
+  start: (signal: AbortSignal) => Promise<T>,
+  ms: number,
+  location: string,
+  callerSignal?: AbortSignal,
+): Promise<T> {
+  const controller = new AbortController();
+  const timedOut = new TransientError(`${location} did not answer within ${ms} ms`);
+  const onCallerAbort = () => controller.abort(callerSignal?.reason);
+  if (callerSignal?.aborted) onCallerAbort();
+  callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
   let timer: ReturnType<typeof setTimeout>;
+  const promise = start(controller.signal);
   promise.catch(() => {});
+  const done = () => {
+    clearTimeout(timer);
+    callerSignal?.removeEventListener("abort", onCallerAbort);
+  };
   return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
+    promise.finally(done),
     new Promise<T>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new TransientError(`${location} did not answer within ${ms} ms`)),
-        ms,
-      );
+      timer = setTimeout(() => {
+        controller.abort(timedOut);
+        reject(timedOut);
+      }, ms);
+      controller.signal.addEventListener("abort", () => reject(controller.signal.reason), {
+        once: true,
+      });
     }),
   ]);
 }

@@ -14,7 +14,7 @@
  */
 
 import { isRetryable, TransientError, UsageError } from "../errors.ts";
-import type { ObjectInfo, Store } from "./store.ts";
+import type { ObjectInfo, ReadOptions, Store } from "./store.ts";
 
 /** How a `RetryingStore` retries. */
 export interface RetryPolicy {
@@ -77,8 +77,12 @@ export class RetryingStore implements Store {
     this.canList = next.canList;
   }
 
-  get(key: string): Promise<Uint8Array> {
-    return this.#retry.run(`get ${key}`, this.location, () => this.#next.get(key));
+  get(key: string, options?: ReadOptions): Promise<Uint8Array> {
+    return this.#retry.run(`get ${key}`, this.location, () => {
+      // A caller who gave up is not retried for.
+      options?.signal?.throwIfAborted();
+      return this.#next.get(key, options);
+    });
   }
 
   getRange(key: string, offset: number, length: number): Promise<Uint8Array> {

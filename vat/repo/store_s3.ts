@@ -24,8 +24,21 @@ import {
   ProtocolError,
   TransientError,
   UsageError,
+  VatError,
 } from "../errors.ts";
-import { checkKey, checkPrefix, type ObjectInfo, parseRetryAfter, type Store } from "./store.ts";
+import {
+  checkKey,
+  checkPrefix,
+  type ObjectInfo,
+  parseRetryAfter,
+  readLimit,
+  readLimitOf,
+  type ReadOptions,
+  readStreamCapped,
+  readStreamHead,
+  type Store,
+  tooLargeError,
+} from "./store.ts";
 
 /** Where an `S3Store` is and how to sign in. */
 export interface S3StoreOptions {
@@ -55,6 +68,10 @@ export interface S3UrlOptions {
 }
 
 const DEFAULT_REGION = "us-east-1";
+/** The most of a listing page read (1000 keys of at most 1 KiB, plus the XML around). */
+const _LIST_PAGE_LIMIT_BYTES = 16 * 1024 * 1024;
+/** The most of an error answer read for its code and message. */
+const _ERROR_TEXT_BYTES = 64 * 1024;
 const DEFAULT_TIMEOUT_MS = 120_000;
 const MAX_LIST_PAGE = 1000;
 /** How often `create` re-sends after a 409 ConditionalRequestConflict with no winner in sight. */
@@ -132,17 +149,31 @@ export class S3Store implements Store {
     return this.#s3.objectPath(this.#prefix + checkKey(key));
   }
 
-  async get(key: string): Promise<Uint8Array> {
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array> {
     const path = this.#path(key);
-    const res = await this.#s3.request("GET", path, { what: `read ${key}` });
+    const capBytes = readLimit(key, options);
+    const res = await this.#s3.request("GET", path, {
+      what: `read ${key}`,
+      signal: options?.signal,
+    });
     if (res.status === 404) throw await this.#notFound(res, key);
     if (res.status !== 200) throw await this.#s3.fail(res, `read ${key}`);
-    const body = await this.#s3.body(res, `read ${key}`);
+    const body = await this.#s3.body(
+      res,
+      `read ${key}`,
+      capBytes,
+      (size) => tooLargeError(key, this.location, capBytes, size),
+    );
     _checkLength(res, body, `${key} in ${this.location}`);
     return body;
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(
+    key: string,
+    offset: number,
+    length: number,
+    options?: Pick<ReadOptions, "signal">,
+  ): Promise<Uint8Array> {
     const path = this.#path(key);
     if (
       !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0
@@ -158,6 +189,7 @@ export class S3Store implements Store {
     const res = await this.#s3.request("GET", path, {
       headers: { Range: `bytes=${offset}-${offset + length - 1}` },
       what,
+      signal: options?.signal,
     });
     if (res.status === 404) throw await this.#notFound(res, key);
     // The range starts at or past the end (an empty object included): nothing to read.
@@ -167,12 +199,21 @@ export class S3Store implements Store {
     }
     if (res.status === 200) {
       // The server ignored the Range header and sent the whole object.
-      const whole = await this.#s3.body(res, what);
+      const capBytes = readLimitOf(key);
+      const whole = await this.#s3.body(
+        res,
+        what,
+        capBytes,
+        (size) => tooLargeError(key, this.location, capBytes, size),
+      );
       _checkLength(res, whole, `${key} in ${this.location}`);
       return whole.slice(offset, offset + length);
     }
     if (res.status !== 206) throw await this.#s3.fail(res, what);
-    const part = await this.#s3.body(res, what);
+    const part = await this.#s3.body(res, what, length, () =>
+      new ProtocolError(
+        `S3 at ${this.#s3.endpoint} sent more than the ${length} bytes asked of ${key}`,
+      ));
     const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get("Content-Range") ?? "");
     if (
       !range || Number(range[1]) !== offset || Number(range[2]) - offset + 1 !== part.length ||
@@ -260,7 +301,14 @@ export class S3Store implements Store {
       if (token !== undefined) query["continuation-token"] = token;
       const res = await this.#s3.request("GET", this.#s3.bucketPath(), { query, what });
       if (res.status !== 200) throw await this.#s3.fail(res, what);
-      const xml = new TextDecoder().decode(await this.#s3.body(res, what));
+      const xml = new TextDecoder().decode(
+        await this.#s3.body(
+          res,
+          what,
+          _LIST_PAGE_LIMIT_BYTES,
+          () => new ProtocolError(`S3 at ${this.#s3.endpoint} sent a listing page over 16 MiB`),
+        ),
+      );
       const page = _parseListPage(xml, this.#s3.endpoint);
       for (const key of page.keys) {
         if (!key.startsWith(full)) {
@@ -434,6 +482,8 @@ class _S3Connection {
       headers?: Record<string, string>;
       body?: Uint8Array;
       what: string;
+      /** The caller's giving up: cancels the request and its body. */
+      signal?: AbortSignal;
     },
   ): Promise<Response> {
     const query = Object.entries(init.query ?? {})
@@ -450,26 +500,45 @@ class _S3Connection {
       });
       return await fetch(signed, {
         client: this.#http,
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        signal: init.signal
+          ? AbortSignal.any([init.signal, AbortSignal.timeout(this.#timeoutMs)])
+          : AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (err) {
       throw this.#networkError(err, init.what);
     }
   }
 
-  /** Reads a whole answer; a connection lost on the way is transient. */
-  async body(res: Response, what: string): Promise<Uint8Array> {
+  /**
+   * Reads a whole answer of at most `capBytes` (refused by `tooLarge` when it says or
+   * turns out to be longer, without reading on); a connection lost on the way is
+   * transient.
+   */
+  async body(
+    res: Response,
+    what: string,
+    capBytes: number,
+    tooLarge: (sizeBytes?: number) => Error,
+  ): Promise<Uint8Array> {
+    const declared = Number(res.headers.get("Content-Length") ?? NaN);
+    if (Number.isSafeInteger(declared) && declared > capBytes) {
+      await res.body?.cancel().catch(() => {});
+      throw tooLarge(declared);
+    }
+    if (!res.body) return new Uint8Array(0);
     try {
-      return new Uint8Array(await res.arrayBuffer());
+      return await readStreamCapped(res.body, capBytes, tooLarge, declared || 0);
     } catch (err) {
+      if (err instanceof VatError) throw err;
       throw this.#networkError(err, what);
     }
   }
 
-  /** Reads an (error) answer as text, or "" when it cannot be read. */
+  /** Reads an (error) answer's first 64 KiB as text, or "" when it cannot be read. */
   async text(res: Response): Promise<string> {
+    if (!res.body) return "";
     try {
-      return await res.text();
+      return new TextDecoder().decode(await readStreamHead(res.body, _ERROR_TEXT_BYTES));
     } catch {
       return "";
     }

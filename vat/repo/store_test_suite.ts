@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { NotFoundError, UsageError } from "../errors.ts";
+import { IntegrityError, NotFoundError, UsageError } from "../errors.ts";
 import type { Store } from "./store.ts";
 
 /** A store under test and how to remove what it made. */
@@ -74,6 +74,39 @@ export function testStore(
     assert.equal(info?.sizeBytes, large.length);
     assert.ok(info!.modifiedMs > Date.now() - 24 * 3600_000, "modifiedMs is recent");
   });
+
+  test(
+    "get() refuses an object over its limit, naming the object and the limit",
+    async ({ store }, write) => {
+      // repo.json and latest are small objects: 64 KiB at most, whoever serves them.
+      await write("latest", new Uint8Array(64 * 1024 + 1).fill(0x31));
+      await assert.rejects(
+        store.get("latest"),
+        (err: Error) =>
+          err instanceof IntegrityError && /latest/.test(err.message) &&
+          /limit of 65536 bytes/.test(err.message),
+      );
+      await write("versions/1/disk.0123.idx", bytes("0123456789"));
+      await assert.rejects(
+        store.get("versions/1/disk.0123.idx", { maxBytes: 9 }),
+        /disk\.0123\.idx .*limit of 9 bytes/,
+      );
+      assert.equal(
+        text(await store.get("versions/1/disk.0123.idx", { maxBytes: 10 })),
+        "0123456789",
+      );
+    },
+  );
+
+  test(
+    "get() rejects with the caller's reason once its signal is aborted",
+    async ({ store }, write) => {
+      await write("repo.json", bytes("{}"));
+      const controller = new AbortController();
+      controller.abort(new Error("gave up"));
+      await assert.rejects(store.get("repo.json", { signal: controller.signal }), /gave up/);
+    },
+  );
 
   test("getRange() returns the range, short only at the end", async ({ store }, write) => {
     await write("versions/2/disk.idx", bytes("0123456789"));

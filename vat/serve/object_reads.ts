@@ -13,7 +13,7 @@ import { DEFAULT_LIST_LIMIT, listingBody, MAX_LIST_LIMIT } from "./listing.ts";
 import type { ServeContext, ServeEnv } from "./serve_env.ts";
 
 /** The protocol version this server speaks, sent in every response's `Vat-Serve`. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 const READ_BYTES = 256 * 1024;
 

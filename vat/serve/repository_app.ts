@@ -32,22 +32,48 @@ export interface RepositoryAppOptions {
   log?: (line: string) => void;
   /** The largest object a PUT may carry (default 1 GiB). */
   maxObjectBytes?: number;
+  /** How long a write's body may stall before it is dropped (default 30 s). */
+  bodyTimeoutMs?: number;
+  /** Requests handled at once; more are refused with 503 (default 64). */
+  maxConcurrentRequests?: number;
+  /**
+   * The SQLite file of the replay guard, so that a restart does not forget the signed
+   * requests it saw (default: in memory only).
+   */
+  replayFile?: string;
+  /**
+   * The names (`host:port`) this server is reached by: writes signed for any other Host
+   * are refused (421). Default: any Host (the signature still names it).
+   */
+  hosts?: string[];
   /** The server's clock (tests move it). */
   nowMs?: () => number;
 }
 
+/** A repository server's app and what it holds open. */
+export interface RepositoryApp {
+  app: Hono<ServeEnv>;
+  /** Closes the replay guard's database. */
+  close(): void;
+}
+
 /** Builds the repository server's app. */
-export function repositoryApp(options: RepositoryAppOptions): Hono<ServeEnv> {
+export function repositoryApp(options: RepositoryAppOptions): RepositoryApp {
   const root = options.root;
   const store = new FileStore(root);
   const log = options.log ?? ((line: string) => console.log(line));
+  const replayGuard = new ReplayGuard(options.replayFile);
   const authorise = writeAuthorisation({
     root,
     allowKeys: new Set(options.allowKeys ?? []),
     maxObjectBytes: options.maxObjectBytes ?? 1024 ** 3,
-    replayGuard: new ReplayGuard(),
+    bodyTimeoutMs: options.bodyTimeoutMs ?? 30_000,
+    replayGuard,
+    hosts: (options.hosts ?? []).map((h) => h.toLowerCase()),
     nowMs: options.nowMs,
   });
+  const maxConcurrent = options.maxConcurrentRequests ?? 64;
+  let inFlight = 0;
 
   const app = new Hono<ServeEnv>();
   app.use(async function serveHeader(c, next) {
@@ -55,9 +81,23 @@ export function repositoryApp(options: RepositoryAppOptions): Hono<ServeEnv> {
     c.header("Vat-Serve", String(PROTOCOL_VERSION));
   });
   app.use(requestLog(log));
+  app.use(async function concurrencyLimit(c, next) {
+    if (inFlight >= maxConcurrent) {
+      c.header("Retry-After", "1");
+      throw new HTTPException(503, {
+        message: `the server is handling ${maxConcurrent} requests already; retry shortly`,
+      });
+    }
+    inFlight++;
+    try {
+      await next();
+    } finally {
+      inFlight--;
+    }
+  });
   app.use(objectPath());
   app.get("*", objectReads(root));
-  app.put("*", authorise, putObject(store));
+  app.put("*", authorise, putObject(root, store));
   app.delete("*", authorise, deleteObject(root, store));
   app.all("*", (c) => {
     c.header("Allow", "GET, HEAD, PUT, DELETE");
@@ -67,10 +107,19 @@ export function repositoryApp(options: RepositoryAppOptions): Hono<ServeEnv> {
     const status = _statusOf(err);
     if (status === 500) log(`error serving ${c.req.method} ${c.req.url}: ${err.stack ?? err}`);
     if (status === 401) c.header("WWW-Authenticate", SIGNATURE_SCHEME);
-    const message = status === 500 ? "internal server error (see the server's log)" : err.message;
+    const message = status === 500
+      ? "internal server error (see the server's log)"
+      : _relativeToRoot(err.message, root);
+    // A write refused before its body was read: the connection is not kept for the rest.
+    if (c.req.method === "PUT" && status >= 400) c.header("Connection", "close");
     return c.json({ error: message }, status);
   });
-  return app;
+  return { app, close: () => replayGuard.close() };
+}
+
+/** A message with the served directory's absolute path taken out (keys are relative). */
+function _relativeToRoot(message: string, root: string): string {
+  return message.replaceAll(`${root}/`, "").replaceAll(root, ".");
 }
 
 function _statusOf(err: Error): ContentfulStatusCode {

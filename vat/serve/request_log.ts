@@ -18,7 +18,7 @@ export function requestLog(log: (line: string) => void): MiddlewareHandler<Serve
     const peer = addr && "hostname" in addr ? addr.hostname : "-";
     const key = c.get("publisherKey") ?? "-";
     // The body read, or for a write refused before reading it, the size it announced.
-    const bytes = c.get("body")?.length ?? (Number(c.req.header("content-length")) || 0);
+    const bytes = c.get("upload")?.receivedBytes ?? (Number(c.req.header("content-length")) || 0);
     const ms = Math.round(performance.now() - startMs);
     // The raw target: a refused path such as "/../x" is logged as it was sent.
     const target = c.req.url.slice(c.req.url.indexOf("/", c.req.url.indexOf("://") + 3));

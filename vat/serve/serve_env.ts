@@ -6,6 +6,7 @@
 
 import type { Context } from "hono";
 import type { ObjectPath } from "./object_path.ts";
+import type { SignedUpload } from "./write_authorisation.ts";
 
 /** Bindings and per-request variables of the repository server. */
 export type ServeEnv = {
@@ -16,8 +17,8 @@ export type ServeEnv = {
   Variables: {
     /** The request's object path, parsed and checked by `objectPath()`. */
     objectPath: ObjectPath;
-    /** A write's body, read (and its signature checked) by `writeAuthorisation()`. */
-    body: Uint8Array;
+    /** A write's body, streaming in, its signature checked by `writeAuthorisation()`. */
+    upload: SignedUpload;
     /**
      * The publisher key a write names; verified (signature, and the key's right to
      * write there) before any route handler runs.

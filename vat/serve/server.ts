@@ -12,6 +12,8 @@ import { repositoryApp } from "./repository_app.ts";
 /** Where `vat serve` listens unless told otherwise. */
 export const DEFAULT_HOSTNAME = "127.0.0.1";
 export const DEFAULT_PORT = 8455;
+/** The server's own state under its root (never served: keys do not start with "."). */
+export const STATE_DIR_NAME = ".vat-serve";
 
 /** Options of `startRepositoryServer`. */
 export interface RepositoryServerOptions {
@@ -30,6 +32,17 @@ export interface RepositoryServerOptions {
   log?: (line: string) => void;
   /** The largest object a PUT may carry (default 1 GiB). */
   maxObjectBytes?: number;
+  /** How long a write's body may stall before it is dropped (default 30 s). */
+  bodyTimeoutMs?: number;
+  /** Requests handled at once; more are refused with 503 (default 64). */
+  maxConcurrentRequests?: number;
+  /**
+   * Where the server keeps its own state (the replay guard's SQLite file); default
+   * `ROOT/.vat-serve`, which is never served (no key starts with ".").
+   */
+  stateDir?: string;
+  /** The names (`host:port`) writes must be signed for (`--host`); default: any. */
+  hosts?: string[];
 }
 
 /** A running repository server. */
@@ -69,11 +82,17 @@ export async function startRepositoryServer(
       );
     }
   }
-  const app = repositoryApp({
+  const stateDir = options.stateDir ?? `${root}/${STATE_DIR_NAME}`;
+  await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const { app, close: closeApp } = repositoryApp({
     root,
     allowKeys,
     log: options.log,
     maxObjectBytes: options.maxObjectBytes,
+    bodyTimeoutMs: options.bodyTimeoutMs,
+    maxConcurrentRequests: options.maxConcurrentRequests,
+    replayFile: `${stateDir}/replay.sqlite`,
+    hosts: options.hosts,
   });
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -83,6 +102,7 @@ export async function startRepositoryServer(
       (request, info) => app.fetch(request, { remoteAddr: info.remoteAddr }),
     );
   } catch (err) {
+    closeApp();
     if (err instanceof Deno.errors.AddrInUse) {
       throw new UsageError(
         `${hostname}:${options.port} is already in use; choose another with --listen ADDR:PORT`,
@@ -96,7 +116,10 @@ export async function startRepositoryServer(
     : server.addr.hostname;
   return {
     url: `http://${host}:${server.addr.port}/`,
-    close: () => server.shutdown(),
+    close: async () => {
+      await server.shutdown();
+      closeApp();
+    },
   };
 }
 

@@ -52,7 +52,9 @@ import type {
   SubscriptionBackup,
 } from "../backup/subscription_backup.ts";
 import { CowOverlay } from "../disk/cow_overlay.ts";
-import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import { fetchPath } from "../fetch/fetch_path.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
+import { repositoryTransport } from "../fetch/transport.ts";
 import type { PrefetchTarget } from "../prefetch/prefetcher.ts";
 import { startTraceReplay } from "../prefetch/trace_replay.ts";
 import { type ApplianceRecord, checkApplianceName, type StateDb } from "./state_db.ts";
@@ -881,17 +883,18 @@ export class Appliances extends EventTarget {
       this.#changed();
       // At the prefetcher's level (not its adaptive rate: the user asked for this), so
       // a running guest's demand reads and trace replay go first.
-      const scheduler = this.#options.scheduler;
-      const fetch = (hash: Uint8Array) => repo.readChunk(hash);
-      const scheduled = scheduler
-        ? (hash: Uint8Array) => scheduler.run("prefetch", () => fetch(hash))
-        : fetch;
+      const source = fetchPath({
+        cache: this.#cache,
+        scheduler: this.#options.scheduler,
+        priority: "prefetch",
+        transport: repositoryTransport(repo),
+      });
       let lastEvent = Date.now();
       let next = 0;
       const worker = async () => {
         while (next < missing.length) {
           const i = missing[next++];
-          await this.#cache.get(chunks.hashes[i], scheduled);
+          await source.load(chunks.hashes[i]);
           progress.advance(chunks.lengths[i]);
           if (Date.now() - lastEvent > 500) {
             lastEvent = Date.now();
@@ -1071,13 +1074,9 @@ export class Appliances extends EventTarget {
       });
     }
     try {
-      const userDisk = spec.userDisk;
       const run = await startApplianceRun({
         ...spec,
-        fetch: scheduler.demandFetcher((hash) => repo.readChunk(hash)),
-        // The user disk's base may be in the user's data repository: its own fetches.
-        userDisk: userDisk &&
-          { ...userDisk, fetch: scheduler.demandFetcher((hash) => userDisk.repo.readChunk(hash)) },
+        scheduler,
         onDisk: replay ? (disk, base) => replay.attach(disk, base) : undefined,
       });
       replay?.allAttached();

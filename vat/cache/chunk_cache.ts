@@ -263,7 +263,7 @@ export class ChunkCache {
     return this.#q.lookup.get(hash) !== undefined;
   }
 
-  /** Stores a chunk the caller already verified (publish), unless held; on a full disk, doesn't. */
+  /** Stores a chunk the caller already verified, unless held; on a full disk, doesn't. */
   put(hash: Uint8Array, data: Uint8Array): void {
     if (this.#closed || this.has(hash)) return;
     this.#store(hash, data);

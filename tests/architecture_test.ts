@@ -22,6 +22,7 @@ const LAYERS: Record<string, number> = {
   nbd: 6,
   disk: 6,
   cache: 6,
+  fetch: 6,
   repo: 7,
   serve: 7,
   auth: 7,

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { ChunkCache } from "../vat/cache/chunk_cache.ts";
+import { fetchPath } from "../vat/fetch/fetch_path.ts";
 import { LOAD_BUDGET, LOAD_CHUNKS, loadChunk } from "./helpers/cache_load.ts";
 
 const LOAD = new URL("./helpers/cache_load.ts", import.meta.url).pathname;
@@ -34,10 +35,13 @@ Deno.test("ChunkCache survives SIGKILL at random points of a write load", async 
       let refetched = 0;
       for (let n = 0; n < LOAD_CHUNKS; n++) {
         const { hash, data } = loadChunk(n);
-        const got = await cache.get(hash, () => {
-          refetched++;
-          return Promise.resolve(data.slice());
-        });
+        const got = await fetchPath({
+          cache,
+          transport: () => {
+            refetched++;
+            return Promise.resolve(data.slice());
+          },
+        }).get(hash);
         assert.ok(Buffer.from(got).equals(data), `chunk ${n} after kill ${round} is wrong`);
       }
       const stats = cache.stats();

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { ChunkCache } from "../vat/cache/chunk_cache.ts";
+import { fetchPath } from "../vat/fetch/fetch_path.ts";
 import { hashChunk, toHex } from "../vat/repo/chunk_codec.ts";
 import { StateDb } from "../vat/appliance/state_db.ts";
 import { Outbox } from "../vat/backup/outbox.ts";
@@ -152,26 +153,27 @@ Deno.test({
       const cached = new Set<number>();
       await _collectingErrors(async (log) => {
         const cache = await ChunkCache.open({ dir, budgetBytes: 1024 * MiB });
+        const source = fetchPath({ cache, transport: fetch });
         try {
           for (let i = 0; i < 20; i++) {
-            assert.deepEqual(await cache.get(hashes[i], fetch), chunks[i]);
+            assert.deepEqual(await source.get(hashes[i]), chunks[i]);
             cached.add(i);
           }
           await disk.fill();
           fetches = 0;
           for (let i = 20; i < 60; i++) {
-            assert.deepEqual(await cache.get(hashes[i], fetch), chunks[i], `chunk ${i}, disk full`);
+            assert.deepEqual(await source.get(hashes[i]), chunks[i], `chunk ${i}, disk full`);
           }
           assert.equal(fetches, 40);
           assert.equal(cache.stats().diskFull, true);
           // Not cached: asked again, they are fetched again (and still right).
           for (let i = 20; i < 25; i++) {
-            assert.deepEqual(await cache.get(hashes[i], fetch), chunks[i]);
+            assert.deepEqual(await source.get(hashes[i]), chunks[i]);
           }
           assert.equal(fetches, 45);
           // What was cached before the disk filled is still served from the cache.
           for (let i = 0; i < 20; i++) {
-            assert.deepEqual(await cache.get(hashes[i], fetch), chunks[i]);
+            assert.deepEqual(await source.get(hashes[i]), chunks[i]);
           }
           assert.equal(fetches, 45);
           const full = log.filter((l) => l.startsWith("cache disk full"));
@@ -180,14 +182,14 @@ Deno.test({
 
           await disk.free();
           for (let i = 60; i < 70; i++) {
-            assert.deepEqual(await cache.get(hashes[i], fetch), chunks[i]);
+            assert.deepEqual(await source.get(hashes[i]), chunks[i]);
             cached.add(i);
           }
           assert.equal(cache.stats().diskFull, false);
           assert.ok(log.some((l) => /has space again; caching resumes/.test(l)), log.join("\n"));
           fetches = 0;
           for (let i = 60; i < 70; i++) {
-            assert.deepEqual(await cache.get(hashes[i], fetch), chunks[i]);
+            assert.deepEqual(await source.get(hashes[i]), chunks[i]);
           }
           assert.equal(fetches, 0, "cached again once there was space");
         } finally {
@@ -201,7 +203,12 @@ Deno.test({
       try {
         assert.equal(reopened.stats().chunks, cached.size);
         const refuse = () => Promise.reject(new PermanentError("no fetch expected"));
-        for (const i of cached) assert.deepEqual(await reopened.get(hashes[i], refuse), chunks[i]);
+        for (const i of cached) {
+          assert.deepEqual(
+            await fetchPath({ cache: reopened, transport: refuse }).get(hashes[i]),
+            chunks[i],
+          );
+        }
         for (let i = 20; i < 60; i++) assert.equal(reopened.has(hashes[i]), false);
         assert.equal(reopened.stats().corruptDropped, 0);
       } finally {
@@ -223,13 +230,14 @@ Deno.test({
       const budgetBytes = 16 * 64 * KiB;
       await _collectingErrors(async () => {
         const cache = await ChunkCache.open({ dir, budgetBytes });
+        const source = fetchPath({ cache, transport: fetch });
         try {
-          for (let i = 0; i < 16; i++) await cache.get(hashes[i], fetch);
+          for (let i = 0; i < 16; i++) await source.get(hashes[i]);
           await disk.fill();
           // Each new chunk evicts an old one and may reuse its slot (no new space), or,
           // when the index cannot grow, is served uncached: right either way.
           for (let i = 16; i < 60; i++) {
-            assert.deepEqual(await cache.get(hashes[i], fetch), chunks[i]);
+            assert.deepEqual(await source.get(hashes[i]), chunks[i]);
           }
           assert.ok(cache.stats().usedBytes <= budgetBytes);
         } finally {
@@ -245,7 +253,11 @@ Deno.test({
         for (let i = 0; i < 60; i++) {
           if (!reopened.has(hashes[i])) continue;
           held++;
-          assert.deepEqual(await reopened.get(hashes[i], refuse), chunks[i], `chunk ${i}`);
+          assert.deepEqual(
+            await fetchPath({ cache: reopened, transport: refuse }).get(hashes[i]),
+            chunks[i],
+            `chunk ${i}`,
+          );
         }
         assert.equal(held, reopened.stats().chunks);
         assert.ok(held > 0 && held <= 16, `${held} chunks held`);

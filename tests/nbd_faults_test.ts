@@ -240,9 +240,9 @@ async function servingVersionDisk(
   const repo = await Repository.open(store);
   const version = await repo.readVersion(1);
   const cacheDir = `${dir}/cache-${crypto.randomUUID()}`;
-  const cache = await ChunkCache.open({ dir: cacheDir, budgetBytes: 64 * MiB, retryForMs });
+  const cache = await ChunkCache.open({ dir: cacheDir, budgetBytes: 64 * MiB });
   try {
-    const disk = await openVersionDisk(repo, version, "system", cache);
+    const disk = await openVersionDisk(repo, version, "system", cache, { retryForMs });
     await serving(dir, disk.device, fn);
   } finally {
     await cache.close();
@@ -331,13 +331,10 @@ Deno.test("NBD writes over a failing base: a failed copy-on-write changes nothin
     });
     const open = async (from: Store, retryForMs: number) => {
       const repo = await Repository.open(from);
-      const cache = await ChunkCache.open({
-        dir: `${dir}/cache`,
-        budgetBytes: 64 * MiB,
-        retryForMs,
-      });
+      const cache = await ChunkCache.open({ dir: `${dir}/cache`, budgetBytes: 64 * MiB });
       const disk = await openVersionDisk(repo, await repo.readVersion(1), "system", cache, {
         overlayPath: `${dir}/overlay`,
+        retryForMs,
       });
       return {
         device: disk.device,

@@ -11,8 +11,10 @@ import { ChunkCache } from "../vat/cache/chunk_cache.ts";
 import { generateSigningKey } from "../vat/auth/signing_key.ts";
 import { ChunkedDisk } from "../vat/disk/chunked_disk.ts";
 import { AdaptiveRate } from "../vat/prefetch/adaptive_rate.ts";
-import { FetchScheduler } from "../vat/prefetch/fetch_scheduler.ts";
-import { planPrefetch, prefetchPlan } from "../vat/prefetch/version_prefetch.ts";
+import { FetchScheduler } from "../vat/fetch/fetch_scheduler.ts";
+import { fetchPath } from "../vat/fetch/fetch_path.ts";
+import { repositoryTransport } from "../vat/fetch/transport.ts";
+import { measuredTransport, planPrefetch, prefetchPlan } from "../vat/prefetch/version_prefetch.ts";
 import { openStore } from "../vat/repo/open_store.ts";
 import { publishDisks } from "../vat/repo/publish.ts";
 import { Repository } from "../vat/repo/repository.ts";
@@ -60,7 +62,7 @@ Deno.test("a demand read overtakes a busy prefetch on a slow link", async () => 
     const repo = await Repository.open(store);
     const version = await repo.readVersion(1);
     const index = await repo.readDiskIndex(version.manifest.disks.system.index);
-    const fetch = (hash: Uint8Array) => repo.readChunk(hash);
+    const transport = repositoryTransport(repo);
 
     /** Demand-reads `chunks` one after another through `disk`; their latencies in ms. */
     const demand = async (disk: ChunkedDisk, chunks: number[]) => {
@@ -81,16 +83,19 @@ Deno.test("a demand read overtakes a busy prefetch on a slow link", async () => 
     // With the scheduler: the prefetcher at "prefetch", the reads at "demand".
     const cache = await openCache("cache");
     const scheduler = new FetchScheduler();
-    const disk = new ChunkedDisk(index, cache, scheduler.demandFetcher(fetch));
+    const disk = new ChunkedDisk(index, fetchPath({ cache, scheduler, transport }));
     const idle = await demand(disk, [390, 391, 392]);
     const plan = await planPrefetch(repo, version, null, null, cache);
     const rate = new AdaptiveRate({ maxBytesPerSecond: 4 * 1024 * 1024 });
     const abort = new AbortController();
     const prefetching = prefetchPlan({
       plan,
-      cache,
-      fetch: (hash) => repo.readStoredChunk(hash),
-      scheduler,
+      source: fetchPath({
+        cache,
+        scheduler,
+        priority: "prefetch",
+        transport: measuredTransport((hash) => repo.readStoredChunk(hash), rate),
+      }),
       rate,
       signal: abort.signal,
     });
@@ -104,13 +109,22 @@ Deno.test("a demand read overtakes a busy prefetch on a slow link", async () => 
     await prefetching;
     const queued = plan.hashes.length - [...plan.hashes].filter((h) => cache.has(h)).length;
 
-    // Without: 32 prefetch requests at once, straight to the repository.
+    // Without: 32 prefetch requests at once, straight to the repository (each reader
+    // with a scheduler of its own: nothing orders them).
     const naiveCache = await openCache("naive");
-    const naiveDisk = new ChunkedDisk(index, naiveCache, fetch);
+    const naiveDisk = new ChunkedDisk(
+      index,
+      fetchPath({ cache: naiveCache, scheduler: new FetchScheduler(), transport }),
+    );
+    const naivePrefetch = fetchPath({
+      cache: naiveCache,
+      scheduler: new FetchScheduler(),
+      transport,
+    });
     let stop = false;
     let next = 0;
     const worker = async () => {
-      while (!stop && next < 370) await naiveCache.get(index.hash(next++)!, fetch);
+      while (!stop && next < 370) await naivePrefetch.load(index.hash(next++)!);
     };
     const naive = Promise.all(Array.from({ length: 32 }, worker));
     await new Promise((r) => setTimeout(r, 1500));

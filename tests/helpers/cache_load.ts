@@ -5,6 +5,7 @@
  */
 
 import { ChunkCache } from "../../vat/cache/chunk_cache.ts";
+import { fetchPath } from "../../vat/fetch/fetch_path.ts";
 import { hashChunk } from "../../vat/repo/chunk_codec.ts";
 
 /** Chunks the load cycles through. */
@@ -30,7 +31,7 @@ if (import.meta.main) {
     const order = Array.from({ length: LOAD_CHUNKS }, (_, i) => i).sort(() => Math.random() - 0.5);
     await Promise.all(order.map((n) => {
       const { hash, data } = loadChunk(n);
-      return cache.get(hash, () => Promise.resolve(data));
+      return fetchPath({ cache, transport: () => Promise.resolve(data) }).get(hash);
     }));
   }
 }

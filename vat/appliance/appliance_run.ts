@@ -7,13 +7,14 @@
  * @module
  */
 
-import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
+import type { ChunkCache } from "../cache/chunk_cache.ts";
 import { AccessMap } from "../disk/access_map.ts";
 import type { BlockDevice } from "../disk/block_device.ts";
 import { StatsDevice } from "../disk/stats_device.ts";
 import type { ChunkedDisk } from "../disk/chunked_disk.ts";
 import { FileDevice } from "../disk/file_device.ts";
 import { NotFoundError } from "../errors.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { openVersionDisk, type VersionDisk } from "../disk/version_disk.ts";
 import { serveNbd } from "../nbd/nbd_server.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
@@ -43,8 +44,11 @@ export interface RunSpec {
   dirs: ApplianceDirs;
   /** A memory image to resume from (same version) and the machine it was saved on. */
   resumeFrom?: { path: string; machineType: string };
-  /** Fetches the chunks the guest reads and the cache lacks (default: the repository). */
-  fetch?: ChunkFetcher;
+  /**
+   * Where the guest's fetches (of every disk, and of the boot files) wait their turn,
+   * at "demand": the daemon's one scheduler (default: each cache's own).
+   */
+  scheduler?: FetchScheduler;
   /** Sees each disk read through the cache as it opens, boot files too (boot traces). */
   onDisk?: (name: string, disk: ChunkedDisk) => void;
   /** Runs once the disks are open, before QEMU starts (the backup's first snapshot). */
@@ -68,8 +72,6 @@ export interface UserDiskSpec {
   discardOverlay?: boolean;
   /** Count every chunk as changed since the last snapshot (a first backup). */
   markAllDirty?: boolean;
-  /** Fetches the chunks the guest reads of it and the cache lacks (default: `repo`). */
-  fetch?: ChunkFetcher;
 }
 
 /** One exported disk's access heat map, and what it is read from. */
@@ -117,7 +119,7 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       // Lockdown: a cold boot starts from the published system disk. Resuming a
       // memory image needs the disk as the suspended guest left it.
       discardOverlay: !spec.resumeFrom,
-      fetch: spec.fetch,
+      scheduler: spec.scheduler,
     });
     spec.onDisk?.("system", system.base);
     devices.push(system.device);
@@ -129,7 +131,7 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       user = await openVersionDisk(userDisk.repo, userDisk.version, "user", userDisk.cache, {
         overlayPath: `${dirs.dir}/user.overlay`,
         discardOverlay: userDisk.discardOverlay,
-        fetch: userDisk.fetch,
+        scheduler: spec.scheduler,
       });
       if (userDisk.markAllDirty) {
         user.overlay?.markDirty(Array.from({ length: user.base.index.count }, (_, i) => i));
@@ -218,7 +220,7 @@ async function _bootFiles(spec: RunSpec): Promise<{ kernel?: string; initrd?: st
     } catch {
       await Deno.mkdir(`${dir}/boot`, { recursive: true });
       const { device, base } = await openVersionDisk(repo, version, name, cache, {
-        fetch: spec.fetch,
+        scheduler: spec.scheduler,
       });
       spec.onDisk?.(name, base);
       // In pieces: a boot file (at most 512 MiB, docs/FORMAT.md) is never one buffer.

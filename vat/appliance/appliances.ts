@@ -28,7 +28,7 @@ import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import type { Backups } from "../backup/backups.ts";
 import type { SnapshotEntry, SubscriptionBackup } from "../backup/subscription_backup.ts";
 import { CowOverlay } from "../disk/cow_overlay.ts";
-import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import type { PrefetchTarget } from "../prefetch/prefetcher.ts";
 import {
   type ApplianceRun,

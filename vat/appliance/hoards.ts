@@ -10,7 +10,9 @@
 
 import type { ChunkCache } from "../cache/chunk_cache.ts";
 import { PermanentError, TransientError } from "../errors.ts";
-import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import { fetchPath } from "../fetch/fetch_path.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
+import { repositoryTransport } from "../fetch/transport.ts";
 import { formatBytes, ProgressMeter } from "../progress.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import { redactLocation } from "../repo/open_store.ts";
@@ -154,17 +156,18 @@ export class Hoards {
       operations.track(name, progress);
       // At the prefetcher's level (not its adaptive rate: the user asked for this), so
       // a running guest's demand reads and trace replay go first.
-      const scheduler = this.#ctx.scheduler;
-      const fetch = (hash: Uint8Array) => repo.readChunk(hash);
-      const scheduled = scheduler
-        ? (hash: Uint8Array) => scheduler.run("prefetch", () => fetch(hash))
-        : fetch;
+      const source = fetchPath({
+        cache,
+        scheduler: this.#ctx.scheduler,
+        priority: "prefetch",
+        transport: repositoryTransport(repo),
+      });
       let lastEvent = Date.now();
       let next = 0;
       const worker = async () => {
         while (next < missing.length) {
           const i = missing[next++];
-          await cache.get(chunks.hashes[i], scheduled);
+          await source.load(chunks.hashes[i]);
           progress.advance(chunks.lengths[i]);
           if (Date.now() - lastEvent > 500) {
             lastEvent = Date.now();

@@ -8,7 +8,7 @@
  */
 
 import type { ChunkCache } from "../cache/chunk_cache.ts";
-import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { startTraceReplay, type TraceReplay } from "../prefetch/trace_replay.ts";
 import { type ApplianceRun, type RunSpec, startApplianceRun } from "./appliance_run.ts";
 
@@ -28,13 +28,9 @@ export async function startScheduledRun(
     : await startTraceReplay({ repo, version, cache, scheduler });
   if (replay) onReplay?.(replay);
   try {
-    const userDisk = spec.userDisk;
     const run = await startApplianceRun({
       ...spec,
-      fetch: scheduler.demandFetcher((hash) => repo.readChunk(hash)),
-      // The user disk's base may be in the user's data repository: its own fetches.
-      userDisk: userDisk &&
-        { ...userDisk, fetch: scheduler.demandFetcher((hash) => userDisk.repo.readChunk(hash)) },
+      scheduler,
       onDisk: replay ? (disk, base) => replay.attach(disk, base) : undefined,
     });
     replay?.allAttached();

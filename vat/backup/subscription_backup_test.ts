@@ -7,7 +7,9 @@ import { PermanentError } from "../errors.ts";
 import { FileStore } from "../repo/store_file.ts";
 import type { Store } from "../repo/store.ts";
 import { RateLimiter } from "../rate_limiter.ts";
-import { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import { FetchScheduler } from "../fetch/fetch_scheduler.ts";
+import { fetchPath } from "../fetch/fetch_path.ts";
+import { repositoryTransport } from "../fetch/transport.ts";
 import { DataRepository } from "./data_repository.ts";
 import { SubscriptionBackup, SubscriptionHeldError } from "./subscription_backup.ts";
 
@@ -110,7 +112,10 @@ async function readVersionDisk(backup: SubscriptionBackup, version: number, cach
     hashOf: (d) => repo.codec.nameOf(d),
   });
   try {
-    const disk = new ChunkedDisk(index, cache, (h) => repo.readChunk(h));
+    const disk = new ChunkedDisk(
+      index,
+      fetchPath({ cache, transport: repositoryTransport(repo) }),
+    );
     const out = new Uint8Array(DISK);
     await disk.read(0, out);
     return out;

@@ -8,6 +8,10 @@
  * whose data never reached the disk is simply a miss, fetched again. The guest never
  * sees bad data.
  *
+ * The cache is storage only: what a miss fetches, in which order, how often retried
+ * and at which priority is the fetch path's (`vat/fetch/`), which stores what it
+ * fetched here.
+ *
  * A full disk never fails a read: a chunk that cannot be stored is served uncached,
  * the cache says so once in the log ("cache disk full ...") and in its stats, and
  * caching resumes by itself once a chunk fits again (docs/CACHE.md, "A full disk").
@@ -17,13 +21,9 @@
 
 import { closeSync, constants as fsConstants, openSync, readSync, writeSync } from "node:fs";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { isRetryable, TransientError, VatError } from "../errors.ts";
 import { isDiskFull, mapDiskFull } from "../fs_atomic.ts";
 import { inTransaction, rollback, writing } from "../sqlite_write.ts";
 import { hashChunk, toHex } from "../repo/chunk_codec.ts";
-
-/** Where a missing chunk comes from: the repository, returning verified plaintext. */
-export type ChunkFetcher = (hash: Uint8Array) => Promise<Uint8Array>;
 
 /** Options of `ChunkCache.open`. */
 export interface ChunkCacheOptions {
@@ -31,10 +31,6 @@ export interface ChunkCacheOptions {
   dir: string;
   /** Byte budget for chunk data. */
   budgetBytes: number;
-  /** Repository fetches in flight at once (default 8). */
-  maxConcurrentFetches?: number;
-  /** How long a fetch is retried while the repository fails transiently (default 60 s). */
-  retryForMs?: number;
   /**
    * How a chunk's name follows from its content (default SHA-256); a cache of a data
    * repository's chunks checks them by the user's keyed hash.
@@ -114,17 +110,14 @@ export class ChunkCache {
   readonly budgetBytes: number;
   readonly #db: DatabaseSync;
   readonly #slabs = new Map<number, Slab>();
-  readonly #inFlight = new Map<string, Promise<Uint8Array>>();
   /** Rows read from the index (or written) by this process, by hex hash. */
   readonly #entries = new Map<string, _Entry>();
   readonly #touched = new Map<_Entry, number>();
   /** A logical clock for LRU order: strictly increasing, so ties never happen. */
   #clock = 0;
-  readonly #maxFetches: number;
-  readonly #retryForMs: number;
   readonly #hashOf: (data: Uint8Array) => Uint8Array;
-  #activeFetches = 0;
-  readonly #fetchQueue: (() => void)[] = [];
+  /** Closed: reads miss and stores are dropped (a fetch that ends after `close`). */
+  #closed = false;
   #usedBytes = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** The last store found the disk full (logged once, until a store succeeds again). */
@@ -144,8 +137,6 @@ export class ChunkCache {
     this.budgetBytes = options.budgetBytes;
     this.#db = db;
     this.#lock = lock;
-    this.#maxFetches = options.maxConcurrentFetches ?? 32;
-    this.#retryForMs = options.retryForMs ?? 60_000;
     this.#hashOf = options.hashOf ?? hashChunk;
     this.#q = {
       lookup: db.prepare("SELECT slot_bytes, slot, length FROM chunks WHERE hash = ?"),
@@ -215,33 +206,33 @@ export class ChunkCache {
   }
 
   /**
-   * The chunk `hash` of `length` bytes: from the cache if it holds it intact,
-   * otherwise from `fetch` (coalesced with any fetch of the same chunk in flight,
-   * bounded in concurrency, retried with backoff while the repository fails
-   * transiently), stored for next time.
+   * Chunk `hash` whole, if the cache holds it intact (checked against its hash the
+   * first time this process reads it), else null; counted as a hit or a miss.
    */
-  async get(hash: Uint8Array, fetch: ChunkFetcher): Promise<Uint8Array> {
-    const cached = this.#read(hash);
-    if (cached) {
-      this.#stats.hits++;
-      return cached;
-    }
-    this.#stats.misses++;
-    const id = toHex(hash);
-    let pending = this.#inFlight.get(id);
-    if (!pending) {
-      pending = this.#fetchAndStore(hash, fetch).finally(() => this.#inFlight.delete(id));
-      this.#inFlight.set(id, pending);
-    }
-    return await pending;
+  read(hash: Uint8Array): Uint8Array | null {
+    const data = this.peek(hash);
+    if (data) this.#stats.hits++;
+    else this.#stats.misses++;
+    return data;
+  }
+
+  /** `read`, not counted: a second look after a request waited its turn. */
+  peek(hash: Uint8Array): Uint8Array | null {
+    if (this.#closed) return null;
+    const entry = this.#lookup(hash);
+    if (!entry) return null;
+    const data = this.#readVerified(entry);
+    if (data) this.#touch(entry);
+    return data;
   }
 
   /**
    * Fills `into` with the bytes of chunk `hash` from `offset` on, if the cache holds
    * the chunk intact: once the slot is verified, with one positioned read straight
-   * into `into`. Returns false on a miss (then `get` fetches it).
+   * into `into`. Returns false on a miss, not counted (the fetch path's `get` counts it).
    */
   readCached(hash: Uint8Array, offset: number, into: Uint8Array): boolean {
+    if (this.#closed) return false;
     const entry = this.#lookup(hash);
     if (!entry || offset + into.length > entry.length) return false;
     if (!entry.verified) {
@@ -267,19 +258,25 @@ export class ChunkCache {
     return true;
   }
 
-  /** Repository fetches running or waiting now (demand, replay or prefetch). */
-  get fetchesInFlight(): number {
-    return this.#inFlight.size;
-  }
-
   /** Whether the cache holds `hash` (not verified). */
   has(hash: Uint8Array): boolean {
     return this.#q.lookup.get(hash) !== undefined;
   }
 
-  /** Stores a chunk the caller already verified (prefetch, publish); on a full disk, doesn't. */
+  /** Stores a chunk the caller already verified, unless held; on a full disk, doesn't. */
   put(hash: Uint8Array, data: Uint8Array): void {
-    if (this.has(hash)) return;
+    if (this.#closed || this.has(hash)) return;
+    this.#store(hash, data);
+  }
+
+  /**
+   * Stores a chunk just fetched and verified, counted in `bytesFetched`; it replaces
+   * any row left for `hash` (one whose drop failed on a full disk). On a full disk,
+   * or after `close`, it is not stored.
+   */
+  store(hash: Uint8Array, data: Uint8Array): void {
+    if (this.#closed) return;
+    this.#stats.bytesFetched += data.length;
     this.#store(hash, data);
   }
 
@@ -313,23 +310,20 @@ export class ChunkCache {
     };
   }
 
-  /** Writes pending LRU updates and counters, closes files and the database. */
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.#inFlight.values()]);
+  /**
+   * Writes pending LRU updates and counters, closes files and the database. A fetch
+   * still running finds the cache closed and is not stored.
+   */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
     this.#flushTouches();
     clearTimeout(this.#flushTimer);
     for (const slab of this.#slabs.values()) closeSync(slab.fd);
     this.#slabs.clear();
     this.#db.close();
     this.#lock.close();
-  }
-
-  #read(hash: Uint8Array): Uint8Array | null {
-    const entry = this.#lookup(hash);
-    if (!entry) return null;
-    const data = this.#readVerified(entry);
-    if (data) this.#touch(entry);
-    return data;
+    return Promise.resolve();
   }
 
   /**
@@ -388,52 +382,6 @@ export class ChunkCache {
       entry.verified = true;
     }
     return data;
-  }
-
-  async #fetchAndStore(hash: Uint8Array, fetch: ChunkFetcher): Promise<Uint8Array> {
-    await this.#acquireFetchSlot();
-    let data: Uint8Array;
-    try {
-      data = await this.#fetchWithRetry(hash, fetch);
-    } finally {
-      this.#releaseFetchSlot();
-    }
-    this.#stats.bytesFetched += data.length;
-    this.#store(hash, data);
-    return data;
-  }
-
-  async #fetchWithRetry(hash: Uint8Array, fetch: ChunkFetcher): Promise<Uint8Array> {
-    const deadline = performance.now() + this.#retryForMs;
-    let delayMs = 100;
-    for (;;) {
-      try {
-        return await fetch(hash);
-      } catch (err) {
-        if (!isRetryable(err) || performance.now() + delayMs > deadline) {
-          const message = `fetching chunk ${toHex(hash)} failed: ${(err as Error).message}`;
-          console.error(`cache: ${message}`);
-          if (err instanceof VatError && !isRetryable(err)) throw err;
-          throw new TransientError(message, { cause: err });
-        }
-        await new Promise((resolve) => setTimeout(resolve, delayMs));
-        delayMs = Math.min(delayMs * 2, 5000);
-      }
-    }
-  }
-
-  #acquireFetchSlot(): Promise<void> {
-    if (this.#activeFetches < this.#maxFetches) {
-      this.#activeFetches++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.#fetchQueue.push(resolve));
-  }
-
-  #releaseFetchSlot(): void {
-    const next = this.#fetchQueue.shift();
-    if (next) next();
-    else this.#activeFetches--;
   }
 
   /**

@@ -61,7 +61,6 @@ Stops on SIGINT or SIGTERM, flushing the overlay.`,
       budgetBytes: values["cache-size"]
         ? parseSize(values["cache-size"], "--cache-size")
         : DEFAULT_CACHE_BYTES,
-      retryForMs: retryFor * 1000,
     });
     try {
       const repo = await Repository.open(store);
@@ -69,6 +68,7 @@ Stops on SIGINT or SIGTERM, flushing the overlay.`,
       const disk = await openVersionDisk(repo, version, values.disk, cache, {
         overlayPath: values.overlay,
         discardOverlay: values.disk === "system" && !values["keep-overlay"],
+        retryForMs: retryFor * 1000,
       });
       if (values.socket) await removeStaleSocket(values.socket);
       const server = serveNbd({

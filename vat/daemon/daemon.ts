@@ -19,7 +19,7 @@ import { AcceleratorChoice, type AccelSetting } from "../vmm/accelerator.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
 import { AdaptiveRate } from "../prefetch/adaptive_rate.ts";
-import { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { Prefetcher } from "../prefetch/prefetcher.ts";
 import { Appliances } from "../appliance/appliances.ts";
 import { type BackupConfig, Backups } from "../backup/backups.ts";

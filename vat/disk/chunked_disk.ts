@@ -1,13 +1,14 @@
 /**
- * A version's disk read through the chunk cache: the base of every export. Reads are
- * served chunk by chunk from the cache, which fetches what it lacks from the
- * repository; all-zero chunks are never fetched.
+ * A version's disk read through the fetch path: the base of every export. Reads are
+ * served chunk by chunk from the cache, and what it lacks is fetched through the
+ * disk's `FetchPath` (vat/fetch/); all-zero chunks are never fetched.
  *
  * @module
  */
 
 import { PermanentError } from "../errors.ts";
-import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
+import type { ChunkCache } from "../cache/chunk_cache.ts";
+import type { FetchPath } from "../fetch/fetch_path.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
 import { type BlockDevice, checkRange, settleAll } from "./block_device.ts";
 
@@ -18,22 +19,24 @@ import { type BlockDevice, checkRange, settleAll } from "./block_device.ts";
  */
 export type ChunkReadObserver = (chunk: number, missed: boolean) => void;
 
-/** A read-only `BlockDevice` over a disk index, a cache and a repository. */
+/** A read-only `BlockDevice` over a disk index and its fetch path. */
 export class ChunkedDisk implements BlockDevice {
   readonly sizeBytes: number;
   readonly readOnly = true;
   readonly preferredBlockBytes: number;
   readonly index: DiskIndex;
+  /** Where the chunks come from: the cache, and the repository behind it. */
+  readonly source: FetchPath;
+  /** The fetch path's cache: a hit is one positioned read from it into the caller's buffer. */
   readonly #cache: ChunkCache;
-  readonly #fetch: ChunkFetcher;
   readonly #observers = new Set<ChunkReadObserver>();
 
-  constructor(index: DiskIndex, cache: ChunkCache, fetch: ChunkFetcher) {
+  constructor(index: DiskIndex, source: FetchPath) {
     this.index = index;
     this.sizeBytes = index.sizeBytes;
     this.preferredBlockBytes = index.chunkBytes;
-    this.#cache = cache;
-    this.#fetch = fetch;
+    this.source = source;
+    this.#cache = source.cache;
   }
 
   /** Calls `observer` with every chunk read from now on, until the returned function is called. */
@@ -47,7 +50,7 @@ export class ChunkedDisk implements BlockDevice {
     const hash = this.index.hash(i);
     if (this.#observers.size > 0) this.#notify(i, hash !== null && !this.#cache.has(hash));
     if (!hash) return null;
-    return await this.#cache.get(hash, this.#fetch);
+    return (await this.source.get(hash)).slice();
   }
 
   async read(offset: number, into: Uint8Array): Promise<void> {
@@ -70,7 +73,7 @@ export class ChunkedDisk implements BlockDevice {
       } else {
         if (this.#observers.size > 0) this.#notify(i, true);
         (misses ??= []).push(
-          this.#cache.get(hash, this.#fetch).then((data) => {
+          this.source.get(hash).then((data) => {
             target.set(data.subarray(from - chunkStart, to - chunkStart));
           }),
         );

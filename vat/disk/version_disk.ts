@@ -1,12 +1,15 @@
 /**
  * One disk of one version as the VAT exports it: the version's disk read through the
- * chunk cache (demand-fetched from the repository), under a local copy-on-write
- * overlay when the disk is writable.
+ * chunk cache (demand-fetched from the repository through the fetch path), under a
+ * local copy-on-write overlay when the disk is writable.
  *
  * @module
  */
 
-import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
+import type { ChunkCache } from "../cache/chunk_cache.ts";
+import { fetchPath } from "../fetch/fetch_path.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
+import { repositoryTransport } from "../fetch/transport.ts";
 import { IntegrityError, NotFoundError } from "../errors.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import type { BlockDevice } from "./block_device.ts";
@@ -19,8 +22,10 @@ export interface VersionDiskOptions {
   overlayPath?: string;
   /** Start the overlay afresh (the system disk's lockdown at every boot). */
   discardOverlay?: boolean;
-  /** Fetches a chunk the cache lacks (default: straight from the repository). */
-  fetch?: ChunkFetcher;
+  /** Where the guest's fetches wait their turn, at "demand" (default: the cache's own). */
+  scheduler?: FetchScheduler;
+  /** How long a fetch is retried while the repository fails transiently (default 60 s). */
+  retryForMs?: number;
 }
 
 /** An opened disk: the device to serve, and its layers for those who need them. */
@@ -30,7 +35,7 @@ export interface VersionDisk {
   overlay: CowOverlay | null;
 }
 
-/** Opens disk `name` of `version` through `cache`. */
+/** Opens disk `name` of `version` through `cache`, its misses demand reads of `repo`. */
 export async function openVersionDisk(
   repo: Repository,
   version: Version,
@@ -53,7 +58,14 @@ export async function openVersionDisk(
         `but ${entry.sizeBytes} by its manifest`,
     );
   }
-  const base = new ChunkedDisk(index, cache, options.fetch ?? ((hash) => repo.readChunk(hash)));
+  const source = fetchPath({
+    cache,
+    scheduler: options.scheduler,
+    priority: "demand",
+    transport: repositoryTransport(repo),
+    retryForMs: options.retryForMs,
+  });
+  const base = new ChunkedDisk(index, source);
   if (!options.overlayPath) return { device: base, base, overlay: null };
   const overlay = await CowOverlay.open({
     base,

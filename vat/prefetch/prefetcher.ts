@@ -9,12 +9,13 @@
  */
 
 import type { ChunkCache } from "../cache/chunk_cache.ts";
+import { fetchPath } from "../fetch/fetch_path.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { formatBytes, ProgressMeter } from "../progress.ts";
 import { readBootTrace } from "../repo/boot_trace.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import type { AdaptiveRate } from "./adaptive_rate.ts";
-import type { FetchScheduler } from "./fetch_scheduler.ts";
-import { planPrefetch, prefetchPlan } from "./version_prefetch.ts";
+import { measuredTransport, planPrefetch, prefetchPlan } from "./version_prefetch.ts";
 
 /** A version to prefetch, opened; `close` releases its repository. */
 export interface PrefetchSource {
@@ -141,9 +142,12 @@ export class Prefetcher {
       try {
         await prefetchPlan({
           plan,
-          cache,
-          fetch: (hash) => repo.readStoredChunk(hash),
-          scheduler,
+          source: fetchPath({
+            cache,
+            scheduler,
+            priority: "prefetch",
+            transport: measuredTransport((hash) => repo.readStoredChunk(hash), rate),
+          }),
           rate,
           meter,
           signal: this.#abort.signal,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { ProgressMeter } from "../progress.ts";
 import { distinctChunks, makeTestRepository } from "./_test_repository.ts";
 import { AdaptiveRate } from "./adaptive_rate.ts";
-import { FetchScheduler } from "./fetch_scheduler.ts";
+import { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { Prefetcher, type PrefetchTarget } from "./prefetcher.ts";
 
 Deno.test("Prefetcher fetches a target's newest version whole, shows progress, and then leaves it be", async () => {

@@ -3,31 +3,31 @@
  * chunks of its boot trace in the trace's order, at most `aheadChunks` trace entries
  * ahead of the furthest entry the guest has read, so that the guest finds in the
  * cache what it is about to read and the replay never runs far down a path the guest
- * does not take. Requests go through the fetch scheduler at "trace" priority: below
- * the guest's demand reads, above background prefetch.
+ * does not take. Requests go through the fetch path at "trace" priority: below the
+ * guest's demand reads, above background prefetch.
  *
  * @module
  */
 
-import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
+import type { ChunkCache } from "../cache/chunk_cache.ts";
 import type { ChunkedDisk } from "../disk/chunked_disk.ts";
+import { type FetchPath, fetchPath } from "../fetch/fetch_path.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
+import { repositoryTransport } from "../fetch/transport.ts";
 import { ProgressMeter } from "../progress.ts";
 import { type BootTrace, readBootTrace } from "../repo/boot_trace.ts";
 import type { Repository, Version } from "../repo/repository.ts";
-import type { FetchScheduler } from "./fetch_scheduler.ts";
 
 /** Trace entries the replay may run ahead of the guest (8 MiB of 64 KiB chunks). */
 export const DEFAULT_AHEAD_CHUNKS = 128;
-/** Replay requests the replay hands the scheduler at once. */
+/** Replay requests the replay hands the fetch path at once. */
 const _OUTSTANDING = 8;
 
 /** Options of `TraceReplay`. */
 export interface TraceReplayOptions {
   trace: BootTrace;
-  cache: ChunkCache;
-  /** Fetches a chunk from the repository (verified). */
-  fetch: ChunkFetcher;
-  scheduler: FetchScheduler;
+  /** The version's repository at "trace" priority. */
+  source: FetchPath;
   /** The repository's chunk size: the progress total's estimate before disks attach. */
   chunkBytes: number;
   aheadChunks?: number;
@@ -57,6 +57,8 @@ export class TraceReplay {
   #next = 0;
   #allAttached = false;
   #stopped = false;
+  /** Aborted at `stop()`: replay requests still waiting their turn end unfetched. */
+  readonly #abort = new AbortController();
   #wake: (() => void) | null = null;
 
   constructor(options: TraceReplayOptions) {
@@ -95,11 +97,12 @@ export class TraceReplay {
   /** Ends the replay (requests in flight finish). */
   stop(): void {
     this.#stopped = true;
+    this.#abort.abort();
     this.#poke();
   }
 
   async #run(): Promise<void> {
-    const { trace, cache, scheduler, fetch, chunkBytes } = this.#options;
+    const { trace, source, chunkBytes } = this.#options;
     const inFlight = new Set<Promise<void>>();
     try {
       while (!this.#stopped) {
@@ -125,15 +128,13 @@ export class TraceReplay {
         const length = hash ? disk.index.chunkLength(chunk) : 0;
         this.meter.totalBytes += length - chunkBytes;
         if (!hash) continue;
-        if (cache.has(hash)) {
+        if (source.has(hash)) {
           this.meter.advance(length);
           continue;
         }
         while (inFlight.size >= _OUTSTANDING) await Promise.race(inFlight);
         this.issued.push(`${name}:${chunk}`);
-        const one = scheduler.run("trace", async () => {
-          if (!this.#stopped && !cache.has(hash)) await cache.get(hash, fetch);
-        }).then(
+        const one = source.load(hash, this.#abort.signal).then(
           () => this.meter.advance(length),
           () => {}, // a failed replay fetch is the guest's demand read later, with its retries
         ).finally(() => inFlight.delete(one));
@@ -194,9 +195,12 @@ export async function startTraceReplay(
   if (!trace) return null;
   return new TraceReplay({
     trace,
-    cache: options.cache,
-    fetch: (hash) => repo.readChunk(hash),
-    scheduler: options.scheduler,
+    source: fetchPath({
+      cache: options.cache,
+      scheduler: options.scheduler,
+      priority: "trace",
+      transport: repositoryTransport(repo),
+    }),
     chunkBytes: repo.config.chunkSizeBytes,
     aheadChunks: options.aheadChunks,
   });

@@ -3,7 +3,8 @@ import { ChunkedDisk } from "../disk/chunked_disk.ts";
 import { mergeTrace } from "../repo/boot_trace.ts";
 import { toHex } from "../repo/chunk_codec.ts";
 import { distinctChunks, makeTestRepository, TEST_CHUNK_BYTES } from "./_test_repository.ts";
-import { FetchScheduler } from "./fetch_scheduler.ts";
+import { fetchPath } from "../fetch/fetch_path.ts";
+import { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { TraceRecorder } from "./trace_recorder.ts";
 import { TraceReplay } from "./trace_replay.ts";
 
@@ -22,7 +23,7 @@ Deno.test("TraceReplay fetches a recorded trace in order, a bounded distance ahe
     const open = async (name: string) => {
       const index = await t.repo.readDiskIndex(t.version.manifest.disks[name].index);
       for (let i = 0; i < index.count; i++) names.set(toHex(index.hash(i)!), `${name}:${i}`);
-      return new ChunkedDisk(index, t.cache, fetch);
+      return new ChunkedDisk(index, fetchPath({ cache: t.cache, transport: fetch }));
     };
     // Record a "boot" from a scratch cache: the kernel whole, then system chunks out of order.
     const recorder = new TraceRecorder();
@@ -53,15 +54,24 @@ Deno.test("TraceReplay fetches a recorded trace in order, a bounded distance ahe
       fetchLog.length = 0;
       const replay = new TraceReplay({
         trace,
-        cache,
-        fetch,
-        scheduler: new FetchScheduler(),
+        source: fetchPath({
+          cache,
+          scheduler: new FetchScheduler(),
+          priority: "trace",
+          transport: fetch,
+        }),
         chunkBytes: TEST_CHUNK_BYTES,
         aheadChunks: 4,
       });
       const index = (name: string) => t.repo.readDiskIndex(t.version.manifest.disks[name].index);
-      const guestSystem = new ChunkedDisk(await index("system"), cache, fetch);
-      const guestKernel = new ChunkedDisk(await index("kernel"), cache, fetch);
+      const guestSystem = new ChunkedDisk(
+        await index("system"),
+        fetchPath({ cache, transport: fetch }),
+      );
+      const guestKernel = new ChunkedDisk(
+        await index("kernel"),
+        fetchPath({ cache, transport: fetch }),
+      );
       replay.attach("kernel", guestKernel);
       replay.attach("system", guestSystem);
       replay.allAttached();

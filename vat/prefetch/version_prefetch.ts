@@ -3,20 +3,21 @@
  * distinct chunk a start of the version reads, the access profile's chunks first (most
  * read first), then the rest disk by disk in disk order, skipping what the cache holds
  * (so a chunk shared with the previous version is never fetched twice). Requests go
- * through the fetch scheduler at "prefetch" priority, paced by the adaptive rate,
- * which learns from each request's latency.
+ * through the fetch path at "prefetch" priority, paced by the adaptive rate, which
+ * learns from each request's latency.
  *
  * @module
  */
 
 import type { ChunkCache } from "../cache/chunk_cache.ts";
+import type { FetchPath } from "../fetch/fetch_path.ts";
+import type { ChunkTransport } from "../fetch/transport.ts";
 import type { ProgressMeter } from "../progress.ts";
 import type { BootTrace } from "../repo/boot_trace.ts";
 import { toHex } from "../repo/chunk_codec.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
 import type { Repository, StoredChunk, Version } from "../repo/repository.ts";
 import type { AdaptiveRate } from "./adaptive_rate.ts";
-import type { FetchScheduler } from "./fetch_scheduler.ts";
 
 /** The chunks to prefetch, in order. */
 export interface PrefetchPlan {
@@ -92,10 +93,8 @@ export async function planPrefetch(
 /** What `prefetchPlan` needs. */
 export interface PrefetchRun {
   plan: PrefetchPlan;
-  cache: ChunkCache;
-  /** Reads a chunk, saying its stored size (the adaptive rate judges latency by it). */
-  fetch: (hash: Uint8Array) => Promise<StoredChunk>;
-  scheduler: FetchScheduler;
+  /** The version's repository at "prefetch" priority, its transport `measuredTransport`. */
+  source: FetchPath;
   rate: AdaptiveRate;
   /** Advanced by each chunk fetched (or found cached meanwhile). */
   meter?: ProgressMeter;
@@ -107,13 +106,13 @@ export interface PrefetchRun {
  * until done or `signal` aborts. A failed fetch ends it with that error.
  */
 export async function prefetchPlan(run: PrefetchRun): Promise<void> {
-  const { plan, cache, fetch, scheduler, rate, meter, signal } = run;
+  const { plan, source, rate, meter, signal } = run;
   const inFlight = new Set<Promise<void>>();
   let failure: unknown = null;
   for (let i = 0; i < plan.hashes.length && !signal?.aborted && failure === null; i++) {
     const hash = plan.hashes[i];
     const length = plan.lengths[i];
-    if (cache.has(hash)) {
+    if (source.has(hash)) {
       meter?.advance(length);
       continue;
     }
@@ -121,19 +120,7 @@ export async function prefetchPlan(run: PrefetchRun): Promise<void> {
     while (inFlight.size > 2) await Promise.race(inFlight);
     await rate.pace(length, signal);
     if (signal?.aborted) break;
-    const one = scheduler.run("prefetch", async () => {
-      if (cache.has(hash) || signal?.aborted) return;
-      const started = performance.now();
-      let storedBytes: number | null = null;
-      await cache.get(hash, async (hash) => {
-        const chunk = await fetch(hash);
-        storedBytes = chunk.storedBytes;
-        return chunk.plain;
-      });
-      // Only a request this made says something about the link (another reader may
-      // have fetched the chunk meanwhile).
-      if (storedBytes !== null) rate.record(performance.now() - started, storedBytes);
-    }).then(
+    const one = source.load(hash, signal).then(
       () => meter?.advance(length),
       (err) => failure ??= err,
     ).finally(() => inFlight.delete(one));
@@ -141,6 +128,23 @@ export async function prefetchPlan(run: PrefetchRun): Promise<void> {
   }
   await Promise.all(inFlight);
   if (failure !== null) throw failure;
+}
+
+/**
+ * A transport reading chunks with `read` (`Repository.readStoredChunk`), each
+ * request's latency and stored size told to `rate`: a request made, not one joined,
+ * is what says something about the link.
+ */
+export function measuredTransport(
+  read: (hash: Uint8Array) => Promise<StoredChunk>,
+  rate: AdaptiveRate,
+): ChunkTransport {
+  return async function readMeasured(hash) {
+    const started = performance.now();
+    const chunk = await read(hash);
+    rate.record(performance.now() - started, chunk.storedBytes);
+    return chunk.plain;
+  };
 }
 
 function _rank(disk: string): number {

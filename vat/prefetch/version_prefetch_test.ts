@@ -4,8 +4,9 @@ import { toHex } from "../repo/chunk_codec.ts";
 import { ProgressMeter } from "../progress.ts";
 import { distinctChunks, makeTestRepository, TEST_CHUNK_BYTES } from "./_test_repository.ts";
 import { AdaptiveRate, RATE_WINDOW } from "./adaptive_rate.ts";
-import { FetchScheduler } from "./fetch_scheduler.ts";
-import { planPrefetch, prefetchPlan } from "./version_prefetch.ts";
+import { fetchPath } from "../fetch/fetch_path.ts";
+import { FetchScheduler } from "../fetch/fetch_scheduler.ts";
+import { measuredTransport, planPrefetch, prefetchPlan } from "./version_prefetch.ts";
 
 Deno.test("planPrefetch() puts the profile first, then boot files and disks in disk order, skipping cached and repeated chunks", async () => {
   const system = distinctChunks(6, 1);
@@ -70,9 +71,12 @@ Deno.test("prefetchPlan() halves its rate while requests are slow and recovers a
     const meter = new ProgressMeter("prefetch", plan.totalBytes);
     await prefetchPlan({
       plan,
-      cache: t.cache,
-      fetch,
-      scheduler: new FetchScheduler(),
+      source: fetchPath({
+        cache: t.cache,
+        scheduler: new FetchScheduler(),
+        priority: "prefetch",
+        transport: measuredTransport(fetch, rate),
+      }),
       rate,
       meter,
     });

@@ -2,9 +2,11 @@
  * The one storage interface every repository transport implements: a flat namespace
  * of immutable-ish objects named by keys such as `repo.json`, `versions/3/manifest.json`
  * or `chunks/ab/ab12...`. Transports are siblings (`store_file.ts`, `store_http.ts`,
- * `store_s3.ts`, `store_memory.ts`); behaviour shared by all of them (retries, rate
- * limits) is a wrapper implementing this same interface, never a flag inside one.
- * Every transport passes `testStore()` in `store_test_suite.ts`.
+ * `store_s3.ts`, `store_memory.ts`); behaviour shared by all of them (the offline
+ * mirror, `store_mirrored.ts`) is a wrapper implementing this same interface, never a
+ * flag inside one. Retrying and ordering chunk reads is the fetch path's (`vat/fetch/`,
+ * docs/CACHE.md), above `Repository`. Every transport passes `testStore()` in
+ * `store_test_suite.ts`.
  *
  * @module
  */

@@ -19,7 +19,8 @@
 import type { ChunkCache } from "../cache/chunk_cache.ts";
 import { IntegrityError, PermanentError, TransientError, UsageError } from "../errors.ts";
 import { syncDir, writeFileAtomic } from "../fs_atomic.ts";
-import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
+import { fetchPath } from "../fetch/fetch_path.ts";
+import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { hashChunk, toHex } from "../repo/chunk_codec.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
 import type { ObjectRef, VersionManifest } from "../repo/manifest.ts";
@@ -369,15 +370,18 @@ export class Updater {
       }
     }
     cache.pin(owner, [...remote.values()].map((c) => c.hash));
-    const fetchChunk = (hash: Uint8Array) => {
-      const fetch = async () => {
+    // At the prefetcher's level: a running guest's demand reads go first.
+    const source = fetchPath({
+      cache,
+      scheduler,
+      priority: "prefetch",
+      transport: async (hash) => {
         const { plain, storedBytes } = await repo.readStoredChunk(hash);
         progress.fetchedBytes += plain.length;
         progress.fetchedStoredBytes += storedBytes;
         return plain;
-      };
-      return scheduler ? scheduler.run("prefetch", fetch) : fetch();
-    };
+      },
+    });
     // First into the cache, several at a time (the scheduler bounds what is on the link).
     const missing: Uint8Array[] = [];
     for (const { hash, length } of remote.values()) {
@@ -391,7 +395,7 @@ export class Updater {
     const worker = async () => {
       while (next < missing.length) {
         this.#throwIfClosed();
-        await cache.get(missing[next++], fetchChunk);
+        await source.load(missing[next++]);
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
@@ -415,7 +419,7 @@ export class Updater {
           progress.localBytes += length;
           return mine;
         }
-        return await cache.get(hash, fetchChunk);
+        return await source.get(hash);
       });
       await _verifyFile(`${target}.part`, index, file.path);
       await Deno.chmod(`${target}.part`, file.mode);

@@ -1,21 +1,23 @@
 /**
- * Strict priorities for the VAT's traffic with its repositories (docs/CACHE.md,
- * "Prefetching"): demand reads, then boot-trace replay, then prefetch, then backup
- * upload. A demand read never waits in this scheduler; the lower levels wait for the
- * higher ones and are bounded in how many requests they keep on the link, so a demand
- * read that arrives while prefetch saturates the link queues behind at most that many
- * requests, never behind the prefetch's whole queue.
+ * The priority layer of the fetch path (docs/CACHE.md, "The fetch path"): strict
+ * priorities for the VAT's traffic with its repositories, demand reads, then boot-trace
+ * replay, then prefetch, then backup upload. Every level is bounded in how many
+ * requests it keeps on the link, and every request that waits, waits here, where
+ * `stats()` shows it. A demand read waits only for other demand reads (at most
+ * `demandInFlight` run at once); the lower levels wait for the higher ones, so a demand
+ * read that arrives while prefetch saturates the link queues behind at most
+ * `backgroundInFlight` requests, never behind the prefetch's whole queue.
  *
  * @module
  */
-
-import type { ChunkFetcher } from "../cache/chunk_cache.ts";
 
 /** Who asks: the guest (demand), trace replay, background prefetch, backup upload. */
 export type FetchPriority = "demand" | "trace" | "prefetch" | "backup";
 
 /** Options of `FetchScheduler`. */
 export interface FetchSchedulerOptions {
+  /** Demand requests in flight at once (default 32: fewer left a 100 Mbit/s, 20 ms link idle). */
+  demandInFlight?: number;
   /** Trace-replay requests in flight at once (default 4). */
   traceInFlight?: number;
   /** Prefetch and backup requests in flight at once, together (default 2). */
@@ -32,13 +34,14 @@ export interface SchedulerStats {
 export const FETCH_PRIORITIES: readonly FetchPriority[] = ["demand", "trace", "prefetch", "backup"];
 
 /**
- * Runs requests by priority. Demand requests start at once and are only counted. A
- * trace request starts when fewer than `traceInFlight` run and no demand request is
- * queued; a prefetch or backup request starts only when no demand or trace request
+ * Runs requests by priority. A demand request starts when fewer than `demandInFlight`
+ * run (else it waits for one of them to end). A trace request starts when fewer than
+ * `traceInFlight` run and no demand request is queued; a prefetch or backup request starts only when no demand or trace request
  * runs or waits, and fewer than `backgroundInFlight` of them run. Within a level,
  * requests start in the order they were asked for.
  */
 export class FetchScheduler {
+  readonly #demandLimit: number;
   readonly #traceLimit: number;
   readonly #backgroundLimit: number;
   readonly #inFlight: Record<FetchPriority, number> = {
@@ -55,6 +58,7 @@ export class FetchScheduler {
   };
 
   constructor(options: FetchSchedulerOptions = {}) {
+    this.#demandLimit = options.demandInFlight ?? 32;
     this.#traceLimit = options.traceInFlight ?? 4;
     this.#backgroundLimit = options.backgroundInFlight ?? 2;
   }
@@ -72,11 +76,6 @@ export class FetchScheduler {
       this.#inFlight[priority]--;
       this.#pump();
     }
-  }
-
-  /** `fetch` as a demand read: it runs at once, and holds back the lower levels while it does. */
-  demandFetcher(fetch: ChunkFetcher): ChunkFetcher {
-    return (hash) => this.run("demand", () => fetch(hash));
   }
 
   /** Whether nothing of `priority` or above runs or waits. */
@@ -99,7 +98,7 @@ export class FetchScheduler {
     const busy = this.#inFlight;
     switch (priority) {
       case "demand":
-        return true;
+        return this.#queues.demand.length === 0 && busy.demand < this.#demandLimit;
       case "trace":
         return this.#queues.demand.length === 0 && this.#queues.trace.length === 0 &&
           busy.trace < this.#traceLimit;
@@ -127,7 +126,7 @@ export class FetchScheduler {
     const busy = this.#inFlight;
     switch (level) {
       case "demand":
-        return true;
+        return busy.demand < this.#demandLimit;
       case "trace":
         return busy.trace < this.#traceLimit;
       case "prefetch":

@@ -68,3 +68,25 @@ Deno.test("FetchScheduler passes a task's failure to its caller and goes on", as
   assert.equal(await next, 7);
   assert.deepEqual(scheduler.stats().inFlight, { demand: 0, trace: 0, prefetch: 0, backup: 0 });
 });
+
+Deno.test("FetchScheduler bounds demand requests in flight and shows the ones that wait", async () => {
+  const scheduler = new FetchScheduler({ demandInFlight: 2 });
+  const release = gate();
+  const started: number[] = [];
+  const all = Array.from({ length: 5 }, (_, i) =>
+    scheduler.run("demand", async () => {
+      started.push(i);
+      await release.opened;
+    }));
+  const trace = scheduler.run("trace", () => Promise.resolve());
+  await Promise.resolve();
+  assert.deepEqual(started, [0, 1]);
+  assert.deepEqual(scheduler.stats(), {
+    inFlight: { demand: 2, trace: 0, prefetch: 0, backup: 0 },
+    queued: { demand: 3, trace: 1, prefetch: 0, backup: 0 },
+  });
+  release.open();
+  await Promise.all([...all, trace]);
+  assert.deepEqual(started, [0, 1, 2, 3, 4]);
+  assert.deepEqual(scheduler.stats().inFlight, { demand: 0, trace: 0, prefetch: 0, backup: 0 });
+});

@@ -486,9 +486,14 @@ Deno.test("a data repository version copied into another subscription, or signed
     repoJson.publisherKeys.push(operator.publicKeyId);
     await Deno.writeTextFile(`${repoDir}/repo.json`, JSON.stringify(repoJson));
     const lab1 = (await data.subscription("lab").readVersion(1)).manifest;
+    // A well-formed version 2 (its index named under versions/2/), signed by the operator.
+    const disks = JSON.parse(JSON.stringify(lab1.disks).replaceAll("versions/1/", "versions/2/"));
     await Deno.writeFile(
       `${lab}/manifest.json`,
-      signManifest({ ...lab1, version: 2, parent: 1, publisher: operator.publicKeyId }, operator),
+      signManifest(
+        { ...lab1, version: 2, parent: 1, publisher: operator.publicKeyId, disks },
+        operator,
+      ),
     );
     const reopened = await DataRepository.open(new FileStore(repoDir), key);
     await assert.rejects(

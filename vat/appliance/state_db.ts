@@ -153,21 +153,20 @@ export class StateDb {
    */
   add(name: string, repo: string, trust?: Omit<TrustRecord, "name">): ApplianceRecord {
     checkApplianceName(name);
-    this.#db.exec("BEGIN IMMEDIATE");
     try {
-      this.#db.prepare("INSERT INTO appliances (name, repo, added_at) VALUES (?, ?, ?)").run(
-        name,
-        repo,
-        new Date().toISOString(),
-      );
-      if (trust) this.setTrust({ ...trust, name });
-      this.#db.exec("COMMIT");
+      inTransaction(this.#db, this.path, () => {
+        this.#db.prepare("INSERT INTO appliances (name, repo, added_at) VALUES (?, ?, ?)").run(
+          name,
+          repo,
+          new Date().toISOString(),
+        );
+        if (trust) this.setTrust({ ...trust, name });
+      });
     } catch (err) {
-      this.#db.exec("ROLLBACK");
       if (/UNIQUE/.test((err as Error).message)) {
         throw new ConflictError(`an appliance called "${name}" already exists`, { cause: err });
       }
-      throw mapDiskFull(err, this.path);
+      throw err;
     }
     return this.get(name);
   }
@@ -183,9 +182,13 @@ export class StateDb {
   /** Stores (replaces) a trust record. */
   setTrust(record: TrustRecord): void {
     const { name, ...rest } = record;
-    this.#db.prepare("INSERT OR REPLACE INTO repo_trust (name, record) VALUES (?, ?)").run(
-      name,
-      JSON.stringify(rest),
+    writing(
+      this.path,
+      () =>
+        this.#db.prepare("INSERT OR REPLACE INTO repo_trust (name, record) VALUES (?, ?)").run(
+          name,
+          JSON.stringify(rest),
+        ),
     );
   }
 

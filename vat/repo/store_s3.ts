@@ -9,7 +9,7 @@
  * header (Garage, as of v1.2) would silently overwrite; `probeConditionalCreate` finds
  * them out before a repository is put there (see docs/FORMAT.md).
  *
- * Every failure is mapped once, in `_S3Connection.fail`: 404 is `NotFoundError`, 401 and
+ * Every failure is mapped once, in `S3Connection.fail` (`s3_connection.ts`): 404 is `NotFoundError`, 401 and
  * 403 are `PermanentError` (credentials refused), 429, 5xx, timeouts and network
  * failures are `TransientError` (a retrying wrapper may try again), anything else is a
  * `ProtocolError` carrying the S3 error code and message.
@@ -17,45 +17,32 @@
  * @module
  */
 
-import { AwsClient } from "aws4fetch";
+import { S3Connection, type S3ConnectionOptions } from "./s3_connection.ts";
+import { escapeXml, parseListPage, parseS3Error } from "./s3_xml.ts";
 import {
   NotFoundError,
   PermanentError,
   ProtocolError,
   TransientError,
   UsageError,
-  VatError,
 } from "../errors.ts";
 import {
   checkKey,
   checkPrefix,
   type ObjectInfo,
-  parseRetryAfter,
   readLimit,
   readLimitOf,
   type ReadOptions,
-  readStreamCapped,
-  readStreamHead,
   type Store,
   tooLargeError,
 } from "./store.ts";
 
 /** Where an `S3Store` is and how to sign in. */
-export interface S3StoreOptions {
-  bucket: string;
+export interface S3StoreOptions extends S3ConnectionOptions {
   /** Key prefix in the bucket under which the store lives: "" or "a/b/" ("a/b" is taken as "a/b/"). */
   prefix: string;
-  /** Base URL of the S3 API, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:7480`. */
-  endpoint: string;
-  /** The SigV4 signing region (`us-east-1` for most non-AWS servers). */
-  region: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
   /** Keys asked for per ListObjectsV2 page, 1 to 1000 (default 1000). */
   listPageSize?: number;
-  /** Time limit of one request including its body, in milliseconds (default 120 s). */
-  timeoutMs?: number;
 }
 
 /** Options that `parseS3Url` takes besides the URL; each overrides its environment variable. */
@@ -70,9 +57,6 @@ export interface S3UrlOptions {
 const DEFAULT_REGION = "us-east-1";
 /** The most of a listing page read (1000 keys of at most 1 KiB, plus the XML around). */
 const _LIST_PAGE_LIMIT_BYTES = 16 * 1024 * 1024;
-/** The most of an error answer read for its code and message. */
-const _ERROR_TEXT_BYTES = 64 * 1024;
-const DEFAULT_TIMEOUT_MS = 120_000;
 const MAX_LIST_PAGE = 1000;
 /** How often `create` re-sends after a 409 ConditionalRequestConflict with no winner in sight. */
 const CONFLICT_ATTEMPTS = 5;
@@ -132,7 +116,7 @@ export function parseS3Url(
 export class S3Store implements Store {
   readonly location: string;
   readonly canList = true;
-  readonly #s3: _S3Connection;
+  readonly #s3: S3Connection;
   /** "" or a prefix ending with "/", prepended to every key. */
   readonly #prefix: string;
   readonly #listPageSize: number;
@@ -140,7 +124,7 @@ export class S3Store implements Store {
   constructor(options: S3StoreOptions) {
     const { prefix } = _checkOptions(options, "S3 store options");
     this.#prefix = prefix;
-    this.#s3 = new _S3Connection(options);
+    this.#s3 = new S3Connection(options);
     this.location = `s3://${options.bucket}/${prefix} at ${this.#s3.endpoint}`;
     this.#listPageSize = options.listPageSize ?? MAX_LIST_PAGE;
   }
@@ -309,7 +293,7 @@ export class S3Store implements Store {
           () => new ProtocolError(`S3 at ${this.#s3.endpoint} sent a listing page over 16 MiB`),
         ),
       );
-      const page = _parseListPage(xml, this.#s3.endpoint);
+      const page = parseListPage(xml, this.#s3.endpoint);
       for (const key of page.keys) {
         if (!key.startsWith(full)) {
           throw new ProtocolError(
@@ -336,7 +320,7 @@ export class S3Store implements Store {
     }
     if (res.status === 404) {
       // A missing object is deleted already; a missing bucket is a misconfiguration.
-      const { code } = _parseError(await this.#s3.text(res));
+      const { code } = parseS3Error(await this.#s3.text(res));
       if (code === "NoSuchBucket") throw this.#s3.bucketMissing();
       return;
     }
@@ -363,7 +347,7 @@ export class S3Store implements Store {
 
   /** The error of a 404: the object, or the whole bucket, is missing. */
   async #notFound(res: Response, key: string): Promise<NotFoundError> {
-    const { code } = _parseError(await this.#s3.text(res));
+    const { code } = parseS3Error(await this.#s3.text(res));
     return code === "NoSuchBucket"
       ? this.#s3.bucketMissing()
       : new NotFoundError(this.#missing(key));
@@ -377,7 +361,7 @@ export class S3Store implements Store {
  */
 export async function ensureBucket(options: S3StoreOptions): Promise<boolean> {
   _checkOptions(options, "S3 store options");
-  const s3 = new _S3Connection(options);
+  const s3 = new S3Connection(options);
   try {
     const path = s3.bucketPath();
     const head = await s3.request("HEAD", path, { what: "look up the bucket" });
@@ -387,7 +371,7 @@ export async function ensureBucket(options: S3StoreOptions): Promise<boolean> {
     // AWS wants the region named unless it is us-east-1; other servers accept it too.
     const body = options.region === DEFAULT_REGION ? undefined : new TextEncoder().encode(
       `<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">` +
-        `<LocationConstraint>${_escapeXml(options.region)}</LocationConstraint>` +
+        `<LocationConstraint>${escapeXml(options.region)}</LocationConstraint>` +
         `</CreateBucketConfiguration>`,
     );
     const res = await s3.request("PUT", path, { body, what: "create the bucket" });
@@ -396,7 +380,7 @@ export async function ensureBucket(options: S3StoreOptions): Promise<boolean> {
       return true;
     }
     const text = await s3.text(res);
-    const { code } = _parseError(text);
+    const { code } = parseS3Error(text);
     // Another `vat repo init` created it between our HEAD and PUT.
     if (res.status === 409 && code === "BucketAlreadyOwnedByYou") return false;
     if (res.status === 409 && code === "BucketAlreadyExists") {
@@ -430,176 +414,6 @@ export async function probeConditionalCreate(store: Store): Promise<void> {
     }
   } finally {
     await store.delete(key);
-  }
-}
-
-/** Signing, sending and error mapping for one endpoint and bucket. */
-class _S3Connection {
-  readonly endpoint: string;
-  readonly bucket: string;
-  readonly #aws: AwsClient;
-  readonly #http: Deno.HttpClient;
-  readonly #timeoutMs: number;
-
-  constructor(options: S3StoreOptions) {
-    this.endpoint = options.endpoint.replace(/\/+$/, "");
-    this.bucket = options.bucket;
-    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    // retries: 0, because retrying is the job of a wrapper Store, not of the transport.
-    this.#aws = new AwsClient({
-      accessKeyId: options.accessKeyId,
-      secretAccessKey: options.secretAccessKey,
-      sessionToken: options.sessionToken,
-      service: "s3",
-      region: options.region,
-      retries: 0,
-    });
-    this.#http = Deno.createHttpClient({});
-  }
-
-  /** The URL path of the bucket. */
-  bucketPath(): string {
-    return `/${_encodeRfc3986(this.bucket)}`;
-  }
-
-  /** The URL path of an object of the bucket (its full key, prefix included). */
-  objectPath(key: string): string {
-    return `${this.bucketPath()}/${key.split("/").map(_encodeRfc3986).join("/")}`;
-  }
-
-  bucketMissing(): NotFoundError {
-    return new NotFoundError(
-      `bucket "${this.bucket}" does not exist at ${this.endpoint}: create it ` +
-        `(vat repo init) or check the bucket name`,
-    );
-  }
-
-  async request(
-    method: string,
-    path: string,
-    init: {
-      query?: Record<string, string>;
-      headers?: Record<string, string>;
-      body?: Uint8Array;
-      what: string;
-      /** The caller's giving up: cancels the request and its body. */
-      signal?: AbortSignal;
-    },
-  ): Promise<Response> {
-    const query = Object.entries(init.query ?? {})
-      .map(([name, value]) => `${_encodeRfc3986(name)}=${_encodeRfc3986(value)}`).join("&");
-    const url = `${this.endpoint}${path}${query ? `?${query}` : ""}`;
-    const headers: Record<string, string> = { ...init.headers };
-    // A transparently compressed answer would break ranges and length checks.
-    if (method === "GET") headers["Accept-Encoding"] = "identity";
-    try {
-      const signed = await this.#aws.sign(url, {
-        method,
-        headers,
-        body: init.body as BodyInit | undefined,
-      });
-      return await fetch(signed, {
-        client: this.#http,
-        signal: init.signal
-          ? AbortSignal.any([init.signal, AbortSignal.timeout(this.#timeoutMs)])
-          : AbortSignal.timeout(this.#timeoutMs),
-      });
-    } catch (err) {
-      throw this.#networkError(err, init.what);
-    }
-  }
-
-  /**
-   * Reads a whole answer of at most `capBytes` (refused by `tooLarge` when it says or
-   * turns out to be longer, without reading on); a connection lost on the way is
-   * transient.
-   */
-  async body(
-    res: Response,
-    what: string,
-    capBytes: number,
-    tooLarge: (sizeBytes?: number) => Error,
-  ): Promise<Uint8Array> {
-    const declared = Number(res.headers.get("Content-Length") ?? NaN);
-    if (Number.isSafeInteger(declared) && declared > capBytes) {
-      await res.body?.cancel().catch(() => {});
-      throw tooLarge(declared);
-    }
-    if (!res.body) return new Uint8Array(0);
-    try {
-      return await readStreamCapped(res.body, capBytes, tooLarge, declared || 0);
-    } catch (err) {
-      if (err instanceof VatError) throw err;
-      throw this.#networkError(err, what);
-    }
-  }
-
-  /** Reads an (error) answer's first 64 KiB as text, or "" when it cannot be read. */
-  async text(res: Response): Promise<string> {
-    if (!res.body) return "";
-    try {
-      return new TextDecoder().decode(await readStreamHead(res.body, _ERROR_TEXT_BYTES));
-    } catch {
-      return "";
-    }
-  }
-
-  /** The error for an unexpected answer. */
-  async fail(res: Response, what: string): Promise<Error> {
-    const retryAfterMs = parseRetryAfter(res.headers.get("Retry-After"));
-    return this.failWith(res.status, await this.text(res), what, retryAfterMs);
-  }
-
-  failWith(status: number, body: string, what: string, retryAfterMs?: number): Error {
-    const { code, message } = _parseError(body);
-    const detail = [code, message].filter(Boolean).join(": ") || `HTTP ${status}`;
-    const where = `bucket "${this.bucket}" at ${this.endpoint}`;
-    if (code === "RequestTimeTooSkewed") {
-      return new PermanentError(
-        `S3 refused to ${what} in ${where}: this machine's clock is more than 15 minutes ` +
-          `off (${detail}); set the system time`,
-      );
-    }
-    if (status === 401 || status === 403) {
-      return new PermanentError(
-        `S3 refused the credentials for ${where} when trying to ${what} (${detail}): check ` +
-          `AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that this key may use the bucket`,
-      );
-    }
-    if (status === 404) {
-      return new NotFoundError(`S3 could not ${what} in ${where}: not found (${detail})`);
-    }
-    if (status === 429 || status >= 500) {
-      return new TransientError(
-        `S3 failed to ${what} in ${where} (HTTP ${status}, ${detail}): try again later`,
-        { status, retryAfterMs },
-      );
-    }
-    return new ProtocolError(
-      `S3 answered the request to ${what} in ${where} with HTTP ${status} (${detail})`,
-    );
-  }
-
-  close(): void {
-    this.#http.close();
-  }
-
-  #networkError(err: unknown, what: string): Error {
-    if (err instanceof DOMException && err.name === "TimeoutError") {
-      return new TransientError(
-        `S3 at ${this.endpoint} did not answer within ${this.#timeoutMs / 1000} s ` +
-          `when trying to ${what} in bucket "${this.bucket}": check the network, then try again`,
-        { cause: err },
-      );
-    }
-    if (err instanceof TypeError || err instanceof Deno.errors.ConnectionRefused) {
-      return new TransientError(
-        `cannot reach S3 at ${this.endpoint} to ${what} in bucket "${this.bucket}" ` +
-          `(${err.message}): check AWS_ENDPOINT_URL and the network, then try again`,
-        { cause: err },
-      );
-    }
-    return err instanceof Error ? err : new Error(String(err));
   }
 }
 
@@ -664,104 +478,3 @@ function _sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** URI-encodes like SigV4 does: everything but A-Z a-z 0-9 - _ . ~ */
-function _encodeRfc3986(text: string): string {
-  return encodeURIComponent(text).replace(
-    /[!'()*]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-  );
-}
-
-function _escapeXml(text: string): string {
-  return text.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/** One page of a ListObjectsV2 answer (the format: AWS's ListObjectsV2 reference). */
-function _parseListPage(xml: string, endpoint: string): { keys: string[]; nextToken?: string } {
-  if (!/<ListBucketResult[\s>]/.test(xml)) {
-    throw new ProtocolError(
-      `S3 at ${endpoint} answered a listing with something other than a ListBucketResult: ` +
-        `"${xml.slice(0, 200)}"`,
-    );
-  }
-  const keys: string[] = [];
-  // Keys live in <Contents> elements; a key's text cannot contain "<", so the first
-  // closing tag after an opening one is its own.
-  for (const contents of _elements(xml, "Contents")) {
-    const key = _elements(contents, "Key")[0];
-    if (key === undefined) {
-      throw new ProtocolError(`S3 at ${endpoint} listed an object without a <Key>`);
-    }
-    keys.push(_decodeXmlText(key, endpoint));
-  }
-  const truncated = _elements(xml, "IsTruncated")[0]?.trim() === "true";
-  if (!truncated) return { keys };
-  const token = _elements(xml, "NextContinuationToken")[0];
-  if (!token) {
-    throw new ProtocolError(
-      `S3 at ${endpoint} said a listing goes on but gave no NextContinuationToken`,
-    );
-  }
-  return { keys, nextToken: _decodeXmlText(token, endpoint) };
-}
-
-/** The Code and Message of an S3 error document, when there is one. */
-function _parseError(xml: string): { code?: string; message?: string } {
-  const decode = (raw: string | undefined) => {
-    if (raw === undefined) return undefined;
-    try {
-      return _decodeXmlText(raw, "").trim() || undefined;
-    } catch {
-      return raw.trim() || undefined;
-    }
-  };
-  return { code: decode(_elements(xml, "Code")[0]), message: decode(_elements(xml, "Message")[0]) };
-}
-
-/** The raw contents of every `<name>` element (with or without attributes) in `xml`. */
-function _elements(xml: string, name: string): string[] {
-  const found: string[] = [];
-  const open = new RegExp(`<${name}(?:\\s[^>]*)?(/)?>`, "g");
-  const close = `</${name}>`;
-  for (let m = open.exec(xml); m !== null; m = open.exec(xml)) {
-    if (m[1]) {
-      found.push(""); // <name/>
-      continue;
-    }
-    const start = m.index + m[0].length;
-    const end = xml.indexOf(close, start);
-    if (end < 0) break;
-    found.push(xml.slice(start, end));
-    open.lastIndex = end + close.length;
-  }
-  return found;
-}
-
-const XML_ENTITIES: Record<string, string> = {
-  amp: "&",
-  lt: "<",
-  gt: ">",
-  quot: '"',
-  apos: "'",
-};
-
-/** Decodes XML character data: the five named entities, numeric references, CDATA. */
-function _decodeXmlText(raw: string, endpoint: string): string {
-  return raw.replace(
-    /<!\[CDATA\[([\s\S]*?)\]\]>|&(#x[0-9A-Fa-f]+|#[0-9]+|[A-Za-z]+);|[&<]/g,
-    (whole, cdata: string | undefined, entity: string | undefined) => {
-      if (cdata !== undefined) return cdata;
-      if (entity !== undefined) {
-        if (entity in XML_ENTITIES) return XML_ENTITIES[entity];
-        if (entity.startsWith("#")) {
-          const code = entity[1] === "x"
-            ? parseInt(entity.slice(2), 16)
-            : parseInt(entity.slice(1), 10);
-          if (code > 0 && code <= 0x10ffff && !(code >= 0xd800 && code <= 0xdfff)) {
-            return String.fromCodePoint(code);
-          }
-        }
-      }
-      throw new ProtocolError(`S3 at ${endpoint} sent malformed XML text near "${whole}"`);
-    },
-  );
-}

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { NotFoundError, UsageError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { sharedAcceleratorChoice } from "./accelerator.ts";
 import { type Accelerator, qemuArgs } from "./qemu_args.ts";
 import {
@@ -36,6 +36,15 @@ import {
   type RunDirPaths,
   runDirPaths,
 } from "./run_dir.ts";
+import {
+  checkMemoryImage,
+  connectQmp,
+  describeExit,
+  machineTypeOf,
+  makeDurable,
+  resumeMemoryImage,
+  shellQuote,
+} from "./qemu_startup.ts";
 import { SerialConsole } from "./serial_console.ts";
 import { checkSpec, type VirtualMachineSpec } from "./vm_spec.ts";
 import { removeIfThere } from "../fs_atomic.ts";
@@ -118,7 +127,6 @@ const _QUIT_GRACE_MS = 5000;
 const _DEFAULT_START_TIMEOUT_MS = 15_000;
 const _DEFAULT_POWERDOWN_TIMEOUT_MS = 60_000;
 const _DEFAULT_SUSPEND_TIMEOUT_MS = 120_000;
-const _RESUME_TIMEOUT_MS = 120_000;
 const _POLL_MS = 20;
 const _LIFE_POLL_MS = 100;
 const _STATUS_POLL_MS = 1000;
@@ -207,7 +215,7 @@ export class VirtualMachine {
     checkSpec(spec);
     const paths = runDirPaths(spec.runDir);
     const name = spec.name ?? paths.dir.slice(paths.dir.lastIndexOf("/") + 1);
-    if (spec.resumeFrom !== undefined) await _checkImage(spec.resumeFrom, name);
+    if (spec.resumeFrom !== undefined) await checkMemoryImage(spec.resumeFrom, name);
     await makeRunDir(paths.dir);
     await reapOrphan(paths.dir);
     const choice = spec.accel === "kvm" || spec.accel === "tcg"
@@ -245,14 +253,14 @@ export class VirtualMachine {
     let serial: SerialConsole | undefined;
     try {
       const deadline = Date.now() + (spec.startTimeoutMs ?? _DEFAULT_START_TIMEOUT_MS);
-      qmp = await _connectQmp(paths, qemu, deadline, name);
+      qmp = await connectQmp(paths, qemu, deadline, name);
       // QEMU creates every chardev before it serves QMP, so the console is there.
       serial = await SerialConsole.connect(paths.consoleSocket);
       // QEMU made its sockets with the VAT's umask; the 0700 directory already keeps
       // others out, and 0600 keeps them out should the directory ever be opened up.
       await restrictSockets(paths);
-      if (spec.resumeFrom !== undefined) await _resume(qmp, qemu, spec.resumeFrom, name);
-      const machineType = await _machineType(qmp, spec.machine ?? "pc");
+      if (spec.resumeFrom !== undefined) await resumeMemoryImage(qmp, qemu, spec.resumeFrom, name);
+      const machineType = await machineTypeOf(qmp, spec.machine ?? "pc");
       const vm = new VirtualMachine({
         name,
         accel,
@@ -276,7 +284,7 @@ export class VirtualMachine {
       if (isMissingBinary(status, output)) throw qemuNotInstalled(binary);
       if (err instanceof QemuError || err instanceof UsageError) throw err;
       const what = exitedByItself
-        ? `QEMU for ${name} exited while starting (${_describe(status)})`
+        ? `QEMU for ${name} exited while starting (${describeExit(status)})`
         : `QEMU for ${name} failed to start: ${err instanceof Error ? err.message : err}`;
       throw new QemuError(what, output, { cause: err });
     }
@@ -385,7 +393,7 @@ export class VirtualMachine {
       await this.#qmp.execute("migrate-set-parameters", {
         "max-bandwidth": _MIGRATION_BYTES_PER_SECOND,
       });
-      await this.#qmp.execute("migrate", { uri: `exec:cat > ${_shellQuote(partial)}` });
+      await this.#qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(partial)}` });
       await this.#waitForMigration(options.timeoutMs ?? _DEFAULT_SUSPEND_TIMEOUT_MS);
     } catch (err) {
       await this.#qmp.execute("migrate_cancel").catch(() => {});
@@ -410,7 +418,7 @@ export class VirtualMachine {
         this.#qemu.outputTail(),
       );
     }
-    const sizeBytes = await _makeDurable(partial, path);
+    const sizeBytes = await makeDurable(partial, path);
     return { path, sizeBytes, machineType: this.machineType, accel: this.accel };
   }
 
@@ -506,7 +514,7 @@ export class VirtualMachine {
     return {
       ...exit("crashed"),
       error: new QemuError(
-        `QEMU for ${this.name} ended unexpectedly (${_describe(status)})`,
+        `QEMU for ${this.name} ended unexpectedly (${describeExit(status)})`,
         this.#qemu.outputTail(),
       ),
     };
@@ -537,123 +545,6 @@ function _vmEvent(event: QmpEvent): VmEvent | undefined {
       };
   }
   return undefined;
-}
-
-/** Connects to QMP once QEMU listens; throws `QemuError` if QEMU exits or the deadline passes. */
-async function _connectQmp(
-  paths: RunDirPaths,
-  qemu: QemuProcess,
-  deadline: number,
-  name: string,
-): Promise<QmpClient> {
-  while (true) {
-    if (qemu.hasExited) {
-      const status = await qemu.status;
-      throw new QemuError(
-        `QEMU for ${name} exited while starting (${_describe(status)})`,
-        qemu.outputTail(),
-      );
-    }
-    try {
-      return await QmpClient.connect(paths.qmpSocket);
-    } catch (err) {
-      // Not listening yet: QEMU creates the socket early, but not at once.
-      if (
-        !(err instanceof Deno.errors.NotFound || err instanceof Deno.errors.ConnectionRefused)
-      ) {
-        throw err;
-      }
-    }
-    if (Date.now() > deadline) {
-      throw new QemuError(
-        `QEMU for ${name} did not open its control socket ${paths.qmpSocket} in time`,
-        qemu.outputTail(),
-      );
-    }
-    await Promise.race([_sleep(_POLL_MS), qemu.status]);
-  }
-}
-
-/** Loads the memory image into a QEMU started with `-incoming defer`. */
-async function _resume(
-  qmp: QmpClient,
-  qemu: QemuProcess,
-  image: string,
-  name: string,
-): Promise<void> {
-  await qmp.execute("migrate-incoming", { uri: `exec:cat ${_shellQuote(image)}` });
-  const deadline = Date.now() + _RESUME_TIMEOUT_MS;
-  while (true) {
-    // A failed load makes QEMU exit; the caller reports its output.
-    const { status } = await qmp.execute<{ status: string }>("query-status");
-    if (status !== "inmigrate") {
-      if (status === "paused" || status === "prelaunch") return;
-      throw new QemuError(
-        `resuming ${name} from ${image} failed: QEMU is ${status} after loading it`,
-        qemu.outputTail(),
-      );
-    }
-    if (Date.now() > deadline) {
-      throw new QemuError(
-        `resuming ${name} from ${image} did not finish within ${_RESUME_TIMEOUT_MS} ms`,
-        qemu.outputTail(),
-      );
-    }
-    await _sleep(_POLL_MS);
-  }
-}
-
-async function _machineType(qmp: QmpClient, machine: string): Promise<string> {
-  const machines = await qmp.execute<{ name: string; alias?: string }[]>("query-machines");
-  return machines.find((m) => m.alias === machine)?.name ?? machine;
-}
-
-async function _checkImage(path: string, name: string): Promise<void> {
-  try {
-    const info = await Deno.stat(path);
-    if (!info.isFile) throw new UsageError(`memory image ${path} of ${name} is not a file`);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      throw new NotFoundError(`cannot resume ${name}: memory image ${path} does not exist`, {
-        cause: err,
-      });
-    }
-    throw err;
-  }
-}
-
-/** fsyncs `partial`, renames it to `path`, fsyncs the directory; returns its size. */
-async function _makeDurable(partial: string, path: string): Promise<number> {
-  const file = await Deno.open(partial, { read: true, write: true });
-  let size: number;
-  try {
-    await file.sync();
-    size = (await file.stat()).size;
-  } finally {
-    file.close();
-  }
-  if (size === 0) {
-    await removeIfThere(partial);
-    throw new QemuError(`QEMU wrote an empty memory image to ${partial}`);
-  }
-  await Deno.rename(partial, path);
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-  const handle = await Deno.open(dir, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
-  }
-  return size;
-}
-
-/** A word for `sh -c`: single-quoted, with embedded quotes closed and escaped. */
-function _shellQuote(word: string): string {
-  return `'${word.replaceAll("'", `'\\''`)}'`;
-}
-
-function _describe(status: Deno.CommandStatus): string {
-  return status.signal ? `killed by ${status.signal}` : `exit code ${status.code}`;
 }
 
 /** Whether `promise` settles within `ms`. */

@@ -34,6 +34,17 @@ import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
 import { traceRecordCommand } from "./trace_command.ts";
 import {
+  directoryInitCommand,
+  userAddCommand,
+  userDisableCommand,
+  userEnableCommand,
+  userGrantCommand,
+  userLsCommand,
+  userPasswdCommand,
+  userRevokeCommand,
+  userShowCommand,
+} from "./user_commands.ts";
+import {
   repoAddKeyCommand,
   repoGcCommand,
   repoInitCommand,
@@ -69,6 +80,15 @@ export const COMMANDS: Command[] = [
   publishCommand,
   traceRecordCommand,
   exportCommand,
+  directoryInitCommand,
+  userAddCommand,
+  userGrantCommand,
+  userRevokeCommand,
+  userDisableCommand,
+  userEnableCommand,
+  userLsCommand,
+  userShowCommand,
+  userPasswdCommand,
   serveCommand,
   nbdCommand,
 ];

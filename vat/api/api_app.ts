@@ -21,6 +21,9 @@ import { uiRoutes } from "../ui/ui_routes.ts";
 import { proxyVnc } from "../ui/vnc_proxy.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
 import type { AccelDecision } from "../vmm/accelerator.ts";
+import type { DirectoryUsers } from "../daemon/directory_users.ts";
+import { LoginRefusedError } from "../directory/login_client.ts";
+import { loginRoutes, requireCurrentUser, SessionUsers, userRoutes } from "../ui/user_routes.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -34,6 +37,8 @@ export interface ApiContext {
   remoteDisplay?(): { url: string; fingerprint: string } | null;
   /** What guests run on and why (null until decided). */
   accel?(): AccelDecision | null;
+  /** The VAT's users, when it has a directory (`--directory`); `appliances` are theirs. */
+  users?: DirectoryUsers;
 }
 
 function applianceRoutes(ctx: ApiContext) {
@@ -161,8 +166,21 @@ function applianceRoutes(ctx: ApiContext) {
 /** Builds the API app. */
 export function apiApp(ctx: ApiContext) {
   const sessions = new BrowserSessions();
+  const sessionUsers = new SessionUsers();
+  const users = ctx.users;
   const api = new Hono()
     .use("*", requireToken({ token: ctx.token, sessions, cookie: SESSION_COOKIE }))
+    .use("*", requireCurrentUser(users, sessionUsers))
+    .use("/appliances/:name/*", async function refuseOthersAppliances(c, next) {
+      // Another user's appliance on this VAT is not merely unknown: it is forbidden.
+      if (users && await users.belongsToAnother(c.req.param("name"))) {
+        throw new HTTPException(403, {
+          message: `"${c.req.param("name")}" belongs to another user of this VAT`,
+        });
+      }
+      await next();
+    })
+    .route("/", userRoutes(users))
     .get("/status", async (c) =>
       c.json({
         version: ctx.version,
@@ -206,9 +224,17 @@ export function apiApp(ctx: ApiContext) {
   const root = new Hono()
     .route("/", uiRoutes())
     .route("/api/session", signInRoutes(ctx.token, sessions))
+    .route("/api/login", loginRoutes(users, sessions, sessionUsers))
     .route("/api", api);
   root.onError((err, c) => {
     if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
+    if (err instanceof LoginRefusedError) {
+      if (err.retryAfterMs > 0) {
+        c.header("Retry-After", String(Math.ceil(err.retryAfterMs / 1000)));
+        return c.json({ error: err.message, retryAfterMs: err.retryAfterMs }, 429);
+      }
+      return c.json({ error: err.message }, 401);
+    }
     const status = err instanceof NotFoundError
       ? 404
       : err instanceof ConflictError

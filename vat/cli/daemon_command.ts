@@ -15,6 +15,7 @@ export const daemonCommand: Command = {
   usage: `vat [--headless | --kiosk] [--listen ADDR:PORT] [--state DIR] [--port N]
     [--cache-size SIZE] [--prefetch-limit SIZE] [--demo] [--data-repo REPO --user-key FILE]
     [--snapshot-interval SECONDS] [--backup-limit RATE] [--accel auto|kvm|tcg]
+    [--directory DIR [--directory-check-interval SECONDS]]
 
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
@@ -43,6 +44,12 @@ whether KVM works here, remembers the answer in ~/.cache/vat/accel.json, and sta
 guest that shows no sign of life under KVM (no console byte, no disk request) within
 15 s again under TCG, saying "KVM on this host hangs guests; using TCG". kvm and tcg
 are used as given, unwatched.
+--directory DIR (or "directory" in config.json) makes users log in against that
+directory of users (docs/USERS.md): the UI opens on a login screen, each user sees the
+appliances they are entitled to and their own backups (their data repository is in
+their entry, so --data-repo and --user-key do not go with it), offline logins use the
+key slot cached at the last online login. The directory is read again every
+--directory-check-interval seconds (default 60): a disabled user is logged out.
 Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first.`,
   async run(args) {
     const { values, positionals } = parseFlags("daemon", args, {
@@ -60,6 +67,8 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
       "backup-limit": { type: "string" },
       "lease-ttl": { type: "string" },
       accel: { type: "string" },
+      directory: { type: "string" },
+      "directory-check-interval": { type: "string" },
     });
     if ((values["data-repo"] === undefined) !== (values["user-key"] === undefined)) {
       throw new UsageError(
@@ -96,6 +105,12 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
     const listen = values.listen === undefined ? undefined : parseListenAddress(values.listen);
     const dir = stateDir(values.state);
     const config = await readDaemonConfig(dir);
+    const directory = values.directory ?? config.directory;
+    if (directory !== undefined && backup !== undefined) {
+      throw new UsageError(
+        "--directory goes without --data-repo and --user-key: each user's entry names their data repository",
+      );
+    }
     return await runDaemon({
       stateDir: dir,
       port: port ?? config.port,
@@ -112,6 +127,13 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
         : accelSettingFromEnv() ?? config.accel,
       demo: values.demo,
       backup,
+      directory: directory === undefined ? undefined : {
+        location: directory,
+        checkIntervalMs: seconds("--directory-check-interval", values["directory-check-interval"]),
+        snapshotIntervalMs: seconds("--snapshot-interval", values["snapshot-interval"]),
+        uploadBytesPerSecond: values["backup-limit"] ? parseBitRate(values["backup-limit"]) : 0,
+        leaseTtlMs: seconds("--lease-ttl", values["lease-ttl"]),
+      },
       listen,
       browser: values.headless ? undefined : { kiosk: values.kiosk ?? false },
       onListen(url) {

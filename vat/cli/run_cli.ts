@@ -33,6 +33,7 @@ import { VERSION } from "./version.ts";
 import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
 import { traceRecordCommand } from "./trace_command.ts";
+import { loginCommand, logoutCommand, whoamiCommand } from "./login_commands.ts";
 import {
   directoryInitCommand,
   userAddCommand,
@@ -56,6 +57,9 @@ import {
 /** Every verb, in the order `vat help` lists them. */
 export const COMMANDS: Command[] = [
   daemonCommand,
+  loginCommand,
+  logoutCommand,
+  whoamiCommand,
   applianceAddCommand,
   lsCommand,
   startCommand,

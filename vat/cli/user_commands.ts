@@ -13,7 +13,6 @@ import { DataRepository } from "../backup/data_repository.ts";
 import { ConflictError, NotFoundError, UsageError } from "../errors.ts";
 import { Directory } from "../directory/directory.ts";
 import { makeSlot, newRecoveryKey, normaliseRecoveryKey } from "../directory/key_slots.ts";
-import { loginOnline } from "../directory/login_client.ts";
 import {
   checkUserName,
   DEFAULT_OFFLINE,
@@ -25,6 +24,7 @@ import type { Store } from "../repo/store.ts";
 import { parseFlags, printJson, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
 import { readPassword, readPasswordFile } from "./password_input.ts";
+import { changePassword } from "../directory/change_password.ts";
 
 async function _withStore<T>(
   location: string,
@@ -388,42 +388,12 @@ asked on the terminal.`,
     );
     await changePassword(location, name, old, fresh, {
       byRecovery,
-      s3: values,
+      s3: s3Options(values),
     });
     console.log(`changed the password of ${name}`);
     return 0;
   },
 };
-
-/**
- * Replaces `name`'s password slot: unlocks the user key with `old` (a password, or the
- * recovery key with `byRecovery`), signs the new slots with the user's own key.
- */
-export async function changePassword(
-  location: string,
-  name: string,
-  old: string,
-  fresh: string,
-  options: { byRecovery?: boolean; s3?: Record<string, unknown> } = {},
-): Promise<void> {
-  const login = await _withStore(location, options.s3 ?? {}, undefined, async (store) => {
-    const dir = await Directory.open(store);
-    return await loginOnline(dir, name, old, options.byRecovery ? "recovery" : "password");
-  });
-  const userKey = deriveUserKey(login.secret);
-  await _withStore(location, options.s3 ?? {}, userKey.signingKey, async (store) => {
-    const dir = await Directory.open(store);
-    const context = { directoryId: dir.id, name };
-    const slots = login.slots.slots.filter((s) => s.kind !== "password");
-    slots.unshift(await makeSlot(login.secret, fresh, "password", context));
-    await dir.writeSlots({
-      ...login.slots,
-      serial: login.slots.serial + 1,
-      updatedAt: new Date().toISOString(),
-      slots,
-    }, userKey.signingKey);
-  });
-}
 
 function _appName(repo: string): string {
   const last = repo.replace(/\/+$/, "").split("/").pop() ?? "";

@@ -4,7 +4,7 @@
  *
  * ```json
  * { "port": 8460, "hostname": "127.0.0.1", "cacheSize": "20G", "prefetchLimit": "1M",
- *   "accel": "auto" }
+ *   "accel": "auto", "directory": "https://dir.example/org/" }
  * ```
  *
  * @module
@@ -23,9 +23,11 @@ export interface DaemonConfig {
   prefetchLimitBytesPerSecond?: number;
   /** What guests run on: `auto`, `kvm` or `tcg`. */
   accel?: AccelSetting;
+  /** The directory users log in against (docs/USERS.md). */
+  directory?: string;
 }
 
-const KNOWN = ["port", "hostname", "cacheSize", "prefetchLimit", "accel"];
+const KNOWN = ["port", "hostname", "cacheSize", "prefetchLimit", "accel", "directory"];
 
 /** Reads `STATE/config.json`; an absent file is an empty config. */
 export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> {
@@ -76,6 +78,12 @@ export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> 
   }
   if (raw.accel !== undefined) {
     config.accel = parseAccelSetting(String(raw.accel), `${path}: "accel"`);
+  }
+  if (raw.directory !== undefined) {
+    if (typeof raw.directory !== "string" || raw.directory === "") {
+      throw new UsageError(`${path}: "directory" must be a directory's location`);
+    }
+    config.directory = raw.directory;
   }
   return config;
 }

@@ -31,12 +31,15 @@ import {
   ConflictError,
   IntegrityError,
   isRetryable,
+  NotFoundError,
   PermanentError,
+  TransientError,
   UsageError,
 } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import { openStore } from "../repo/open_store.ts";
+import type { Store } from "../repo/store.ts";
 import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import { Appliances } from "./appliances.ts";
 import { StateDb } from "./state_db.ts";
@@ -128,11 +131,12 @@ export class DirectoryUsers extends EventTarget {
     try {
       const store = await openStore(this.location);
       try {
-        await Promise.race([
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const found = await Promise.race([
           store.stat("repo.json"),
-          new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 3000)),
-        ]);
-        return true;
+          new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), 3000)),
+        ]).finally(() => clearTimeout(timer));
+        return found !== null;
       } finally {
         await store.close();
       }
@@ -211,7 +215,7 @@ export class DirectoryUsers extends EventTarget {
   async #loginOnline(name: string, password: string, cached: CachedLogin | null) {
     const store = await openStore(this.location);
     try {
-      const dir = await Directory.open(store, await this.#pin());
+      const dir = await this.#open(store);
       await this.#savePin(dir.pin);
       const login = await loginOnline(dir, name, password);
       if (cached) {
@@ -484,7 +488,7 @@ export class DirectoryUsers extends EventTarget {
     try {
       const store = await openStore(this.location);
       try {
-        entry = await (await Directory.open(store, await this.#pin())).readEntry(user.name);
+        entry = await (await this.#open(store)).readEntry(user.name);
       } finally {
         await store.close();
       }
@@ -512,7 +516,7 @@ export class DirectoryUsers extends EventTarget {
   async #entryBytes(name: string): Promise<Uint8Array | null> {
     const store = await openStore(this.location);
     try {
-      return await (await Directory.open(store, await this.#pin())).entryBytes(name);
+      return await (await this.#open(store)).entryBytes(name);
     } finally {
       await store.close();
     }
@@ -523,6 +527,9 @@ export class DirectoryUsers extends EventTarget {
     const user = this.#requireUser();
     await changeSlotPassword(this.location, user.name, old, fresh);
     this.options.log(`${user.name} changed their password`);
+    // This VAT's cached slot takes the new password too, so offline it is the one.
+    const cached = await this.#readCached(user.name);
+    if (cached) await this.#loginOnline(user.name, fresh, cached);
   }
 
   /** Makes a new recovery key for the current user (online only); returns it, once. */
@@ -530,7 +537,7 @@ export class DirectoryUsers extends EventTarget {
     const user = this.#requireUser();
     const store = await openStore(this.location, { signingKey: user.key.signingKey });
     try {
-      const dir = await Directory.open(store, await this.#pin());
+      const dir = await this.#open(store);
       const login = await loginOnline(dir, user.name, password);
       const recovery = newRecoveryKey();
       const slot = await makeSlot(
@@ -549,6 +556,22 @@ export class DirectoryUsers extends EventTarget {
       return recovery;
     } finally {
       await store.close();
+    }
+  }
+
+  /**
+   * Opens the pinned directory. A directory whose `repo.json` is gone (an unmounted
+   * USB disk or NFS share, a moved folder) counts as unreachable, as a server that does
+   * not answer does: the VAT then logs in offline.
+   */
+  async #open(store: Store): Promise<Directory> {
+    try {
+      return await Directory.open(store, await this.#pin());
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      throw new TransientError(`the directory ${this.location} cannot be reached`, {
+        cause: err,
+      });
     }
   }
 

@@ -3,7 +3,8 @@
  * users with different entitlements on a directory served by `vat serve`; alice logs
  * in on VAT 1, writes a file in her appliance and logs out ("safe to leave"); bob logs
  * in on VAT 1 and sees only his appliance (403 on hers); alice finds her file on a
- * fresh VAT 2 and changes her password there; with the directory stopped, VAT 1 lets
+ * fresh VAT 2, with the appliance she added and hoarded on VAT 1 (her profile), and
+ * changes her password there; with the directory stopped, VAT 1 lets
  * her in offline with the password last used there (a wrong one is refused and
  * slowed); with the directory back, the old password is refused and the new one works;
  * disabled, she is logged out at VAT 1's next contact with the directory.
@@ -131,6 +132,9 @@ Deno.test("users: entitlements, per-user state, a fresh VAT, offline login, pass
     const desk1 = new Guest(s1, "desk");
     await desk1.waitFor(/VAT-READY/, 1);
     assert.equal(await desk1.ask(`write user note ${marker}`), "VAT-REPLY write ok");
+    // One she adds by hand, kept for offline use: her profile carries both to any VAT.
+    await vatOk(["appliance", "add", `${url}apps/lab`, "--name", "games", "--state", s1]);
+    await vatOk(["hoard", "games", "--state", s1]);
     const out = await vatOk(["logout", "--wait", "--state", s1]);
     assert.match(out.stdout, /alice logged out; safe to leave/);
     assert.equal(await qemuProcessesUnder(s1), "", "her appliance stopped");
@@ -154,7 +158,17 @@ Deno.test("users: entitlements, per-user state, a fresh VAT, offline login, pass
     // VAT 2, fresh: alice's appliance and file follow her; she changes her password.
     await daemon(s2);
     await vatOk(["login", "alice", "--password-file", `${dir}/pw`, "--state", s2]);
-    assert.deepEqual(await names(s2), ["desk"]);
+    assert.deepEqual(await names(s2), ["desk", "games"]);
+    const hoardDeadline = Date.now() + 30_000;
+    for (;;) {
+      const all = JSON.parse((await vatOk(["ls", "--state", s2, "--json"])).stdout);
+      const games = all.find((x: { name: string }) => x.name === "games");
+      if (games.hoarded && games.safeOffline) break;
+      if (Date.now() > hoardDeadline) {
+        throw new Error(`games not hoarded: ${JSON.stringify(games)}`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
     await vatOk(["start", "desk", "--state", s2]);
     const desk2 = new Guest(s2, "desk");
     await desk2.waitFor(/VAT-READY/, 1);
@@ -188,7 +202,7 @@ Deno.test("users: entitlements, per-user state, a fresh VAT, offline login, pass
     const off = await vatOk(["login", "alice", "--password-file", `${dir}/pw`, "--state", s1]);
     assert.match(off.stdout, /offline: using the password last used on this VAT/);
     assert.equal((await whoami(s1)).user?.offline, true);
-    assert.deepEqual(await names(s1), ["desk"]);
+    assert.deepEqual(await names(s1), ["desk", "games"]);
     await vatOk(["logout", "--state", s1]);
 
     // Back online: the password changed on VAT 2 is the one that works on VAT 1 now.

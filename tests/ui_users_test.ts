@@ -98,6 +98,16 @@ Deno.test({
         async () => (await alert.textContent()) === "wrong name or password",
       );
 
+      // What a form on another site could send (no preflight) is not a login.
+      const form = await page.evaluate(() =>
+        fetch("/api/login", {
+          method: "POST",
+          headers: { "content-type": "text/plain" },
+          body: JSON.stringify({ name: "alice", password: "first secret" }),
+        }).then((r) => r.status)
+      );
+      assert.equal(form, 415);
+
       // The caps-lock hint follows the key's state.
       const hint = page.locator("#caps-lock");
       await page.getByLabel("Password").evaluate((el) =>

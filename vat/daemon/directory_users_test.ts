@@ -7,7 +7,7 @@ import { ChunkCache } from "../cache/chunk_cache.ts";
 import { Directory } from "../directory/directory.ts";
 import { makeSlot } from "../directory/key_slots.ts";
 import { LoginRefusedError } from "../directory/login_client.ts";
-import type { UserEntry } from "../directory/user_entry.ts";
+import { signEntry, type UserEntry } from "../directory/user_entry.ts";
 import { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import { FileStore } from "../repo/store_file.ts";
 import { AcceleratorChoice } from "../vmm/accelerator.ts";
@@ -112,7 +112,7 @@ Deno.test("DirectoryUsers: offline logins within the allowance, failures delayed
   });
 });
 
-Deno.test("DirectoryUsers: a rolled-back entry and a swapped directory are refused", async () => {
+Deno.test("DirectoryUsers: a rolled-back entry, a stranger's entry and a swapped directory are refused", async () => {
   await withRig(async ({ t, admin, dir, users, entry }) => {
     const u = await users();
     await u.login("alice", "pw");
@@ -120,6 +120,14 @@ Deno.test("DirectoryUsers: a rolled-back entry and a swapped directory are refus
     // The storage serves an older entry than the VAT saw.
     await dir.writeEntry({ ...entry, serial: 1 }, admin);
     await assert.rejects(() => u.login("alice", "pw"), refused(/older than the one this VAT saw/));
+    await dir.writeEntry(entry, admin);
+    // An entry signed by someone else than the administrator.
+    const stranger = await generateSigningKey(`${t}/stranger`);
+    await dir.store.put(
+      "users/alice/entry.json",
+      signEntry({ ...entry, serial: 5, offline: { days: 999, logins: 999 } }, stranger),
+    );
+    await assert.rejects(() => u.login("alice", "pw"), refused(/not signed by a key it may be/));
     await dir.writeEntry(entry, admin);
     // Another directory (another administrator) in its place.
     const other = await generateSigningKey(`${t}/other`);

@@ -38,11 +38,25 @@ export class SessionUsers {
   }
 }
 
+/**
+ * Reads a small JSON body. It must say `Content-Type: application/json`: a browser sends
+ * that cross-site only after a CORS preflight, which the daemon never grants, so another
+ * site's page cannot post a login (or guess passwords) through the user's browser.
+ */
 async function _body(req: Request): Promise<Record<string, unknown>> {
-  const text = await req.text();
-  if (text.length > MAX_BODY_BYTES) {
-    throw new HTTPException(413, { message: `at most ${MAX_BODY_BYTES} bytes` });
+  if (!(req.headers.get("content-type") ?? "").startsWith("application/json")) {
+    throw new HTTPException(415, { message: "send the body as Content-Type: application/json" });
   }
+  const tooLarge = () => new HTTPException(413, { message: `at most ${MAX_BODY_BYTES} bytes` });
+  if (Number(req.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) throw tooLarge();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const part of req.body ?? []) {
+    total += part.length;
+    if (total > MAX_BODY_BYTES) throw tooLarge();
+    parts.push(part);
+  }
+  const text = new TextDecoder().decode(Buffer.concat(parts));
   try {
     const value = JSON.parse(text || "{}");
     if (typeof value === "object" && value !== null) return value;

@@ -7,7 +7,8 @@
  * changes her password there; with the directory stopped, VAT 1 lets
  * her in offline with the password last used there (a wrong one is refused and
  * slowed); with the directory back, the old password is refused and the new one works;
- * disabled, she is logged out at VAT 1's next contact with the directory.
+ * disabled, she is logged out at VAT 1's next contact with the directory and her
+ * running appliance is suspended.
  */
 
 import assert from "node:assert/strict";
@@ -214,11 +215,18 @@ Deno.test("users: entitlements, per-user state, a fresh VAT, offline login, pass
     await vatOk(["login", "alice", "--password-file", `${dir}/pw2`, "--state", s1]);
     assert.equal((await whoami(s1)).user?.offline, false);
 
-    // Disabled: her session ends at VAT 1's next contact with the directory.
+    // Disabled: her session ends at VAT 1's next contact with the directory, and her
+    // running appliance is suspended.
+    await vatOk(["start", "desk", "--state", s1]);
+    await desk1.waitFor(/VAT-READY/, 2);
     await vatOk(["user", "disable", "alice", ...admin]);
-    const deadline = Date.now() + 15_000;
-    while ((await whoami(s1)).user !== null) {
-      if (Date.now() > deadline) throw new Error("alice was not logged out");
+    const deadline = Date.now() + 60_000;
+    const memoryImage = `${s1}/users/alice/appliances/desk/memory.img`;
+    while (
+      (await whoami(s1)).user !== null || await qemuProcessesUnder(s1) !== "" ||
+      !(await Deno.stat(memoryImage).then(() => true, () => false))
+    ) {
+      if (Date.now() > deadline) throw new Error("alice was not logged out, desk not suspended");
       await new Promise((r) => setTimeout(r, 300));
     }
     const disabled = await runVat([

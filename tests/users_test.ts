@@ -301,3 +301,26 @@ Deno.test("a server offering KDF parameters below the floor or above the cap get
     }
   });
 });
+
+Deno.test("vat --directory refuses --data-repo and a config.json directory that is not a location", async () => {
+  await withTemp(async (t) => {
+    const both = await runVat([
+      "--headless",
+      "--state",
+      `${t}/s`,
+      "--directory",
+      `${t}/dir`,
+      "--data-repo",
+      `${t}/data`,
+      "--user-key",
+      `${t}/k`,
+    ]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /--directory goes without --data-repo and --user-key/);
+    await Deno.mkdir(`${t}/s2`);
+    await Deno.writeTextFile(`${t}/s2/config.json`, JSON.stringify({ directory: 7 }));
+    const bad = await runVat(["--headless", "--state", `${t}/s2`]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /"directory" must be a directory's location/);
+  });
+});

@@ -8,7 +8,7 @@
  * her in offline with the password last used there (a wrong one is refused and
  * slowed); with the directory back, the old password is refused and the new one works;
  * disabled, she is logged out at VAT 1's next contact with the directory and her
- * running appliance is suspended.
+ * running appliance is suspended; a revoked appliance goes, and a grant brings it back.
  */
 
 import assert from "node:assert/strict";
@@ -239,6 +239,18 @@ Deno.test("users: entitlements, per-user state, a fresh VAT, offline login, pass
     ]);
     assert.equal(disabled.code, 1);
     assert.match(disabled.stderr, /the account alice is disabled/);
+
+    // Revoked, bob's appliance goes (its user disk is in his data repository); granted
+    // again while he is logged in, it comes back at the VAT's next contact.
+    await vatOk(["user", "revoke", "bob", "lab", ...admin]);
+    await vatOk(["login", "bob", "--password-file", `${dir}/pw`, "--state", s1]);
+    assert.deepEqual(await names(s1), []);
+    await vatOk(["user", "grant", "bob", `${url}apps/lab`, ...admin]);
+    const regrant = Date.now() + 15_000;
+    while ((await names(s1)).join() !== "lab") {
+      if (Date.now() > regrant) throw new Error("lab did not come back");
+      await new Promise((r) => setTimeout(r, 300));
+    }
   } finally {
     for (const p of processes) await p.stop();
     await (server as VatProcess | null)?.stop();

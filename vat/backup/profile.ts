@@ -23,6 +23,11 @@ export interface ProfileSubscription {
   name: string;
   repo: string;
   hoarded: boolean;
+  /**
+   * It came from an entitlement in the directory (not added by the user): when the
+   * entitlement is revoked, VATs remove it rather than restore it from the profile.
+   */
+  entitled?: boolean;
 }
 
 /** The profile. */

@@ -72,6 +72,8 @@ export interface ActiveUser {
   backups: Backups | null;
   /** Logged in without the directory. */
   offline: boolean;
+  /** Revoked appliances that could not be removed yet (running, changes unsent). */
+  revokedKept: string[];
 }
 
 /** What `whoami` says. */
@@ -338,6 +340,7 @@ export class DirectoryUsers extends EventTarget {
         appliances,
         backups,
         offline,
+        revokedKept: [],
       };
     }
     this.#current = user;
@@ -351,24 +354,50 @@ export class DirectoryUsers extends EventTarget {
   }
 
   /**
-   * Adds what the user is entitled to and what their profile lists, if missing here.
+   * Adds what the user is entitled to and what their profile lists, if missing here,
+   * and removes what an administrator revoked (an appliance that came from an
+   * entitlement no longer in the entry): only when it is stopped and its user disk is
+   * all in the data repository (a later grant brings it back), else it stays until then.
    * A repository that cannot be reached now is tried at the next login.
    */
   async #syncAppliances(user: ActiveUser): Promise<void> {
+    const log = (line: string) => this.options.log(`${user.name}: ${line}`);
     const have = new Set((await user.appliances.list()).map((a) => a.name));
+    const entitled = new Set(user.entry.entitlements.map((e) => e.name));
     const wanted: { name: string; repo: string; hoarded: boolean }[] = user.entry.entitlements
       .map((e) => ({ name: e.name, repo: e.repo, hoarded: false }));
+    const wasEntitled = new Set(await this.#readEntitled(user.name));
+    let profile: Profile | null = null;
     if (user.backups) {
       try {
-        const profile = await readProfile(user.backups.store, user.key);
-        for (const s of profile?.subscriptions ?? []) {
-          const known = wanted.find((w) => w.name === s.name);
-          if (known) known.hoarded ||= s.hoarded === true;
-          else wanted.push({ name: s.name, repo: s.repo, hoarded: s.hoarded === true });
-        }
+        profile = await readProfile(user.backups.store, user.key);
       } catch (err) {
-        this.options.log(`${user.name}: profile not read: ${(err as Error).message}`);
+        log(`profile not read: ${(err as Error).message}`);
       }
+    }
+    for (const s of profile?.subscriptions ?? []) {
+      if (s.entitled) wasEntitled.add(s.name);
+    }
+    const revoked = [...wasEntitled].filter((name) => !entitled.has(name));
+    const kept: string[] = [];
+    for (const name of revoked) {
+      if (!have.has(name)) continue;
+      try {
+        if (!user.backups) throw new Error("there is no data repository to keep its user disk");
+        if (user.appliances.runningNames().includes(name)) throw new Error("it is running");
+        await user.appliances.delete(name);
+        have.delete(name);
+        log(`${name} removed: its entitlement was revoked`);
+      } catch (err) {
+        kept.push(name);
+        log(`${name} was revoked but stays for now: ${(err as Error).message}`);
+      }
+    }
+    for (const s of profile?.subscriptions ?? []) {
+      if (revoked.includes(s.name)) continue;
+      const known = wanted.find((w) => w.name === s.name);
+      if (known) known.hoarded ||= s.hoarded === true;
+      else wanted.push({ name: s.name, repo: s.repo, hoarded: s.hoarded === true });
     }
     for (const w of wanted) {
       if (have.has(w.name)) continue;
@@ -376,16 +405,33 @@ export class DirectoryUsers extends EventTarget {
         await user.appliances.add(w.repo, w.name);
         if (w.hoarded) {
           user.appliances.hoard(w.name, true).catch((err) =>
-            this.options.log(`${user.name}: hoard ${w.name}: ${(err as Error).message}`)
+            log(`hoard ${w.name}: ${(err as Error).message}`)
           );
         }
       } catch (err) {
-        this.options.log(`${user.name}: ${w.name} not added now: ${(err as Error).message}`);
+        log(`${w.name} not added now: ${(err as Error).message}`);
       }
     }
+    user.revokedKept = kept;
+    await this.#writeEntitled(user.name, [...entitled, ...kept]);
     this.#lastProfile = "";
-    await this.saveProfile().catch((err) =>
-      this.options.log(`${user.name}: profile not saved: ${(err as Error).message}`)
+    await this.saveProfile().catch((err) => log(`profile not saved: ${(err as Error).message}`));
+  }
+
+  async #readEntitled(name: string): Promise<string[]> {
+    try {
+      const list = JSON.parse(await Deno.readTextFile(`${this.#userDir(name)}/entitled.json`));
+      return Array.isArray(list) ? list.filter((n) => typeof n === "string") : [];
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof SyntaxError) return [];
+      throw err;
+    }
+  }
+
+  async #writeEntitled(name: string, names: string[]): Promise<void> {
+    await writeFileAtomic(
+      `${this.#userDir(name)}/entitled.json`,
+      new TextEncoder().encode(JSON.stringify([...new Set(names)].sort()) + "\n"),
     );
   }
 
@@ -394,8 +440,16 @@ export class DirectoryUsers extends EventTarget {
     const user = this.#current;
     if (!user?.backups) return;
     const list = await user.appliances.list();
-    const subscriptions = list.map((a) => ({ name: a.name, repo: a.repo, hoarded: a.hoarded }))
-      .sort((a, b) => a.name.localeCompare(b.name));
+    const entitled = new Set([
+      ...user.entry.entitlements.map((e) => e.name),
+      ...user.revokedKept,
+    ]);
+    const subscriptions = list.map((a) => ({
+      name: a.name,
+      repo: a.repo,
+      hoarded: a.hoarded,
+      entitled: entitled.has(a.name),
+    })).sort((a, b) => a.name.localeCompare(b.name));
     const text = JSON.stringify(subscriptions);
     if (text === this.#lastProfile) return;
     const profile: Profile = { format: 1, updatedAt: new Date().toISOString(), subscriptions };

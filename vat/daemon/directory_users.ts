@@ -228,6 +228,14 @@ export class DirectoryUsers extends EventTarget {
               `the one this VAT saw (serial ${old.serial}): refused (a rollback?)`,
           );
         }
+        // Old slots would let an old (perhaps leaked) password in again.
+        const oldSlots = _openCachedSlots(dir.pin, old, cached);
+        if (login.slots.serial < oldSlots.serial) {
+          throw new IntegrityError(
+            `the directory's key slots of ${name} (serial ${login.slots.serial}) are older than ` +
+              `the ones this VAT saw (serial ${oldSlots.serial}): refused (a rollback?)`,
+          );
+        }
       }
       await this.#writeCached(name, {
         entry: _b64(login.entryBytes),

@@ -112,7 +112,7 @@ Deno.test("DirectoryUsers: offline logins within the allowance, failures delayed
   });
 });
 
-Deno.test("DirectoryUsers: a rolled-back entry, a stranger's entry and a swapped directory are refused", async () => {
+Deno.test("DirectoryUsers: rolled-back entries and slots, a stranger's entry and a swapped directory are refused", async () => {
   await withRig(async ({ t, admin, dir, users, entry }) => {
     const u = await users();
     await u.login("alice", "pw");
@@ -121,6 +121,15 @@ Deno.test("DirectoryUsers: a rolled-back entry, a stranger's entry and a swapped
     await dir.writeEntry({ ...entry, serial: 1 }, admin);
     await assert.rejects(() => u.login("alice", "pw"), refused(/older than the one this VAT saw/));
     await dir.writeEntry(entry, admin);
+    // Key slots older than the ones the VAT saw (an old password brought back).
+    const slotsNow = await dir.slotsBytes("alice");
+    const slots = dir.openSlots(entry, slotsNow);
+    await dir.writeSlots({ ...slots, serial: 3 }, admin);
+    await u.login("alice", "pw");
+    await u.logout();
+    await dir.writeSlots({ ...slots, serial: 2 }, admin);
+    await assert.rejects(() => u.login("alice", "pw"), refused(/key slots .* are older than/));
+    await dir.writeSlots({ ...slots, serial: 3 }, admin);
     // An entry signed by someone else than the administrator.
     const stranger = await generateSigningKey(`${t}/stranger`);
     await dir.store.put(

@@ -4,7 +4,8 @@
  * playwright-core, the busybox appliance booted under TCG. One message for a wrong
  * name or password, the caps-lock hint, the appliance the user is entitled to, started
  * from the page; change password and a new recovery key; logging out with "safe to
- * leave"; the offline note when the directory cannot be reached, and an offline login
+ * leave"; another user on the same VAT and browser seeing nothing of hers (403); the
+ * offline note when the directory cannot be reached, and an offline login
  * with the password last used on this VAT. Screenshots go to `tests/artefacts/`.
  */
 
@@ -54,6 +55,8 @@ Deno.test({
         `${dir}/data/alice`,
       ]);
       await vatOk(["user", "grant", "alice", `${dir}/apps/desk`, ...admin]);
+      await Deno.writeTextFile(`${dir}/bob-pw`, "bobs secret\n");
+      await vatOk(["user", "add", "bob", ...admin, "--password-file", `${dir}/bob-pw`]);
       daemon = await startVat(
         [
           "--headless",
@@ -170,6 +173,20 @@ Deno.test({
       assert.equal(await qemuProcessesUnder(state), "");
       const after = await page.evaluate(() => fetch("/api/appliances").then((r) => r.status));
       assert.equal(after, 401, "the logged-out session reaches nothing");
+
+      // Bob, on the same VAT and in the same browser, sees nothing of hers.
+      await page.getByLabel("Name").fill("bob");
+      await page.getByLabel("Password").fill("bobs secret");
+      await page.getByRole("button", { name: "Log in" }).click();
+      await page.getByTestId("who").getByText("bob").waitFor();
+      assert.equal(await page.getByRole("heading", { name: "desk" }).count(), 0);
+      const hers = await page.evaluate(() =>
+        fetch("/api/appliances/desk").then(async (r) => [r.status, (await r.json()).error])
+      );
+      assert.deepEqual(hers, [403, '"desk" belongs to another user of this VAT']);
+      await page.getByRole("button", { name: "Log out" }).click();
+      await page.getByRole("button", { name: "Shut down and log out" }).click();
+      await page.getByText("bob logged out. Safe to leave").waitFor({ timeout: 30_000 });
 
       // The directory goes away: the note, and the password last used here works.
       await Deno.rename(directory, `${directory}.away`);

@@ -521,6 +521,8 @@ export class DirectoryUsers extends EventTarget {
       } catch {
         pending = 1;
       }
+      // They may have logged in again while the list was read: then they are not leaving.
+      if (this.#leaving.get(user.name) !== user) return;
       const safe = pending === 0;
       this.#leavingState.set(user.name, { name: user.name, pendingBytes: pending, safe });
       this.dispatchEvent(new Event("change"));

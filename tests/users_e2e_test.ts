@@ -128,6 +128,16 @@ Deno.test("users: entitlements, per-user state, a fresh VAT, offline login, pass
     assert.equal((await whoami(s1)).user, null);
     await vatOk(["login", "alice", "--password-file", `${dir}/pw`, "--state", s1]);
     assert.deepEqual(await names(s1), ["desk"]);
+    // Her live status stream, which must end when she logs out.
+    const info1 = JSON.parse(await Deno.readTextFile(`${s1}/daemon.json`));
+    const events = await fetch(new URL("/api/events", info1.url), {
+      headers: { authorization: `Bearer ${(await Deno.readTextFile(`${s1}/token`)).trim()}` },
+    });
+    const eventsText = (async () => {
+      let text = "";
+      for await (const piece of events.body!.pipeThrough(new TextDecoderStream())) text += piece;
+      return text;
+    })();
     const marker = "users-e2e-" + crypto.randomUUID();
     await vatOk(["start", "desk", "--state", s1]);
     const desk1 = new Guest(s1, "desk");
@@ -138,6 +148,13 @@ Deno.test("users: entitlements, per-user state, a fresh VAT, offline login, pass
     await vatOk(["hoard", "games", "--state", s1]);
     const out = await vatOk(["logout", "--wait", "--state", s1]);
     assert.match(out.stdout, /alice logged out; safe to leave/);
+    const streamed = await Promise.race([
+      eventsText,
+      new Promise<string>((_, reject) =>
+        setTimeout(() => reject(new Error("her event stream outlived her logout")), 15_000)
+      ),
+    ]);
+    assert.match(streamed, /"name":"desk"/);
     assert.equal(await qemuProcessesUnder(s1), "", "her appliance stopped");
 
     // Bob on the same VAT: his appliance only; hers is forbidden, not just unknown.

@@ -122,6 +122,9 @@ function applianceRoutes(ctx: ApiContext) {
       return streamSSE(c, async (stream) => {
         const abort = new AbortController();
         stream.onAbort(() => abort.abort());
+        // The log is its user's: the stream ends when they log out.
+        const stillTheirs = whileSameUser(ctx, () => abort.abort());
+        abort.signal.addEventListener("abort", stillTheirs.stop);
         for await (const chunk of followConsoleLog(path, { signal: abort.signal })) {
           // JSON keeps the log's line ends (CR LF) intact through SSE's line format.
           await stream.writeSSE({
@@ -163,6 +166,24 @@ function applianceRoutes(ctx: ApiContext) {
     );
 }
 
+/**
+ * Watches for the VAT's user to change (with a directory): `ok()` is false from then
+ * on, and `onChange` is called once. Without a directory it never changes.
+ */
+function whileSameUser(ctx: ApiContext, onChange: () => void) {
+  const users = ctx.users;
+  const user = users?.current?.name ?? null;
+  let ok = true;
+  const check = () => {
+    if (ok && (users?.current?.name ?? null) !== user) {
+      ok = false;
+      onChange();
+    }
+  };
+  users?.addEventListener("change", check);
+  return { ok: () => ok, stop: () => users?.removeEventListener("change", check) };
+}
+
 /** Builds the API app. */
 export function apiApp(ctx: ApiContext) {
   const sessions = new BrowserSessions();
@@ -197,8 +218,10 @@ export function apiApp(ctx: ApiContext) {
         const onChange = () => wake?.();
         ctx.appliances.addEventListener("change", onChange);
         stream.onAbort(() => wake?.());
+        // The list is the logged-in user's: the stream ends when another (or nobody) is.
+        const sameUser = whileSameUser(ctx, () => wake?.());
         try {
-          while (!stream.aborted) {
+          while (!stream.aborted && sameUser.ok()) {
             await stream.writeSSE({
               event: "status",
               data: JSON.stringify(await ctx.appliances.list()),
@@ -215,6 +238,7 @@ export function apiApp(ctx: ApiContext) {
           }
         } finally {
           ctx.appliances.removeEventListener("change", onChange);
+          sameUser.stop();
         }
       }))
     .route("/appliances", applianceRoutes(ctx))

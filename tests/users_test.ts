@@ -186,6 +186,8 @@ Deno.test("vat serve hands key slots out only after a proof of the password, slo
         ])).stdout,
       );
       assert.equal(added.dataRepoMade, true);
+      const ls = JSON.parse((await vatOk(["user", "ls", "--directory", dir, "--json"])).stdout);
+      assert.deepEqual(ls.map((u: { name: string }) => u.name), ["alice"]);
       // The entry is public, the slots are not.
       assert.equal(
         await fetch(`${dir}users/alice/entry.json`).then(async (r) => {

@@ -12,7 +12,7 @@ import type { Handler, MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { createHmac, randomBytes } from "node:crypto";
 import { verifyBytes } from "../auth/signing_key.ts";
-import { DEFAULT_LOG_N, type KdfParams } from "../auth/kdf.ts";
+import { DEFAULT_LOG_N, type KdfParams, MIN_LOG_N } from "../auth/kdf.ts";
 import { openEntry } from "../directory/user_entry.ts";
 import { type KeySlot, openSlots } from "../directory/key_slots.ts";
 import { loginMessage } from "../directory/login_message.ts";
@@ -167,7 +167,8 @@ export function directoryLogin(options: DirectoryLoginOptions): Handler<ServeEnv
       // on every ask, so the answer does not tell who has an account.
       const kdfOf = (kind: string): KdfParams => ({
         alg: "scrypt",
-        logN: DEFAULT_LOG_N,
+        // As `vat user add` makes them: recovery slots at the floor.
+        logN: kind === "recovery" ? MIN_LOG_N : DEFAULT_LOG_N,
         r: 8,
         p: 1,
         salt: createHmac("sha256", secret).update(`${dir.id}\n${name}\n${kind}`).digest()

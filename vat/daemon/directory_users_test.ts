@@ -179,3 +179,18 @@ Deno.test("the profile is sealed: it opens with its user's key only", async () =
   const other = deriveUserKey(new Uint8Array(randomBytes(32)));
   await assert.rejects(() => readProfile(store, other), /does not open/);
 });
+
+Deno.test("DirectoryUsers: a user's data repository is made at their first login, and their profile written", async () => {
+  await withRig(async ({ t, admin, dir, users, entry }) => {
+    await dir.writeEntry({ ...entry, serial: 3, dataRepo: `${t}/data/alice` }, admin);
+    const u = await users();
+    const user = await u.login("alice", "pw");
+    const config = JSON.parse(await Deno.readTextFile(`${t}/data/alice/repo.json`));
+    assert.equal(config.kind, "data");
+    assert.deepEqual(config.publisherKeys, [entry.userKey]);
+    assert.deepEqual(u.whoami().user?.backups, true);
+    const profile = await readProfile(new FileStore(`${t}/data/alice`), user.key);
+    assert.deepEqual(profile?.subscriptions, []);
+    await u.logout();
+  });
+});

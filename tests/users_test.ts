@@ -311,7 +311,7 @@ Deno.test("a server offering KDF parameters below the floor or above the cap get
   });
 });
 
-Deno.test("vat --directory refuses --data-repo and a config.json directory that is not a location", async () => {
+Deno.test("vat --directory refuses --data-repo, --demo and a config.json directory that is not a location", async () => {
   await withTemp(async (t) => {
     const both = await runVat([
       "--headless",
@@ -326,6 +326,16 @@ Deno.test("vat --directory refuses --data-repo and a config.json directory that 
     ]);
     assert.equal(both.code, 2);
     assert.match(both.stderr, /--directory goes without --data-repo and --user-key/);
+    const demo = await runVat([
+      "--headless",
+      "--state",
+      `${t}/s`,
+      "--directory",
+      `${t}/dir`,
+      "--demo",
+    ]);
+    assert.equal(demo.code, 2);
+    assert.match(demo.stderr, /with --directory, grant it to users instead/);
     await Deno.mkdir(`${t}/s2`);
     await Deno.writeTextFile(`${t}/s2/config.json`, JSON.stringify({ directory: 7 }));
     const bad = await runVat(["--headless", "--state", `${t}/s2`]);

@@ -106,6 +106,11 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
     const dir = stateDir(values.state);
     const config = await readDaemonConfig(dir);
     const directory = values.directory ?? config.directory;
+    if (directory !== undefined && values.demo) {
+      throw new UsageError(
+        "--demo adds an appliance for the VAT's one user; with --directory, grant it to users instead",
+      );
+    }
     if (directory !== undefined && backup !== undefined) {
       throw new UsageError(
         "--directory goes without --data-repo and --user-key: each user's entry names their data repository",

@@ -23,7 +23,7 @@ import { followConsoleLog } from "../vmm/follow_console_log.ts";
 import type { AccelDecision } from "../vmm/accelerator.ts";
 import type { DirectoryUsers } from "../daemon/directory_users.ts";
 import { LoginRefusedError } from "../directory/login_client.ts";
-import { loginRoutes, requireCurrentUser, SessionUsers, userRoutes } from "../ui/user_routes.ts";
+import { loginRoutes, requireCurrentUser, SessionUsers, userRoutes } from "./user_routes.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {

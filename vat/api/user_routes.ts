@@ -14,7 +14,11 @@ import { getCookie, setCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
 import { UsageError } from "../errors.ts";
 import type { DirectoryUsers } from "../daemon/directory_users.ts";
-import { type BrowserSessions, SESSION_COOKIE, SESSION_MAX_AGE_MS } from "./browser_sessions.ts";
+import {
+  type BrowserSessions,
+  SESSION_COOKIE,
+  SESSION_MAX_AGE_MS,
+} from "../ui/browser_sessions.ts";
 
 const MAX_BODY_BYTES = 4096;
 

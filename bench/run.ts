@@ -9,6 +9,8 @@ const BENCHES: Record<string, string> = {
   boot: "boot to ready: warm and cold over emulated links, against local QEMU and nbdkit curl",
   backup: "backup of an office-like write trace over 384 kbit/s: pending at idle, bytes, vs restic",
   prefetch: "boot to ready from an empty cache: no trace, trace replay, trace + prefetch",
+  kdf: "one login's key-slot KDF: scrypt (node:crypto) against Argon2id (hash-wasm)",
+  login: "a user's login time: online (directory on disk, vat serve) and offline",
 };
 
 const [name, ...args] = Deno.args;

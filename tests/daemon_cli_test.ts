@@ -111,7 +111,7 @@ Deno.test("the daemon refuses a config file it does not understand", async () =>
     assert.equal(bad.code, 2);
     assert.match(
       bad.stderr,
-      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize, prefetchLimit, accel, releaseRepo, releaseKey, installDir, updateInterval\)/,
+      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize, prefetchLimit, accel, releaseRepo, releaseKey, installDir, updateInterval, directory\)/,
     );
     await Deno.writeTextFile(`${state}/config.json`, "{ not json");
     const broken = await runVat(["--headless", "--state", state]);

@@ -19,11 +19,28 @@ import { ConfirmDelete } from "./components/confirm_delete.tsx";
 import { ConfirmUndo } from "./components/confirm_undo.tsx";
 import { StartConflict } from "./components/start_conflict.tsx";
 import { SignInScreen } from "./components/sign_in_screen.tsx";
+import { LoginScreen } from "./components/login_screen.tsx";
+import { ChangePassword, ConfirmLogout, ShowRecovery } from "./components/user_dialogs.tsx";
+import * as user from "./models/user.ts";
 
 /** The whole UI. */
 export function App() {
-  if (session.value === "unknown") return <p class="loading">Connecting to the VAT…</p>;
+  const dir = user.directory.value;
+  if (session.value === "unknown" || dir === null) {
+    return <p class="loading">Connecting to the VAT…</p>;
+  }
   if (session.value === "signed-out") {
+    if (dir.directory) {
+      return (
+        <LoginScreen
+          error={user.loginError}
+          busy={user.loggingIn}
+          reachable={dir.reachable !== false}
+          leaving={user.leaving.value}
+          onLogIn={user.logIn}
+        />
+      );
+    }
     return <SignInScreen error={signInError} busy={signingIn} onSignIn={signIn} />;
   }
   return <SignedIn />;
@@ -57,6 +74,10 @@ function SignedIn() {
   const asked = list.deleteAsked.value;
   const conflict = list.startConflict.value;
   const undo = snapshotsModel.undoAsked.value;
+  useEffect(() => {
+    if (user.directory.value?.directory) user.loadMe();
+  }, []);
+  const who = user.me.value?.user ?? null;
   return (
     <>
       <header class="top">
@@ -73,8 +94,50 @@ function SignedIn() {
         {updateLine.value && (
           <span class="update-line" data-testid="update-line" role="status">{updateLine}</span>
         )}
-        <button type="button" onClick={signOut}>Sign out</button>
+        {who
+          ? (
+            <span class="who">
+              <span data-testid="who">
+                {who.displayName}
+                {who.offline ? " (offline)" : ""}
+              </span>
+              <button type="button" onClick={() => (user.passwordAsked.value = true)}>
+                Change password
+              </button>
+              <button type="button" onClick={() => (user.recoveryAsked.value = true)}>
+                Recovery key
+              </button>
+              <button type="button" onClick={() => (user.logoutAsked.value = true)}>Log out</button>
+            </span>
+          )
+          : <button type="button" onClick={signOut}>Sign out</button>}
       </header>
+      {user.logoutAsked.value && (
+        <ConfirmLogout
+          busy={user.dialogBusy}
+          error={user.dialogError}
+          onLogOut={user.logOut}
+          onCancel={user.closeDialogs}
+        />
+      )}
+      {user.passwordAsked.value && (
+        <ChangePassword
+          busy={user.dialogBusy}
+          error={user.dialogError}
+          done={user.passwordChanged}
+          onChange={user.changePassword}
+          onCancel={user.closeDialogs}
+        />
+      )}
+      {user.recoveryAsked.value && (
+        <ShowRecovery
+          busy={user.dialogBusy}
+          error={user.dialogError}
+          recoveryKey={user.recoveryKey}
+          onMake={user.makeRecoveryKey}
+          onCancel={user.closeDialogs}
+        />
+      )}
       {list.actionError.value && (
         <div class="error banner" role="alert">
           <p>{list.actionError}</p>

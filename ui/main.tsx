@@ -10,9 +10,11 @@
 import { render } from "preact";
 import { App } from "./app.tsx";
 import { checkSession, signIn } from "./models/session.ts";
+import { loadDirectory } from "./models/user.ts";
 
 const token = /^#token=(.+)$/.exec(location.hash)?.[1];
 if (token !== undefined || location.pathname === "/signin") history.replaceState(null, "", "/#/");
+loadDirectory();
 if (token !== undefined) signIn(decodeURIComponent(token));
 else checkSession();
 

@@ -8,6 +8,7 @@
 
 import { signal } from "@preact/signals";
 import { api, ApiError, call } from "../api.ts";
+import { loginError } from "./user.ts";
 
 /** "unknown" until the first answer from the daemon. */
 export const session = signal<"unknown" | "signed-out" | "signed-in">("unknown");
@@ -58,4 +59,5 @@ export async function signOut(): Promise<void> {
 export function sessionLost(): void {
   session.value = "signed-out";
   signInError.value = "your session ended (the daemon restarted or it expired): sign in again";
+  loginError.value = "you are logged out (your session ended): log in again";
 }

@@ -25,6 +25,9 @@ import { ScreenRelays } from "./vnc_relay.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
 import type { AccelDecision } from "../vmm/accelerator.ts";
 import type { Updater } from "../update/updater.ts";
+import type { DirectoryUsers } from "../users/directory_users.ts";
+import { LoginRefusedError } from "../directory/login_client.ts";
+import { loginRoutes, requireCurrentUser, SessionUsers, userRoutes } from "./user_routes.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -40,6 +43,8 @@ export interface ApiContext {
   accel?(): AccelDecision | null;
   /** Self-update, when a release repository is configured. */
   updater?: Updater | null;
+  /** The VAT's users, when it has a directory (`--directory`); `appliances` are theirs. */
+  users?: DirectoryUsers;
 }
 
 function updateRoutes(ctx: ApiContext) {
@@ -170,6 +175,9 @@ function applianceRoutes(ctx: ApiContext, sessions: BrowserSessions, screens: Sc
       return streamSSE(c, async (stream) => {
         const abort = new AbortController();
         stream.onAbort(() => abort.abort());
+        // The log is its user's: the stream ends when they log out.
+        const stillTheirs = whileSameUser(ctx, () => abort.abort());
+        abort.signal.addEventListener("abort", stillTheirs.stop);
         for await (const chunk of followConsoleLog(path, { signal: abort.signal })) {
           // JSON keeps the log's line ends (CR LF) intact through SSE's line format.
           await stream.writeSSE({
@@ -213,13 +221,44 @@ function applianceRoutes(ctx: ApiContext, sessions: BrowserSessions, screens: Sc
     );
 }
 
+/**
+ * Watches for the VAT's user to change (with a directory): `ok()` is false from then
+ * on, and `onChange` is called once. Without a directory it never changes.
+ */
+function whileSameUser(ctx: ApiContext, onChange: () => void) {
+  const users = ctx.users;
+  const user = users?.current?.name ?? null;
+  let ok = true;
+  const check = () => {
+    if (ok && (users?.current?.name ?? null) !== user) {
+      ok = false;
+      onChange();
+    }
+  };
+  users?.addEventListener("change", check);
+  return { ok: () => ok, stop: () => users?.removeEventListener("change", check) };
+}
+
 /** Builds the API app. */
 export function apiApp(ctx: ApiContext) {
   const sessions = new BrowserSessions();
   const screens = new ScreenRelays();
   sessions.onRevoke((id) => screens.closeSession(id));
+  const sessionUsers = new SessionUsers();
+  const users = ctx.users;
   const api = new Hono()
     .use("*", requireToken({ token: ctx.token, sessions, cookie: SESSION_COOKIE }))
+    .use("*", requireCurrentUser(users, sessionUsers))
+    .use("/appliances/:name/*", async function refuseOthersAppliances(c, next) {
+      // Another user's appliance on this VAT is not merely unknown: it is forbidden.
+      if (users && await users.belongsToAnother(c.req.param("name"))) {
+        throw new HTTPException(403, {
+          message: `"${c.req.param("name")}" belongs to another user of this VAT`,
+        });
+      }
+      await next();
+    })
+    .route("/", userRoutes(users))
     .get("/status", async (c) =>
       c.json({
         version: ctx.version,
@@ -237,8 +276,10 @@ export function apiApp(ctx: ApiContext) {
         const onChange = () => wake?.();
         ctx.appliances.addEventListener("change", onChange);
         stream.onAbort(() => wake?.());
+        // The list is the logged-in user's: the stream ends when another (or nobody) is.
+        const sameUser = whileSameUser(ctx, () => wake?.());
         try {
-          while (!stream.aborted) {
+          while (!stream.aborted && sameUser.ok()) {
             await stream.writeSSE({
               event: "status",
               data: JSON.stringify(await ctx.appliances.list()),
@@ -255,6 +296,7 @@ export function apiApp(ctx: ApiContext) {
           }
         } finally {
           ctx.appliances.removeEventListener("change", onChange);
+          sameUser.stop();
         }
       }))
     .route("/appliances", applianceRoutes(ctx, sessions, screens))
@@ -272,9 +314,17 @@ export function apiApp(ctx: ApiContext) {
     // The launcher's proof of life for a new release (docs/UPDATE.md): no session needed.
     .get("/api/health", (c) => c.json({ ok: true, version: ctx.version }))
     .route("/api/session", signInRoutes(ctx.token, sessions))
+    .route("/api/login", loginRoutes(users, sessions, sessionUsers))
     .route("/api", api);
   root.onError((err, c) => {
     if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
+    if (err instanceof LoginRefusedError) {
+      if (err.retryAfterMs > 0) {
+        c.header("Retry-After", String(Math.ceil(err.retryAfterMs / 1000)));
+        return c.json({ error: err.message, retryAfterMs: err.retryAfterMs }, 429);
+      }
+      return c.json({ error: err.message }, 401);
+    }
     const status = httpStatusOf(err) as 400 | 404 | 409 | 422 | 500;
     if (!(err instanceof VatError)) console.error("api: unexpected error", err);
     return c.json({

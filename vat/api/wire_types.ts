@@ -11,3 +11,4 @@ export type { ApplianceHeatMap, DiskHeatMap } from "../appliance/heat_map.ts";
 export type { BackupStatus, SnapshotEntry } from "../backup/subscription_backup.ts";
 export type { AccelDecision } from "../vmm/accelerator.ts";
 export type { UpdateStatus } from "../update/updater.ts";
+export type { WhoAmI } from "../users/directory_users.ts";

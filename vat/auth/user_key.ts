@@ -103,16 +103,20 @@ export async function loadUserKey(path: string): Promise<UserKey> {
 export function deriveUserKey(secret: Uint8Array, path = "(memory)"): UserKey {
   const derive = (label: string) =>
     new Uint8Array(hkdfSync("sha256", secret, new Uint8Array(0), `vat-user-key-v1 ${label}`, 32));
-  const seed = derive("signing");
+  return {
+    path,
+    chunkKey: derive("chunks"),
+    nameKey: derive("names"),
+    signingKey: ed25519FromSeed(derive("signing")),
+  };
+}
+
+/** The ed25519 key whose 32-byte seed is `seed`. */
+export function ed25519FromSeed(seed: Uint8Array): SigningKey {
   const der = new Uint8Array(ED25519_PKCS8_PREFIX.length + seed.length);
   der.set(ED25519_PKCS8_PREFIX);
   der.set(seed, ED25519_PKCS8_PREFIX.length);
   const privateKey = createPrivateKey({ key: Buffer.from(der), format: "der", type: "pkcs8" });
   const jwk = createPublicKey(privateKey).export({ format: "jwk" });
-  return {
-    path,
-    chunkKey: derive("chunks"),
-    nameKey: derive("names"),
-    signingKey: { privateKey, publicKeyId: `ed25519:${jwk.x}` },
-  };
+  return { privateKey, publicKeyId: `ed25519:${jwk.x}` };
 }

@@ -15,6 +15,7 @@ import { isRetryable, TransientError } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { openStore, redactLocation } from "../repo/open_store.ts";
 import { MirroredStore } from "../repo/store_mirrored.ts";
+import type { Store } from "../repo/store.ts";
 import { RateLimiter } from "../rate_limiter.ts";
 import { DataRepository } from "./data_repository.ts";
 import { LEASE_TTL_MS } from "./lease.ts";
@@ -23,7 +24,10 @@ import { SubscriptionBackup } from "./subscription_backup.ts";
 /** How the daemon backs user disks up (`vat --data-repo REPO --user-key FILE`). */
 export interface BackupConfig {
   dataRepo: string;
+  /** The user key's file (`--user-key`); or give the key itself as `userKey`. */
   userKeyPath: string;
+  /** The user key, when it was unlocked from a key slot at login (docs/USERS.md). */
+  userKey?: UserKey;
   /** Snapshots while an appliance runs, this often (default five minutes). */
   snapshotIntervalMs?: number;
   /** Upload cap in bytes per second; 0 for none. */
@@ -84,7 +88,7 @@ export class Backups extends EventTarget {
    * cannot be (the uploader then retries until it answers).
    */
   static async open(config: BackupConfig, stateDir: string): Promise<Backups> {
-    const key = await loadUserKey(config.userKeyPath);
+    const key = config.userKey ?? await loadUserKey(config.userKeyPath);
     const store = new MirroredStore({
       location: redactLocation(config.dataRepo),
       // Unreachable is the mirror's and the uploader's business; busy is retried here.
@@ -120,6 +124,11 @@ export class Backups extends EventTarget {
     );
     Deno.unrefTimer(backups.#renewTimer);
     return backups;
+  }
+
+  /** The data repository's (mirrored) store: the profile lives there too. */
+  get store(): Store {
+    return this.#data.store;
   }
 
   /** Where the data repository is, for messages. */

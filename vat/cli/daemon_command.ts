@@ -18,6 +18,7 @@ export const daemonCommand: Command = {
     [--cache-size SIZE] [--prefetch-limit SIZE] [--demo] [--data-repo REPO --user-key FILE]
     [--snapshot-interval SECONDS] [--backup-limit RATE] [--accel auto|kvm|tcg]
     [--release-repo REPO --release-key KEY.pub] [--install-dir DIR]
+    [--directory DIR [--directory-check-interval SECONDS]]
 
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
@@ -51,6 +52,13 @@ turn on self-update (docs/UPDATE.md): every "updateInterval" seconds (default 21
 only when asked by vat update apply) the daemon fetches a newer release signed by that
 key into a free slot of --install-dir (default DIR/install) and, when started by that
 directory's vat-launcher.sh and no appliance runs, restarts into it.
+
+--directory DIR (or "directory" in config.json) makes users log in against that
+directory of users (docs/USERS.md): the UI opens on a login screen, each user sees the
+appliances they are entitled to and their own backups (their data repository is in
+their entry, so --data-repo and --user-key do not go with it), offline logins use the
+key slot cached at the last online login. The directory is read again every
+--directory-check-interval seconds (default 60): a disabled user is logged out.
 Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first.`,
   async run(args) {
     const { values, positionals } = parseFlags("daemon", args, {
@@ -71,6 +79,8 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
       "release-repo": { type: "string" },
       "release-key": { type: "string" },
       "install-dir": { type: "string" },
+      directory: { type: "string" },
+      "directory-check-interval": { type: "string" },
     });
     if ((values["data-repo"] === undefined) !== (values["user-key"] === undefined)) {
       throw new UsageError(
@@ -112,6 +122,17 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
       releaseKey: values["release-key"],
       installDir: values["install-dir"],
     });
+    const directory = values.directory ?? config.directory;
+    if (directory !== undefined && values.demo) {
+      throw new UsageError(
+        "--demo adds an appliance for the VAT's one user; with --directory, grant it to users instead",
+      );
+    }
+    if (directory !== undefined && backup !== undefined) {
+      throw new UsageError(
+        "--directory goes without --data-repo and --user-key: each user's entry names their data repository",
+      );
+    }
     return await runDaemon({
       update,
       updateIntervalMs: config.updateIntervalSeconds === undefined
@@ -132,6 +153,13 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
         : accelSettingFromEnv() ?? config.accel,
       demo: values.demo,
       backup,
+      directory: directory === undefined ? undefined : {
+        location: directory,
+        checkIntervalMs: seconds("--directory-check-interval", values["directory-check-interval"]),
+        snapshotIntervalMs: seconds("--snapshot-interval", values["snapshot-interval"]),
+        uploadBytesPerSecond: values["backup-limit"] ? parseBitRate(values["backup-limit"]) : 0,
+        leaseTtlMs: seconds("--lease-ttl", values["lease-ttl"]),
+      },
       listen,
       browser: values.headless ? undefined : { kiosk: values.kiosk ?? false },
       onListen(url) {

@@ -81,6 +81,9 @@ A data repository (--kind data) belongs to one user: give their key with --user-
     });
     if (positionals.length !== 1) throw new UsageError("repo init: give exactly one REPO");
     const kind = values.kind as RepoKind;
+    if (kind === "directory") {
+      throw new UsageError("repo init: make a directory with: vat directory init DIR --key KEY");
+    }
     if (!REPO_KINDS.includes(kind)) {
       throw new UsageError(`repo init: --kind must be one of ${REPO_KINDS.join(", ")}`);
     }

@@ -36,6 +36,18 @@ import { statsCommand } from "./stats_command.ts";
 import { traceRecordCommand } from "./trace_command.ts";
 import { releaseLsCommand, releasePublishCommand } from "./release_commands.ts";
 import { updateApplyCommand, updateCheckCommand, updateStatusCommand } from "./update_commands.ts";
+import { loginCommand, logoutCommand, whoamiCommand } from "./login_commands.ts";
+import {
+  directoryInitCommand,
+  userAddCommand,
+  userDisableCommand,
+  userEnableCommand,
+  userGrantCommand,
+  userLsCommand,
+  userPasswdCommand,
+  userRevokeCommand,
+  userShowCommand,
+} from "./user_commands.ts";
 import {
   repoAddKeyCommand,
   repoGcCommand,
@@ -51,6 +63,9 @@ import {
 /** Every verb, in the order `vat help` lists them. */
 export const COMMANDS: Command[] = [
   daemonCommand,
+  loginCommand,
+  logoutCommand,
+  whoamiCommand,
   applianceAddCommand,
   lsCommand,
   startCommand,
@@ -84,6 +99,15 @@ export const COMMANDS: Command[] = [
   updateApplyCommand,
   updateStatusCommand,
   exportCommand,
+  directoryInitCommand,
+  userAddCommand,
+  userGrantCommand,
+  userRevokeCommand,
+  userDisableCommand,
+  userEnableCommand,
+  userLsCommand,
+  userShowCommand,
+  userPasswdCommand,
   serveCommand,
   nbdCommand,
 ];

@@ -31,6 +31,7 @@ import { InstallDir, type Slot } from "../update/install_dir.ts";
 import { RESTART_EXIT_CODE } from "../update/launcher_script.ts";
 import type { UpdateSettings } from "../update/update_settings.ts";
 import { Updater } from "../update/updater.ts";
+import { currentUsersAppliances, DirectoryUsers } from "../users/directory_users.ts";
 
 /** Where the daemon listens unless told otherwise. */
 export const DEFAULT_DAEMON_PORT = 8460;
@@ -60,6 +61,17 @@ export interface DaemonOptions {
   listen?: ListenAddress;
   /** Open the UI in a local browser (not headless); full screen with `kiosk`. */
   browser?: { kiosk: boolean };
+  /**
+   * A directory of users (`--directory`): users log in, and the appliances are the
+   * logged-in user's (docs/USERS.md). Without it the VAT has one unnamed user.
+   */
+  directory?: {
+    location: string;
+    checkIntervalMs?: number;
+    snapshotIntervalMs?: number;
+    uploadBytesPerSecond?: number;
+    leaseTtlMs?: number;
+  };
   /** Called once the API listens, with its URL. */
   onListen?(url: string): void;
   /** Self-update (docs/UPDATE.md): the release repository, its key, the slots. */
@@ -108,7 +120,23 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   // One scheduler for every repository: they share the VAT's link.
   const scheduler = new FetchScheduler();
   let prefetcher: Prefetcher | null = null;
-  const appliances = new Appliances(db, cache, stateDir, {
+  const users = options.directory
+    ? new DirectoryUsers({
+      stateDir,
+      location: options.directory.location,
+      checkIntervalMs: options.directory.checkIntervalMs,
+      cache,
+      scheduler,
+      accelerator,
+      onPrefetchNeeded: () => prefetcher?.kick(),
+      log,
+      snapshotIntervalMs: options.directory.snapshotIntervalMs,
+      uploadBytesPerSecond: options.directory.uploadBytesPerSecond,
+      leaseTtlMs: options.directory.leaseTtlMs,
+    })
+    : null;
+  if (users) log(`users log in against the directory ${users.location}`);
+  const appliances = users ? currentUsersAppliances(users) : new Appliances(db, cache, stateDir, {
     scheduler,
     onPrefetchNeeded: () => prefetcher?.kick(),
     backups,
@@ -125,7 +153,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       cache,
       scheduler,
       rate: new AdaptiveRate({ maxBytesPerSecond: prefetchLimit }),
-      targets: () => appliances.prefetchTargets(),
+      targets: () =>
+        users ? users.current?.appliances.prefetchTargets() ?? [] : appliances.prefetchTargets(),
       log,
     });
   }
@@ -158,6 +187,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     updater,
     accel: () => accelerator.current ?? null,
     remoteDisplay: () => remote && { url: remote.url, fingerprint: remote.fingerprint },
+    users: users ?? undefined,
   });
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
   let remote: RemoteDisplay | null = null;
@@ -206,7 +236,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   let browser: OpenedBrowser | null = null;
   if (options.browser) {
     browser = await openBrowser({
-      signInUrl: `${url}signin#token=${token}`,
+      // With a directory the kiosk shows the login screen; the token stays the admin's.
+      signInUrl: users ? url : `${url}signin#token=${token}`,
       stateDir,
       kiosk: options.browser.kiosk,
       log,
@@ -266,7 +297,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   await updater?.close();
   await browser?.close();
   await prefetcher?.close();
-  await appliances.close();
+  await (users ? users.close() : appliances.close());
   await backups?.close();
   await Promise.race([
     Promise.all([server.shutdown(), remote?.server.shutdown()]),

@@ -5,7 +5,7 @@
  * ```json
  * { "port": 8460, "hostname": "127.0.0.1", "cacheSize": "20G", "prefetchLimit": "1M",
  *   "accel": "auto", "releaseRepo": "https://releases.example/vat", "releaseKey": "ed25519:...",
- *   "installDir": "/var/lib/vat/install", "updateInterval": 21600 }
+ *   "installDir": "/var/lib/vat/install", "updateInterval": 21600, "directory": "https://dir.example/org/" }
  * ```
  *
  * @module
@@ -31,6 +31,8 @@ export interface DaemonConfig {
   installDir?: string;
   /** Seconds between the daemon's update checks (0: only when asked). */
   updateIntervalSeconds?: number;
+  /** The directory users log in against (docs/USERS.md). */
+  directory?: string;
 }
 
 const KNOWN = [
@@ -43,6 +45,7 @@ const KNOWN = [
   "releaseKey",
   "installDir",
   "updateInterval",
+  "directory",
 ];
 
 /** Reads `STATE/config.json`; an absent file is an empty config. */
@@ -112,6 +115,12 @@ export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> 
   }
   if (raw.accel !== undefined) {
     config.accel = parseAccelSetting(String(raw.accel), `${path}: "accel"`);
+  }
+  if (raw.directory !== undefined) {
+    if (typeof raw.directory !== "string" || raw.directory === "") {
+      throw new UsageError(`${path}: "directory" must be a directory's location`);
+    }
+    config.directory = raw.directory;
   }
   return config;
 }

@@ -47,6 +47,9 @@ export async function collectGarbage(
       `${repo.store.location} is a data repository; gc does not delete users' backups`,
     );
   }
+  if (repo.config.kind === "directory") {
+    throw new UsageError(`${repo.store.location} is a directory of users; it has nothing to gc`);
+  }
   const store = repo.store;
   if (!store.canList) {
     throw new PermanentError(

@@ -8,8 +8,8 @@ import { IntegrityError } from "../errors.ts";
 import { checkChunkBytes } from "./disk_index.ts";
 
 /** What a repository holds. */
-export type RepoKind = "appliance" | "data" | "release";
-export const REPO_KINDS: readonly RepoKind[] = ["appliance", "data", "release"];
+export type RepoKind = "appliance" | "data" | "release" | "directory";
+export const REPO_KINDS: readonly RepoKind[] = ["appliance", "data", "release", "directory"];
 
 /** The parsed `repo.json`. */
 export interface RepoConfig {

@@ -21,6 +21,7 @@ import { SIGNATURE_SCHEME } from "../auth/request_signature.ts";
 import { requestLog } from "./request_log.ts";
 import type { ServeEnv } from "./serve_env.ts";
 import { writeAuthorisation } from "./write_authorisation.ts";
+import { directoryLogin, hideKeySlots } from "./directory_login.ts";
 
 /** Options of `repositoryApp`. */
 export interface RepositoryAppOptions {
@@ -96,11 +97,12 @@ export function repositoryApp(options: RepositoryAppOptions): RepositoryApp {
     }
   });
   app.use(objectPath());
-  app.get("*", objectReads(root));
+  app.get("*", hideKeySlots(root), objectReads(root));
+  app.post("*", directoryLogin({ root, nowMs: options.nowMs }));
   app.put("*", authorise, putObject(root, store));
   app.delete("*", authorise, deleteObject(root, store));
   app.all("*", (c) => {
-    c.header("Allow", "GET, HEAD, PUT, DELETE");
+    c.header("Allow", "GET, HEAD, PUT, DELETE, POST");
     return c.json({ error: `${c.req.method} is not supported` }, 405);
   });
   app.onError((err, c) => {

@@ -16,6 +16,7 @@
 import type { MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { owningRepository } from "./publisher_keys.ts";
+import { userMayWriteSlots } from "./directory_login.ts";
 import type { ReplayGuard } from "./replay_guard.ts";
 import { createHash } from "node:crypto";
 import {
@@ -76,7 +77,10 @@ export function writeAuthorisation(
     // Checked before the body is read, so a stranger cannot make the server read a body.
     if (!options.allowKeys.has(signature.keyId)) {
       const repo = await owningRepository(options.root, path.key);
-      if (!repo.publisherKeys.includes(signature.keyId)) {
+      if (
+        !repo.publisherKeys.includes(signature.keyId) &&
+        !(await userMayWriteSlots(options.root, path.key, signature.keyId))
+      ) {
         throw new HTTPException(403, {
           message: _forbiddenReason(signature.keyId, path.key, repo),
         });

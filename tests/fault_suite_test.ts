@@ -8,6 +8,7 @@
 
 import { AREA_RESULTS, runArea, SUITE_SEED } from "./helpers/fault_kill.ts";
 import { publishKills } from "./faults/publish_kills.ts";
+import { cacheFillKills, overlayKills } from "./faults/nbd_kills.ts";
 
 console.log(`fault suite: seed ${SUITE_SEED} (replay with VAT_FAULT_SEED=${SUITE_SEED})`);
 
@@ -17,6 +18,14 @@ Deno.test("fault suite: publish to a file repository", async () => {
 
 Deno.test("fault suite: publish over HTTP to vat serve", async () => {
   await runArea("publish-http", (area) => publishKills(area, { transport: "http", kills: 20 }));
+});
+
+Deno.test("fault suite: cache fill with eviction under vat nbd", async () => {
+  await runArea("cache", (area) => cacheFillKills(area, 20));
+});
+
+Deno.test("fault suite: overlay writes and flushes through vat nbd", async () => {
+  await runArea("overlay", (area) => overlayKills(area, 20));
 });
 
 Deno.test("fault suite: total", () => {

@@ -59,6 +59,7 @@ export class FaultArea {
   kills = 0;
   missed = 0;
   readonly #invariants = new Map<string, number>();
+  readonly #killPoints = new Map<string, number>();
   readonly #children = new Set<VatChild>();
   #state: number;
 
@@ -96,6 +97,11 @@ export class FaultArea {
     this.#invariants.set(name, (this.#invariants.get(name) ?? 0) + 1);
   }
 
+  /** Counts a kill that landed at `point` (e.g. "mid-upload"), for the summary. */
+  killedAt(point: string): void {
+    this.#killPoints.set(point, (this.#killPoints.get(point) ?? 0) + 1);
+  }
+
   /** Where a failure happened, so it can be replayed. */
   get where(): string {
     return `[fault suite seed ${SUITE_SEED}, area ${this.name}, after ${this.kills} kills; ` +
@@ -128,8 +134,10 @@ export class FaultArea {
     ready: RegExp,
     options: { env?: Record<string, string>; timeoutMs?: number } = {},
   ): Promise<VatChild> {
+    const started = performance.now();
     const child = this.spawn(args, options);
     await child.waitFor(ready, options.timeoutMs);
+    _trace(started, `ready: vat ${args.join(" ")}`);
     return child;
   }
 
@@ -163,12 +171,14 @@ export class FaultArea {
     args: string[],
     options: { env?: Record<string, string>; stdin?: Uint8Array } = {},
   ): Promise<VatResult> {
+    const started = performance.now();
     const out = await new Deno.Command(Deno.execPath(), {
       args: [...VAT_DENO_ARGS, ...args],
       env: options.env,
       stdout: "piped",
       stderr: "piped",
     }).output();
+    _trace(started, `vat ${args.join(" ")}`);
     return {
       code: out.code,
       stdout: new TextDecoder().decode(out.stdout),
@@ -213,7 +223,9 @@ export class FaultArea {
   /** The area's summary line. */
   summary(seconds: number): string {
     const checks = [...this.#invariants].map(([name, n]) => `${name} x${n}`).join(", ");
+    const points = [...this.#killPoints].map(([name, n]) => `${name} x${n}`).join(", ");
     return `fault suite: ${this.name}: ${this.kills} kills` +
+      (points ? ` (${points})` : "") +
       (this.missed ? ` (+${this.missed} that came after the process ended)` : "") +
       `, invariants checked: ${checks || "none"}, seed ${SUITE_SEED}, ${seconds.toFixed(1)} s`;
   }
@@ -252,6 +264,13 @@ export async function runArea(name: string, fn: (area: FaultArea) => Promise<voi
   const seconds = (performance.now() - started) / 1000;
   console.log(area.summary(seconds));
   AREA_RESULTS.push(area.result(seconds));
+}
+
+const _TRACE = Deno.env.get("VAT_FAULT_TRACE") === "1";
+
+/** With VAT_FAULT_TRACE=1, prints how long each step took (to tune the suite's time). */
+function _trace(startedMs: number, what: string): void {
+  if (_TRACE) console.log(`  ${(performance.now() - startedMs).toFixed(0).padStart(6)} ms ${what}`);
 }
 
 /** `deno` arguments that run `vat` quickly: no download, no type check, no chatter. */

@@ -9,6 +9,7 @@
 import { AREA_RESULTS, runArea, SUITE_SEED } from "./helpers/fault_kill.ts";
 import { publishKills } from "./faults/publish_kills.ts";
 import { backupKills } from "./faults/backup_kills.ts";
+import { hoardKills } from "./faults/hoard_kills.ts";
 import { cacheFillKills, overlayKills } from "./faults/nbd_kills.ts";
 
 console.log(`fault suite: seed ${SUITE_SEED} (replay with VAT_FAULT_SEED=${SUITE_SEED})`);
@@ -31,6 +32,10 @@ Deno.test("fault suite: overlay writes and flushes through vat nbd", async () =>
 
 Deno.test("fault suite: snapshot and backup upload", async () => {
   await runArea("backup", (area) => backupKills(area, { rounds: 2, killsPerRound: 5 }));
+});
+
+Deno.test("fault suite: hoarding over a slow link", async () => {
+  await runArea("hoard", (area) => hoardKills(area, { rounds: 2, killsPerRound: 5 }));
 });
 
 Deno.test("fault suite: total", () => {

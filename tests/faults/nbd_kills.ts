@@ -71,47 +71,46 @@ async function nbdcopy(area: FaultArea, out: string): Promise<{ ok: boolean; std
 
 /** The "cache" area. */
 export async function cacheFillKills(area: FaultArea, kills: number): Promise<void> {
-  const published = await publishImage(area, 8 * MiB);
+  const published = await publishImage(area, 4 * MiB);
   const cacheDir = `${area.dir}/cache`;
-  const budgetBytes = 1536 * KiB;
+  const budgetBytes = 768 * KiB;
   const cacheFlags = ["--cache", cacheDir, "--cache-size", String(budgetBytes)];
   const out = `${area.dir}/out.raw`;
 
-  /** Reads the whole disk through a fresh `vat nbd` and compares it with the image. */
+  /** Reads the whole disk through the running server and compares it with the image. */
   const readBack = async (why: string) => {
-    const server = await serve(area, published, cacheFlags);
     const started = performance.now();
+    await Deno.remove(out).catch(() => {});
     const copy = await nbdcopy(area, out);
     const ms = performance.now() - started;
-    await server.stop();
     area.check(copy.ok, "every read served", `${why}: nbdcopy failed: ${copy.stderr}`);
     const diff = await firstDifference(published.image, out);
     area.check(diff === null, "no chunk served is wrong", `${why}: byte ${diff} differs`);
     return ms;
   };
 
+  // Each server first reads the whole disk back (checking what the previous kill left
+  // in the cache), then is killed somewhere in a second whole-disk read.
+  let server = await serve(area, published, cacheFlags);
   const length = new RunLength(await readBack("a first fill"));
-  for (let attempt = 0; area.kills < kills; attempt++) {
-    if (attempt >= kills * 3) area.fail(`only ${area.kills} kills in ${attempt} attempts`);
-    await Deno.remove(out).catch(() => {});
-    const server = await serve(area, published, cacheFlags);
-    const started = performance.now();
-    const copying = nbdcopy(area, out);
-    const killed = await area.killAfter(server, area.between(0, 1.2) * length.typicalMs);
+  while (area.kills < kills) {
+    const copying = nbdcopy(area, `${area.dir}/killed.raw`);
+    await area.killAfter(server, area.between(0, 1.2) * length.typicalMs);
     const copy = await copying;
-    if (!killed) length.observe(performance.now() - started);
+    area.killedAt(copy.ok ? "after the read" : "mid-read");
     if (copy.ok) {
-      // The copy finished before the kill: what it read must be right too.
-      const diff = await firstDifference(published.image, out);
-      area.check(diff === null, "no chunk served is wrong", `before a kill: byte ${diff} differs`);
+      const diff = await firstDifference(published.image, `${area.dir}/killed.raw`);
+      area.check(diff === null, "no chunk served is wrong", `before kill: byte ${diff} differs`);
     }
     // The cache as the killed process left it opens within its budget.
     const cache = await ChunkCache.open({ dir: cacheDir, budgetBytes });
     const used = cache.stats().usedBytes;
     await cache.close();
     area.check(used <= budgetBytes, "cache within budget", `${used} bytes used`);
+    server = await serve(area, published, cacheFlags);
     length.observe(await readBack(`after kill ${area.kills}`));
   }
+  await server.stop();
 }
 
 /** One write of the overlay area: `pattern` over [offset, offset + length). */
@@ -140,6 +139,9 @@ export async function overlayKills(area: FaultArea, kills: number): Promise<void
   let baseline = await Deno.readFile(published.image);
   const length = new RunLength(400);
 
+  // Each server serves a round of writes and is killed in it; the next one first
+  // reads the whole disk back, then serves the next round.
+  let server = await serve(area, published, flags);
   for (let round = 0; area.kills < kills; round++) {
     if (round >= kills * 3) area.fail(`only ${area.kills} kills in ${round} rounds`);
     // A round: writes (512-byte aligned, 512 B to 192 KiB, often across chunks), a
@@ -159,7 +161,6 @@ export async function overlayKills(area: FaultArea, kills: number): Promise<void
         flushes++;
       }
     }
-    const server = await serve(area, published, flags);
     const started = performance.now();
     const client = new Deno.Command("qemu-io", {
       args: ["-f", "raw", nbdUri(`${area.dir}/nbd.sock`), ...commands],
@@ -203,10 +204,9 @@ export async function overlayKills(area: FaultArea, kills: number): Promise<void
     }
 
     // Restart on the same overlay and read the whole disk back.
-    const again = await serve(area, published, flags);
+    server = await serve(area, published, flags);
     await Deno.remove(out).catch(() => {});
     const copy = await nbdcopy(area, out);
-    await again.stop();
     area.check(copy.ok, "restart serves the overlay", `nbdcopy failed: ${copy.stderr}`);
     const got = await Deno.readFile(out);
     for (let b = 0; b < sizeBytes; b++) {
@@ -228,4 +228,5 @@ export async function overlayKills(area: FaultArea, kills: number): Promise<void
     area.checked("untouched bytes unchanged");
     baseline = got;
   }
+  await server.stop();
 }

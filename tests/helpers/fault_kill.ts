@@ -5,8 +5,8 @@
  *
  * The suite's seed comes from `VAT_FAULT_SEED` or is drawn at random; it is printed
  * when the suite starts and in every failure, and each area derives its own generator
- * from it and the area's name, so `VAT_FAULT_SEED=S deno test -A
- * tests/fault_suite_test.ts --filter AREA` replays one area's choices (where to write,
+ * from it and the area's name, so `VAT_FAULT_SEED=S VAT_FAULT_AREAS=AREA deno test -A
+ * tests/fault_suite_test.ts` replays one area's choices (where to write,
  * how long to wait before each kill). The kills themselves land at wall-clock times,
  * so a replay is as close as two runs of the same processes can be, not byte-exact.
  *
@@ -105,8 +105,8 @@ export class FaultArea {
   /** Where a failure happened, so it can be replayed. */
   get where(): string {
     return `[fault suite seed ${SUITE_SEED}, area ${this.name}, after ${this.kills} kills; ` +
-      `replay: VAT_FAULT_SEED=${SUITE_SEED} deno test -A tests/fault_suite_test.ts ` +
-      `--filter "${this.name}"]`;
+      `replay: VAT_FAULT_SEED=${SUITE_SEED} VAT_FAULT_AREAS=${this.name} ` +
+      `deno test -A tests/fault_suite_test.ts]`;
   }
 
   /** Throws `message` with the seed. */

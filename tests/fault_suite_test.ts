@@ -4,7 +4,8 @@
  * that must survive it. One step per area (the code is in tests/faults/), run in two
  * lanes at once (most of an area's time is spent waiting for processes); the end
  * prints the total. Seeded: `VAT_FAULT_SEED=S` replays a run (see
- * tests/helpers/fault_kill.ts); `VAT_FAULT_AREAS=cache,overlay` runs only those areas.
+ * tests/helpers/fault_kill.ts); `VAT_FAULT_AREAS=cache,overlay` runs only those areas;
+ * `VAT_FAULT_SCALE=5` kills five times as often (a soak run, not for CI).
  */
 
 import { AREA_RESULTS, type FaultArea, runArea, SUITE_SEED } from "./helpers/fault_kill.ts";
@@ -25,6 +26,13 @@ interface Area {
 
 const MINIMUM_KILLS = 100;
 
+/** `n` kills or rounds, times VAT_FAULT_SCALE. */
+function scaled(n: number): number {
+  const scale = Number(Deno.env.get("VAT_FAULT_SCALE") ?? "1");
+  if (!(scale > 0)) throw new Error(`VAT_FAULT_SCALE must be a positive number`);
+  return Math.max(1, Math.round(n * scale));
+}
+
 Deno.test({
   name: "fault suite: vat killed with SIGKILL at random points, invariants checked after each",
   sanitizeOps: false,
@@ -38,43 +46,43 @@ Deno.test({
         name: "publish-http",
         what: "vat publish over HTTP to vat serve (the server killed too)",
         lane: 0,
-        run: (area) => publishKills(area, { transport: "http", kills: 15 }),
+        run: (area) => publishKills(area, { transport: "http", kills: scaled(15) }),
       },
       {
         name: "publish-file",
         what: "vat publish to a file repository",
         lane: 1,
-        run: (area) => publishKills(area, { transport: "file", kills: 18 }),
+        run: (area) => publishKills(area, { transport: "file", kills: scaled(18) }),
       },
       {
         name: "backup",
         what: "snapshot and backup upload of a daemon with --data-repo",
         lane: 1,
-        run: (area) => backupKills(area, { rounds: 2, killsPerRound: 5 }),
+        run: (area) => backupKills(area, { rounds: scaled(2), killsPerRound: 5 }),
       },
       {
         name: "cache",
         what: "cache fill with eviction under vat nbd",
         lane: 0,
-        run: (area) => cacheFillKills(area, 25),
+        run: (area) => cacheFillKills(area, scaled(25)),
       },
       {
         name: "overlay",
         what: "overlay writes and flushes through vat nbd",
         lane: 0,
-        run: (area) => overlayKills(area, 25),
+        run: (area) => overlayKills(area, scaled(25)),
       },
       {
         name: "hoard",
         what: "hoarding over a slow link",
         lane: 1,
-        run: (area) => hoardKills(area, { rounds: 2, killsPerRound: 5 }),
+        run: (area) => hoardKills(area, { rounds: scaled(2), killsPerRound: 5 }),
       },
       {
         name: "guest",
         what: "a daemon with a running guest",
         lane: 0,
-        run: (area) => guestKills(area, 4),
+        run: (area) => guestKills(area, scaled(4)),
         ignore: canBootGuests ? undefined : "the daemon has no --accel/VAT_ACCEL to force TCG",
       },
     ];

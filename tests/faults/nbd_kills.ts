@@ -95,7 +95,7 @@ export async function cacheFillKills(area: FaultArea, kills: number): Promise<vo
   const length = new RunLength(await readBack("a first fill"));
   while (area.kills < kills) {
     const copying = nbdcopy(area, `${area.dir}/killed.raw`);
-    await area.killAfter(server, area.between(0, 1.2) * length.typicalMs);
+    await area.killAfter(server, area.between(0, 0.9) * length.typicalMs);
     const copy = await copying;
     area.killedAt(copy.ok ? "after the read" : "mid-read");
     if (copy.ok) {

@@ -132,7 +132,7 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
     const probeStarted = performance.now();
-    const kvm = await probeKvm();
+    const kvm = (await probeKvm()).works;
     const probeMs = performance.now() - probeStarted;
     _progress(`KVM probe: ${kvm ? "works" : "no"} (${(probeMs / 1000).toFixed(1)} s)`);
     const app = await buildBusyboxAppliance();

@@ -95,7 +95,7 @@ async function main(): Promise<number> {
   const links: LinkProxy[] = [];
   let warm: VatDaemon | undefined;
   try {
-    const kvm = await probeKvm();
+    const kvm = (await probeKvm()).works;
     const app = values.appliance === "busybox"
       ? await _busyboxAppliance()
       : values.appliance === "debian"

@@ -111,12 +111,20 @@ Deno.test("the daemon refuses a config file it does not understand", async () =>
     assert.equal(bad.code, 2);
     assert.match(
       bad.stderr,
-      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize, prefetchLimit\)/,
+      /config\.json: unknown settings cachesize \(known: port, hostname, cacheSize, prefetchLimit, accel\)/,
     );
     await Deno.writeTextFile(`${state}/config.json`, "{ not json");
     const broken = await runVat(["--headless", "--state", state]);
     assert.equal(broken.code, 2);
     assert.match(broken.stderr, /config\.json is not valid JSON/);
+    await Deno.writeTextFile(`${state}/config.json`, JSON.stringify({ accel: "fast" }));
+    const accel = await runVat(["--headless", "--state", state]);
+    assert.equal(accel.code, 2);
+    assert.match(accel.stderr, /config\.json: "accel" must be one of auto, kvm, tcg, not "fast"/);
+    await Deno.writeTextFile(`${state}/config.json`, JSON.stringify({ accel: "tcg" }));
+    const flag = await runVat(["--headless", "--state", state, "--accel", "kvm2"]);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /--accel must be one of auto, kvm, tcg, not "kvm2"/);
   } finally {
     await Deno.remove(state, { recursive: true });
   }

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { generateSigningKey } from "../vat/auth/signing_key.ts";
 import { NotFoundError, PermanentError, ProtocolError, TransientError } from "../vat/errors.ts";
+import { openStore } from "../vat/repo/open_store.ts";
 import { HttpStore, openHttpStore } from "../vat/repo/store_http.ts";
+import type { RetryEvent } from "../vat/repo/store_retrying.ts";
 import { testStore } from "../vat/repo/store_test_suite.ts";
 import { startRepositoryServer } from "../vat/serve/server.ts";
 import { startNginx } from "./fixtures/nginx.ts";
@@ -216,6 +218,66 @@ Deno.test("HttpStore maps statuses to NotFound, Permanent, Transient and Protoco
         await rejectsWith(store.get("busy"), TransientError, /503/);
         await rejectsWith(store.get("slow"), TransientError, /429/);
         await rejectsWith(store.get("odd"), ProtocolError, /418/);
+      } finally {
+        await store.close();
+      }
+    },
+  );
+});
+
+Deno.test("openStore() retries 500, 502, 503, 504 and 429 with backoff, honouring Retry-After", async () => {
+  const failures: Record<string, Response[]> = {
+    busy: [500, 502, 503, 504].map((status) => new Response("busy", { status })),
+    limited: [new Response("slow down", { status: 429, headers: { "Retry-After": "1" } })],
+    down: Array.from({ length: 20 }, () => new Response("down", { status: 503 })),
+  };
+  const seen: Record<string, number[]> = {};
+  await withFakeServer(
+    (request) => {
+      const url = new URL(request.url);
+      if (url.searchParams.has("capabilities")) return new Response("static");
+      const name = url.pathname.split("/").pop()!;
+      (seen[name] ??= []).push(performance.now());
+      const failure = failures[name]?.shift();
+      if (failure) return failure;
+      if (name === "gone") return new Response("no", { status: 404 });
+      if (name === "deny") return new Response("no", { status: 403 });
+      return new Response(`object ${name}`);
+    },
+    async (url) => {
+      const retries: RetryEvent[] = [];
+      const store = await openStore(url, {
+        retry: { baseDelayMs: 50, onRetry: (retry) => retries.push(retry) },
+      });
+      try {
+        assert.equal(text(await store.get("busy")), "object busy");
+        assert.equal(seen.busy.length, 5, "four failures, then the object");
+        // Backoff 25-50, 50-100, 100-200, 200-400 ms, never shorter than the one before;
+        // the server saw the requests at least that far apart.
+        const delays = retries.map((r) => r.delayMs);
+        const gaps = seen.busy.slice(1).map((at, i) => at - seen.busy[i]);
+        delays.forEach((delay, i) => {
+          assert.ok(delay >= 25 * 2 ** i && delay <= 50 * 2 ** i, `backoff ${i + 1}: ${delay}`);
+          if (i > 0) assert.ok(delay >= delays[i - 1], `backoffs grow: ${delays}`);
+          assert.ok(gaps[i] >= delay - 2, `request ${i + 2} came ${gaps[i]} ms after the last`);
+        });
+
+        assert.equal(text(await store.getRange("limited", 0, 6)), "object");
+        const waited = seen.limited[1] - seen.limited[0];
+        assert.ok(waited >= 990, `Retry-After: 1 was honoured (${waited} ms)`);
+        assert.ok(retries.some((r) => r.what === "get limited at 0+6" && r.serverAsked));
+
+        await rejectsWith(store.get("gone"), NotFoundError, /gone does not exist/);
+        await rejectsWith(store.get("deny"), PermanentError, /403/);
+        assert.equal(seen.gone.length, 1, "404 is not retried");
+        assert.equal(seen.deny.length, 1, "403 is not retried");
+
+        await rejectsWith(
+          store.stat("down"),
+          TransientError,
+          /^stat down in http:.* failed 6 times over .* gave up after 6 attempts: HEAD .*down failed \(503\)/,
+        );
+        assert.equal(seen.down.length, 6);
       } finally {
         await store.close();
       }

@@ -18,6 +18,7 @@ import type { BrowserContext, Page } from "playwright-core";
 import { buildUi } from "../vat/ui/build_ui.ts";
 import { ARTEFACTS, launchChromium, until } from "./helpers/browser.ts";
 import { startVat, type VatProcess } from "./helpers/processes.ts";
+import { upgradeRequest } from "./helpers/websocket_upgrade.ts";
 
 const BOOT_TIMEOUT_MS = 90_000;
 
@@ -39,6 +40,8 @@ const ROUTES: [string, string][] = [
   ["POST", "/api/appliances/demo/publish"],
   ["POST", "/api/appliances/demo/hoard"],
   ["GET", "/api/appliances/demo/snapshots"],
+  ["GET", "/api/appliances/demo/stats"],
+  ["GET", "/api/appliances/demo/stats/stream"],
   ["POST", "/api/appliances/demo/backup"],
   ["POST", "/api/appliances/demo/undo"],
   ["GET", "/api/appliances/demo/vnc"],
@@ -50,19 +53,7 @@ const ROUTES: [string, string][] = [
 async function upgradeStatus(base: URL, path: string, headers: string[] = []): Promise<string> {
   const conn = await Deno.connect({ hostname: base.hostname, port: Number(base.port) });
   try {
-    const request = [
-      `GET ${path} HTTP/1.1`,
-      `Host: ${base.host}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Protocol: binary",
-      ...headers,
-      "",
-      "",
-    ].join("\r\n");
-    await conn.write(new TextEncoder().encode(request));
+    await conn.write(upgradeRequest(base.host, path, headers));
     const buf = new Uint8Array(4096);
     const n = await conn.read(buf);
     return new TextDecoder().decode(buf.subarray(0, n ?? 0)).split("\r\n")[0];
@@ -443,7 +434,7 @@ Deno.test({
         r.fulfill({
           status: 500,
           contentType: "text/plain",
-          body: "TypeError: boom\n    at reset (file:///vat/daemon/appliances.ts:1:2)",
+          body: "TypeError: boom\n    at reset (file:///vat/appliance/appliances.ts:1:2)",
         }));
       await page.getByRole("button", { name: "Reset" }).click();
       await banner.getByText(/the daemon answered 500; try again/).waitFor();

@@ -1,6 +1,6 @@
 /**
- * The QEMU supervisor against real QEMU (KVM if `probeKvm()` says it works, else
- * TCG) running the test appliance (`vat/demo/busybox_appliance.ts`), whose disks vat's own
+ * The QEMU supervisor against real QEMU (TCG: some hosts' KVM hangs Linux guests)
+ * running the test appliance (`vat/demo/busybox_appliance.ts`), whose disks vat's own
  * NBD server serves from files. Every test checks that it leaves no QEMU process and
  * no socket behind.
  */
@@ -13,6 +13,7 @@ import { QemuError, VirtualMachine } from "../vat/vmm/virtual_machine.ts";
 import { reapOrphan, runDirPaths } from "../vat/vmm/run_dir.ts";
 import type { VirtualMachineSpec } from "../vat/vmm/vm_spec.ts";
 import { pathExists } from "../vat/fs_atomic.ts";
+import { tcpSocketsOf } from "./helpers/proc_sockets.ts";
 
 const MiB = 1024 * 1024;
 const BOOT_TIMEOUT_MS = 60_000;
@@ -133,7 +134,7 @@ Deno.test("VirtualMachine boots over NBD, keeps user files across an ACPI powerd
     );
     assert.equal(await command(vm, "sync"), "VAT-REPLY sync ok");
     assert.deepEqual(await vm.status(), { running: true, status: "running" });
-    assert.ok(vm.vncWebsocketPort! > 0, "the VNC websocket has a port");
+    assert.ok(vm.vncSocket, "the VM has a screen");
 
     const exit = await vm.powerdown(30_000);
     assert.deepEqual(exit, { reason: "poweroff", code: 0, signal: null });
@@ -153,6 +154,50 @@ Deno.test("VirtualMachine boots over NBD, keeps user files across an ACPI powerd
     } finally {
       await vm.kill();
     }
+  });
+});
+
+Deno.test("VirtualMachine shows its screen on a 0600 Unix socket in a 0700 directory, no TCP port", async () => {
+  await withAppliance(async ({ dir, spec }) => {
+    // A run directory left open by someone's umask is closed again.
+    await Deno.mkdir(spec.runDir, { mode: 0o755 });
+    await Deno.chmod(spec.runDir, 0o755);
+    const vm = await VirtualMachine.start(spec);
+    try {
+      assert.equal(vm.vncSocket, runDirPaths(spec.runDir).vncSocket);
+      assert.equal((await Deno.stat(spec.runDir)).mode! & 0o777, 0o700);
+      for (const socket of [vm.vncSocket!, vm.paths.qmpSocket, vm.paths.consoleSocket]) {
+        assert.equal((await Deno.lstat(socket)).mode! & 0o777, 0o600, socket);
+      }
+      assert.deepEqual(await tcpSocketsOf(vm.pid), [], "QEMU holds TCP sockets");
+      // QEMU's VNC server answers on the socket by itself, booted or not.
+      const conn = await Deno.connect({ transport: "unix", path: vm.vncSocket! });
+      try {
+        const buf = new Uint8Array(12);
+        let got = 0;
+        while (got < 12) got += (await conn.read(buf.subarray(got))) ?? 12;
+        assert.equal(new TextDecoder().decode(buf), "RFB 003.008\n");
+      } finally {
+        conn.close();
+      }
+    } finally {
+      await vm.kill();
+    }
+    // Without a display there is no socket at all.
+    const headless = await VirtualMachine.start({ ...spec, display: false });
+    try {
+      assert.equal(headless.vncSocket, undefined);
+      assert.equal(await pathExists(headless.paths.vncSocket), false);
+    } finally {
+      await headless.kill();
+    }
+    // A run directory that is a symlink (somebody else's place) is refused.
+    await Deno.remove(spec.runDir, { recursive: true });
+    await Deno.mkdir(`${dir}/elsewhere`);
+    await Deno.symlink(`${dir}/elsewhere`, spec.runDir);
+    await assert.rejects(VirtualMachine.start(spec), /is not a directory \(a symlink\?\)/);
+    await Deno.remove(spec.runDir);
+    await Deno.mkdir(spec.runDir);
   });
 });
 

@@ -9,10 +9,15 @@
 
 import { hc } from "hono/client";
 import type { ApiApp } from "../vat/api/api_app.ts";
-import type { ApplianceStatus } from "../vat/daemon/appliances.ts";
-import type { BackupStatus, SnapshotEntry } from "../vat/backup/subscription_backup.ts";
+import type {
+  ApplianceHeatMap,
+  ApplianceStatus,
+  BackupStatus,
+  DiskHeatMap,
+  SnapshotEntry,
+} from "../vat/api/wire_types.ts";
 
-export type { ApplianceStatus, BackupStatus, SnapshotEntry };
+export type { ApplianceHeatMap, ApplianceStatus, BackupStatus, DiskHeatMap, SnapshotEntry };
 
 /** The typed client of this page's daemon. */
 export const api = hc<ApiApp>(location.origin);

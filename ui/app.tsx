@@ -9,6 +9,7 @@ import { useEffect } from "preact/hooks";
 import * as list from "./models/appliances.ts";
 import * as consoleModel from "./models/console.ts";
 import * as snapshotsModel from "./models/snapshots.ts";
+import * as heatMapModel from "./models/heat_map.ts";
 import { route, showTab } from "./models/route.ts";
 import { session, signIn, signInError, signingIn, signOut } from "./models/session.ts";
 import { AppliancePage } from "./components/appliance_page.tsx";
@@ -33,6 +34,11 @@ function SignedIn() {
   const name = r.page === "appliance" ? r.name : null;
   useEffect(() => name === null ? undefined : consoleModel.followSerialLog(name), [name]);
   const shown = name === null ? undefined : list.appliances.value.find((a) => a.name === name);
+  const running = shown?.state === "running";
+  useEffect(
+    () => name === null || !running ? undefined : heatMapModel.followHeatMap(name),
+    [name, running],
+  );
   // The snapshots are read again whenever the backup commits or queues one, or the
   // subscription comes or goes; the status stream says when.
   const listable = shown !== undefined && shown.backup.enabled && shown.subscribed;
@@ -128,6 +134,7 @@ function SignedIn() {
             snapshotsBusy={snapshotsModel.snapshotsBusy}
             onBackUpNow={snapshotsModel.backUpNow}
             onUndo={snapshotsModel.askUndo}
+            heatMap={heatMapModel.heatMap}
           />
         )}
     </>

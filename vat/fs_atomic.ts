@@ -67,19 +67,42 @@ export async function writeFileAtomic(
   }
 }
 
-/** Turns ENOSPC/EDQUOT into a `PermanentError` that says the disk is full. */
-export function mapDiskFull(err: unknown, path: string): unknown {
-  const code = (err as { code?: string })?.code;
-  const message = (err as Error)?.message ?? "";
-  if (code === "ENOSPC" || code === "EDQUOT" || /No space left|ENOSPC|quota/i.test(message)) {
-    return new PermanentError(
-      `no space left on the device writing ${path}; free some space and retry`,
-      {
-        cause: err,
-      },
-    );
+/**
+ * Whether `err` (or an error in its `cause` chain) means the disk is full: the OS's
+ * ENOSPC, EDQUOT or EFBIG, SQLite's SQLITE_FULL ("database or disk is full"), or a
+ * `PermanentError` that already says so.
+ */
+export function isDiskFull(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof PermanentError && /disk full|disk of .* is full|no space/i.test(e.message)) {
+      return true;
+    }
+    const { code, errcode } = e as { code?: unknown; errcode?: unknown };
+    if (code === "ENOSPC" || code === "EDQUOT" || code === "EFBIG") return true;
+    if (
+      errcode === _SQLITE_FULL || /No space left on device|database or disk is full/.test(e.message)
+    ) {
+      return true;
+    }
   }
-  return err;
+  return false;
+}
+
+/** SQLite's primary result code for a full disk. */
+const _SQLITE_FULL = 13;
+
+/**
+ * A full disk (see `isDiskFull`) as a `PermanentError` that names the disk by `path`
+ * and says what to do; any other error unchanged.
+ */
+export function mapDiskFull(err: unknown, path: string): unknown {
+  if (!isDiskFull(err) || (err instanceof PermanentError && /is full/.test(err.message))) {
+    return err;
+  }
+  return new PermanentError(
+    `the disk of ${path} is full (no space left on the device); free some space on it and retry`,
+    { cause: err },
+  );
 }
 
 /** fsyncs a directory so a rename or link in it is durable. */

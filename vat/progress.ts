@@ -5,6 +5,8 @@
  * @module
  */
 
+import { UsageError } from "./errors.ts";
+
 /** A snapshot of an operation's progress. */
 export interface Progress {
   /** What is being done ("publishing system disk"). */
@@ -32,6 +34,35 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return `${unit === 0 ? value : value.toFixed(1)} ${UNITS[unit]}`;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1024 ** 4,
+  tib: 1024 ** 4,
+};
+
+/** Parses "64K", "1M", "1.5GiB", "4096" into bytes (binary units). */
+export function parseSize(text: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
+  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) {
+    throw new UsageError(`${what} "${text}" is not a size (examples: 65536, 64K, 1M, 2G)`);
+  }
+  const bytes = Math.round(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`${what} "${text}" is too large`);
+  return bytes;
 }
 
 /**

@@ -6,13 +6,16 @@
  */
 
 import { NotFoundError, PermanentError, UsageError } from "./errors.ts";
+import packages from "../scripts/packages.json" with { type: "json" };
 
-/** Which Debian package provides each external program vat runs. */
-export const TOOL_PACKAGES: Record<string, string> = {
-  "qemu-img": "qemu-utils",
-  "qemu-system-x86_64": "qemu-system-x86",
-  "nbdkit": "nbdkit",
-};
+/** Which Debian package provides each external program vat runs (scripts/packages.json). */
+export const TOOL_PACKAGES: Record<string, string> = Object.fromEntries(
+  [packages.start, packages.test, packages.essential].flatMap((section) =>
+    Object.entries(section as Record<string, string[]>).flatMap(([pkg, programs]) =>
+      programs.map((program) => [program, pkg])
+    )
+  ),
+);
 
 /** Runs `tool args` and returns its standard output; throws a `VatError` on failure. */
 export async function runTool(

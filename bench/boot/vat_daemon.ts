@@ -5,14 +5,14 @@
  *
  * A start is timed from the API request to the guest's ready line in the console log,
  * with two moments in between read from the files vat writes (paths as
- * vat/daemon/appliances.ts and appliance_run.ts lay them out): the version's kernel
+ * vat/appliance/appliances.ts and appliance_run.ts lay them out): the version's kernel
  * and initrd exported to `appliances/NAME/boot/`, and QEMU's pid file in `run/NAME/`.
  *
  * @module
  */
 
 import { type ApiClient, connectDaemon, expectOk } from "../../vat/api/api_client.ts";
-import type { ApplianceStatus } from "../../vat/daemon/appliances.ts";
+import type { ApplianceStatus } from "../../vat/appliance/appliances.ts";
 import { type ServerProcess, startServer } from "../nbd/processes.ts";
 import { fileSize, waitForSerialLine } from "./serial_log.ts";
 import { pathExists } from "../../vat/fs_atomic.ts";

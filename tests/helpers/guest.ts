@@ -39,6 +39,22 @@ export function publishAppliance(
   ]);
 }
 
+/**
+ * A new appliance repository at `DIR/apps` holding `a` as version 1, published with a
+ * new key `DIR/key`; returns the repository's path.
+ */
+export async function applianceRepo(
+  dir: string,
+  a: BusyboxAppliance,
+  ...extra: string[]
+): Promise<string> {
+  const repo = `${dir}/apps`;
+  await vatOk(["keygen", "--out", `${dir}/key`]);
+  await vatOk(["repo", "init", repo, "--kind", "appliance"]);
+  await publishAppliance(repo, `${dir}/key`, a, ...extra);
+  return repo;
+}
+
 /** The guest of appliance `name` on the daemon of `state`, through its serial console. */
 export class Guest {
   constructor(readonly state: string, readonly name: string) {}

@@ -74,10 +74,16 @@ export function ApplianceCard(
       {a.updateAvailable && !a.updateRequired && <p class="badge update">update available</p>}
       {a.offline && <p class="badge offline">offline: repository unreachable</p>}
       {a.safeOffline && <p class="badge safe-offline">safe offline</p>}
+      {a.accelNote && <p class="accel-note" data-testid="accel-note">{a.accelNote}</p>}
       <_Cache a={a} />
       <BackupState appliance={a} />
       <OperationsProgress name={a.name} operations={a.operations} />
       {a.lastError && <p class="error" role="alert">Last error: {a.lastError}</p>}
+      {a.trust?.problem && (
+        <p class="error" role="alert" data-testid="trust-problem">
+          Trust problem: {a.trust.problem}
+        </p>
+      )}
       <div class="actions" role="group" aria-label={`${a.name}'s operations`}>
         {button("start", a.state === "suspended" ? "Resume" : "Start", !running)}
         {button("stop", "Stop", running)}

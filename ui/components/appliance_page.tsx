@@ -1,9 +1,10 @@
 /** @jsxImportSource preact */
 import type { Signal } from "@preact/signals";
-import type { ApplianceStatus, SnapshotEntry } from "../api.ts";
+import type { ApplianceHeatMap, ApplianceStatus, SnapshotEntry } from "../api.ts";
 import type { Operation } from "../models/appliances.ts";
 import type { ApplianceTab } from "../models/route.ts";
 import { ApplianceCard } from "./appliance_card.tsx";
+import { HeatMap } from "./heat_map.tsx";
 import { SerialConsole } from "./serial_console.tsx";
 import { SnapshotList } from "./snapshot_list.tsx";
 import { VncScreen } from "./vnc_screen.tsx";
@@ -32,6 +33,8 @@ export interface AppliancePageProps {
   snapshotsBusy: Signal<"backing-up" | "undoing" | null>;
   onBackUpNow(name: string): void;
   onUndo(entry: SnapshotEntry): void;
+  /** The disks' access heat map, live while the appliance runs. */
+  heatMap: Signal<ApplianceHeatMap | null>;
 }
 
 const _TABS: [ApplianceTab, string][] = [["screen", "Console"], ["serial", "Serial log"]];
@@ -111,14 +114,12 @@ export function AppliancePage(p: AppliancePageProps) {
         <p class="muted">
           {a.name}'s screen: <span data-testid="screen-state">{p.screen}</span>
         </p>
-        {a.vncWebsocketPort === null
-          ? <p class="muted">The screen shows while {a.name} runs.</p>
-          : (
-            <>
-              <button type="button" onClick={p.onFocusScreen}>Type into the screen</button>
-              <VncScreen key={a.vncWebsocketPort} name={a.name} attach={p.attachScreen} />
-            </>
-          )}
+        {a.screenId === null ? <p class="muted">The screen shows while {a.name} runs.</p> : (
+          <>
+            <button type="button" onClick={p.onFocusScreen}>Type into the screen</button>
+            <VncScreen key={a.screenId} name={a.name} attach={p.attachScreen} />
+          </>
+        )}
         {p.screenError.value && <p class="error" role="alert">{p.screenError}</p>}
       </section>
       <div
@@ -136,6 +137,7 @@ export function AppliancePage(p: AppliancePageProps) {
           onSend={p.onSend}
         />
       </div>
+      <HeatMap map={p.heatMap.value} running={a.state === "running"} />
       <SnapshotList
         appliance={a}
         snapshots={p.snapshots}

@@ -9,17 +9,20 @@
  */
 
 import { Hono } from "hono";
+import { getCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import { validator } from "hono/validator";
-import { ConflictError, NotFoundError, PermanentError, UsageError, VatError } from "../errors.ts";
-import type { Appliances } from "../daemon/appliances.ts";
+import { httpStatusOf, UsageError, VatError } from "../errors.ts";
+import type { Appliances } from "../appliance/appliances.ts";
+import { keyFingerprint } from "../auth/signing_key.ts";
 import { requireToken } from "./require_token.ts";
-import { BrowserSessions, SESSION_COOKIE } from "../ui/browser_sessions.ts";
-import { signInRoutes, signOutRoutes } from "../ui/session_routes.ts";
+import { BrowserSessions, SESSION_COOKIE } from "./browser_sessions.ts";
+import { signInRoutes, signOutRoutes } from "./session_routes.ts";
 import { uiRoutes } from "../ui/ui_routes.ts";
-import { proxyVnc } from "../ui/vnc_proxy.ts";
+import { ScreenRelays } from "./vnc_relay.ts";
 import { followConsoleLog } from "../vmm/follow_console_log.ts";
+import type { AccelDecision } from "../vmm/accelerator.ts";
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -31,18 +34,39 @@ export interface ApiContext {
   cacheStats(): unknown;
   /** The remote display's URL and certificate fingerprint, if it is on (`--listen`). */
   remoteDisplay?(): { url: string; fingerprint: string } | null;
+  /** What guests run on and why (null until decided). */
+  accel?(): AccelDecision | null;
 }
 
-function applianceRoutes(ctx: ApiContext) {
+/** How often a heat map stream sends the map. */
+const _HEAT_MAP_INTERVAL_MS = 1000;
+
+function _isKeyId(k: unknown): k is string {
+  try {
+    return typeof k === "string" && keyFingerprint(k) !== "";
+  } catch {
+    return false;
+  }
+}
+
+function applianceRoutes(ctx: ApiContext, sessions: BrowserSessions, screens: ScreenRelays) {
   const app = ctx.appliances;
   return new Hono()
     .get("/", async (c) => c.json(await app.list()))
     .post("/", async (c) => {
-      const body = await c.req.json().catch(() => ({})) as { repo?: string; name?: string };
+      const body = await c.req.json().catch(() => ({})) as {
+        repo?: string;
+        name?: string;
+        publishers?: unknown;
+      };
       if (typeof body.repo !== "string" || body.repo === "") {
         throw new UsageError('give the appliance\'s repository as {"repo": "..."}');
       }
-      return c.json(await app.add(body.repo, body.name), 201);
+      const publishers = body.publishers ?? [];
+      if (!Array.isArray(publishers) || !publishers.every(_isKeyId)) {
+        throw new UsageError('"publishers" is a list of public key ids ("ed25519:...")');
+      }
+      return c.json(await app.add(body.repo, body.name, publishers), 201);
     })
     .get("/:name", async (c) => c.json(await app.status(c.req.param("name"))))
     .post(
@@ -63,6 +87,18 @@ function applianceRoutes(ctx: ApiContext) {
       async (c) => c.json(await app.start(c.req.param("name"), c.req.valid("json"))),
     )
     .get("/:name/snapshots", async (c) => c.json(await app.snapshots(c.req.param("name"))))
+    .get("/:name/stats", async (c) => c.json(await app.heatMap(c.req.param("name"))))
+    .get("/:name/stats/stream", (c) => {
+      const name = c.req.param("name");
+      return streamSSE(c, async (stream) => {
+        // The heat map changes with every guest request: a picture a second is live
+        // enough to watch a boot, and cheap.
+        while (!stream.aborted) {
+          await stream.writeSSE({ event: "stats", data: JSON.stringify(await app.heatMap(name)) });
+          await stream.sleep(_HEAT_MAP_INTERVAL_MS);
+        }
+      });
+    })
     .post("/:name/backup", async (c) => c.json(await app.backupNow(c.req.param("name"))))
     .post(
       "/:name/undo",
@@ -124,11 +160,13 @@ function applianceRoutes(ctx: ApiContext) {
       });
     })
     .get("/:name/vnc", async (c) => {
-      const status = await app.status(c.req.param("name"));
-      if (status.vncWebsocketPort === null) {
-        throw new ConflictError(`"${status.name}" has no screen: it is ${status.state}`);
-      }
-      return proxyVnc(c.req.raw, status.vncWebsocketPort);
+      // `requireToken` let the request in: with the token (the CLI, a script), which
+      // holds while the daemon runs, or with a session, which may end while it watches.
+      const session = c.req.header("authorization") ? undefined : getCookie(c, SESSION_COOKIE);
+      return await screens.open(c.req.raw, app.screen(c.req.param("name")), {
+        session,
+        stillAllowed: () => session === undefined || sessions.valid(session),
+      });
     })
     .post(
       "/:name/console",
@@ -158,6 +196,8 @@ function applianceRoutes(ctx: ApiContext) {
 /** Builds the API app. */
 export function apiApp(ctx: ApiContext) {
   const sessions = new BrowserSessions();
+  const screens = new ScreenRelays();
+  sessions.onRevoke((id) => screens.closeSession(id));
   const api = new Hono()
     .use("*", requireToken({ token: ctx.token, sessions, cookie: SESSION_COOKIE }))
     .get("/status", async (c) =>
@@ -168,6 +208,7 @@ export function apiApp(ctx: ApiContext) {
         appliances: await ctx.appliances.list(),
         cache: ctx.cacheStats(),
         remoteDisplay: ctx.remoteDisplay?.() ?? null,
+        accel: ctx.accel?.() ?? null,
       }))
     .get("/events", (c) =>
       streamSSE(c, async (stream) => {
@@ -195,7 +236,7 @@ export function apiApp(ctx: ApiContext) {
           ctx.appliances.removeEventListener("change", onChange);
         }
       }))
-    .route("/appliances", applianceRoutes(ctx))
+    .route("/appliances", applianceRoutes(ctx, sessions, screens))
     .route("/session", signOutRoutes(sessions));
 
   // Signing in is the one API route without a session: it is mounted ahead of `api`.
@@ -205,17 +246,7 @@ export function apiApp(ctx: ApiContext) {
     .route("/api", api);
   root.onError((err, c) => {
     if (err instanceof HTTPException) return c.json({ error: err.message }, err.status);
-    const status = err instanceof NotFoundError
-      ? 404
-      : err instanceof ConflictError
-      ? 409
-      : err instanceof UsageError
-      ? 400
-      : err instanceof PermanentError
-      ? 422
-      : err instanceof VatError
-      ? 500
-      : 500;
+    const status = httpStatusOf(err) as 400 | 404 | 409 | 422 | 500;
     if (!(err instanceof VatError)) console.error("api: unexpected error", err);
     return c.json({
       error: err instanceof VatError ? err.message : `internal error: ${err.message}`,

@@ -6,8 +6,8 @@
  */
 
 import { hc } from "hono/client";
-import { ConflictError, NotFoundError, PermanentError, UsageError, VatError } from "../errors.ts";
-import { readDaemonInfo } from "../daemon/daemon.ts";
+import { errorOfHttpStatus, NotFoundError, VatError } from "../errors.ts";
+import { readDaemonInfo } from "./daemon_info.ts";
 import type { ApiApp } from "./api_app.ts";
 
 /** A client bound to one running daemon. */
@@ -46,16 +46,5 @@ export async function expectOk<T>(response: Promise<ResponseLike> | ResponseLike
   const body = type.includes("json") ? await res.json() : await res.text();
   if (res.ok) return body as T;
   const message = (body as { error?: string })?.error ?? `the daemon answered ${res.status}`;
-  switch (res.status) {
-    case 400:
-      throw new UsageError(message);
-    case 404:
-      throw new NotFoundError(message);
-    case 409:
-      throw new ConflictError(message);
-    case 422:
-      throw new PermanentError(message);
-    default:
-      throw new VatError(message);
-  }
+  throw errorOfHttpStatus(res.status, message);
 }

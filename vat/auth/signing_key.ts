@@ -8,6 +8,7 @@
  */
 
 import {
+  createHash,
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
@@ -74,9 +75,39 @@ export async function loadSigningKey(path: string): Promise<SigningKey> {
 
 /** Reads a public key id from a `.pub` file or takes it literally (`ed25519:...`). */
 export async function readPublicKeyId(pathOrId: string): Promise<PublicKeyId> {
-  const text = pathOrId.startsWith(PREFIX) ? pathOrId : (await Deno.readTextFile(pathOrId)).trim();
+  let text = pathOrId;
+  if (!pathOrId.startsWith(PREFIX)) {
+    try {
+      text = (await Deno.readTextFile(pathOrId)).trim();
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      throw new UsageError(
+        `public key ${pathOrId} does not exist (give a KEY.pub file or an "ed25519:..." id)`,
+      );
+    }
+  }
   parsePublicKeyId(text);
   return text;
+}
+
+/**
+ * A key's fingerprint, for people to compare out of band (as ssh shows them):
+ * `SHA256:` and the unpadded base64 of the SHA-256 of the raw 32-byte key. Throws
+ * `IntegrityError` for a malformed key id.
+ */
+export function keyFingerprint(id: PublicKeyId): string {
+  parsePublicKeyId(id);
+  const raw = Buffer.from(id.slice(PREFIX.length), "base64url");
+  return "SHA256:" + createHash("sha256").update(raw).digest("base64").replace(/=+$/, "");
+}
+
+/** `ed25519:... (SHA256:...)`: how messages name a key. */
+export function describeKey(id: string): string {
+  try {
+    return `${id} (${keyFingerprint(id)})`;
+  } catch {
+    return JSON.stringify(id);
+  }
 }
 
 function publicKeyIdOf(privateKey: KeyObject): PublicKeyId {

@@ -87,7 +87,12 @@ export class Backups extends EventTarget {
     const key = await loadUserKey(config.userKeyPath);
     const store = new MirroredStore({
       location: config.dataRepo,
-      open: () => openStore(config.dataRepo, { signingKey: key.signingKey }),
+      // Unreachable is the mirror's and the uploader's business; busy is retried here.
+      open: () =>
+        openStore(config.dataRepo, {
+          signingKey: key.signingKey,
+          retry: { onlyAnswered: true },
+        }),
       mirrorDir: `${stateDir}/mirror-data`,
     });
     let data: DataRepository;

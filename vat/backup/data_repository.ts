@@ -59,16 +59,24 @@ export class DataRepository {
       }
     }
     _checkKey(root, key, store);
+    root.policy = { keys: [key.signingKey.publicKeyId] };
     return new DataRepository(store, key, root);
   }
 
-  /** The version series of subscription `name`, as a repository. */
+  /**
+   * The version series of subscription `name`, as a repository whose versions count
+   * only when signed by the user's own key (whatever `repo.json` lists) and bound to
+   * this series (their `subscription` field), so a storage operator can neither add
+   * versions nor copy one series' version into another (docs/SECURITY.md).
+   */
   subscription(name: string): Repository {
-    return new Repository(
+    const repo = new Repository(
       new SubscriptionStore(this.store, name),
       this.root.config,
       this.root.codec,
     );
+    repo.policy = { keys: [this.key.signingKey.publicKeyId], subscription: name };
+    return repo;
   }
 
   /** Names of the subscriptions with at least one object (stores that can list). */

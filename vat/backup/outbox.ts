@@ -11,6 +11,10 @@
  * committed, so a queued snapshot always has every object it names; objects written by
  * a snapshot that never committed are removed at the next open.
  *
+ * A full disk fails the write that needed the space with a `PermanentError` that says
+ * so (an object is never left half written, a transaction never half applied), and
+ * leaves the queued snapshots as they were (docs/BACKUP.md, "A full disk").
+ *
  * @module
  */
 
@@ -18,8 +22,9 @@ import { DatabaseSync } from "node:sqlite";
 import { DiskIndex } from "../repo/disk_index.ts";
 import { fromHex, toHex } from "../repo/chunk_codec.ts";
 import type { VmDescription } from "../repo/manifest.ts";
-import { mapDiskFull, removeIfThere } from "../fs_atomic.ts";
+import { isDiskFull, mapDiskFull, removeIfThere } from "../fs_atomic.ts";
 import { PermanentError } from "../errors.ts";
+import { inTransaction, writing } from "../sqlite_write.ts";
 
 /** Why a snapshot was taken. */
 export type SnapshotReason = "start" | "stop" | "periodic" | "now" | "undo" | "first";
@@ -116,21 +121,27 @@ export class Outbox {
 
   /** Opens (or creates) the outbox in `dir`, for a series called `series` when new. */
   static async open(dir: string, series: string): Promise<Outbox> {
-    await Deno.mkdir(`${dir}/objects`, { recursive: true });
-    const db = new DatabaseSync(`${dir}/outbox.sqlite`);
-    db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;");
-    db.exec(SCHEMA);
-    const outbox = new Outbox(dir, db);
-    if (!db.prepare("SELECT 1 FROM series").get()) {
-      const state: SeriesState = {
-        series,
-        committedVersion: null,
-        base: null,
-        lastBackupAt: null,
-        forkNote: null,
-      };
-      db.prepare("INSERT INTO series (id, state) VALUES (1, ?)").run(JSON.stringify(state));
+    let db: DatabaseSync | undefined;
+    try {
+      await Deno.mkdir(`${dir}/objects`, { recursive: true });
+      db = new DatabaseSync(`${dir}/outbox.sqlite`);
+      db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;");
+      db.exec(SCHEMA);
+      if (!db.prepare("SELECT 1 FROM series").get()) {
+        const state: SeriesState = {
+          series,
+          committedVersion: null,
+          base: null,
+          lastBackupAt: null,
+          forkNote: null,
+        };
+        db.prepare("INSERT INTO series (id, state) VALUES (1, ?)").run(JSON.stringify(state));
+      }
+    } catch (err) {
+      if (db?.isOpen) db.close();
+      throw mapDiskFull(err, dir);
     }
+    const outbox = new Outbox(dir, db);
     await outbox.#removeStrayObjects();
     return outbox;
   }
@@ -144,7 +155,10 @@ export class Outbox {
   /** Changes the series state. */
   updateState(change: Partial<SeriesState>): SeriesState {
     const state = { ...this.state(), ...change };
-    this.#db.prepare("UPDATE series SET state = ?").run(JSON.stringify(state));
+    writing(
+      this.dir,
+      () => this.#db.prepare("UPDATE series SET state = ?").run(JSON.stringify(state)),
+    );
     return state;
   }
 
@@ -160,15 +174,10 @@ export class Outbox {
 
   /** Records that `version` (of content `index`) is the newest committed or restored. */
   setCommitted(version: number | null, index: DiskIndex | null, change: Partial<SeriesState> = {}) {
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
+    inTransaction(this.#db, this.dir, () => {
       this.#db.prepare("UPDATE series SET committed_index = ?").run(index ? index.toBytes() : null);
       this.updateState({ ...change, committedVersion: version });
-      this.#db.exec("COMMIT");
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
-    }
+    });
   }
 
   /** The index the next snapshot starts from: the newest queued one, else the committed one. */
@@ -220,17 +229,20 @@ export class Outbox {
         const id = toHex(name);
         needed.add(id);
         if (added.has(id) || this.#hasObject(name)) return;
+        const path = `${this.#objectsDir}/${id}`;
         added.set(id, object.length);
         try {
-          await Deno.writeFile(`${this.#objectsDir}/${id}`, object);
+          await Deno.writeFile(path, object);
         } catch (err) {
+          // Never half an object: a retry writes it whole, and the disk gets its space back.
+          added.delete(id);
+          await removeIfThere(path);
           throw mapDiskFull(err, this.#objectsDir);
         }
       },
       commit: async (index, info) => {
         await _syncFilesystem(this.dir);
-        this.#db.exec("BEGIN IMMEDIATE");
-        try {
+        inTransaction(this.#db, this.dir, () => {
           const result = this.#db.prepare(
             "INSERT INTO snapshots (id, info, disk_index) VALUES (?, ?, ?)",
           ).run(info.id, JSON.stringify(info), index.toBytes());
@@ -243,11 +255,7 @@ export class Outbox {
           );
           for (const [id, size] of added) addObject.run(fromHex(id), size);
           for (const id of needed) link.run(seq, fromHex(id));
-          this.#db.exec("COMMIT");
-        } catch (err) {
-          this.#db.exec("ROLLBACK");
-          throw err;
-        }
+        });
         return this.queuedById(info.id);
       },
       abandon: async () => {
@@ -273,17 +281,12 @@ export class Outbox {
    */
   async uploaded(snapshot: QueuedSnapshot, version: number): Promise<void> {
     const seq = snapshot.seq;
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
+    inTransaction(this.#db, this.dir, () => {
       this.#db.prepare("UPDATE series SET committed_index = ?").run(snapshot.index.toBytes());
       this.updateState({ committedVersion: version });
       this.#db.prepare("DELETE FROM snapshots WHERE seq = ?").run(seq);
       this.#db.prepare("DELETE FROM snapshot_objects WHERE seq = ?").run(seq);
-      this.#db.exec("COMMIT");
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
-    }
+    });
     await this.#dropUnneededObjects();
   }
 
@@ -301,8 +304,7 @@ export class Outbox {
       const hash = newest.index.hash(i);
       if (hash) names.add(toHex(hash));
     }
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
+    inTransaction(this.#db, this.dir, () => {
       const link = this.#db.prepare(
         "INSERT OR IGNORE INTO snapshot_objects (seq, name) VALUES (?, ?)",
       );
@@ -311,11 +313,7 @@ export class Outbox {
         this.#db.prepare("DELETE FROM snapshots WHERE seq = ?").run(older.seq);
         this.#db.prepare("DELETE FROM snapshot_objects WHERE seq = ?").run(older.seq);
       }
-      this.#db.exec("COMMIT");
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
-    }
+    });
     await this.#dropUnneededObjects();
     return all.length - 1;
   }
@@ -348,13 +346,23 @@ export class Outbox {
     };
   }
 
+  /**
+   * Deletes the objects no queued snapshot needs. Called after a change that already
+   * committed, so a full disk (the delete needs room in the WAL) is not an error: the
+   * rows and files stay, and the next call removes them.
+   */
   async #dropUnneededObjects(): Promise<void> {
     const orphans = this.#db.prepare(
       "SELECT name FROM objects WHERE name NOT IN (SELECT name FROM snapshot_objects)",
     ).all() as { name: Uint8Array }[];
-    this.#db.prepare(
-      "DELETE FROM objects WHERE name NOT IN (SELECT name FROM snapshot_objects)",
-    ).run();
+    try {
+      this.#db.prepare(
+        "DELETE FROM objects WHERE name NOT IN (SELECT name FROM snapshot_objects)",
+      ).run();
+    } catch (err) {
+      if (isDiskFull(err)) return;
+      throw err;
+    }
     for (const { name } of orphans) await removeIfThere(`${this.#objectsDir}/${toHex(name)}`);
   }
 

@@ -11,10 +11,11 @@
 import { randomUUID } from "node:crypto";
 import { CowOverlay } from "../disk/cow_overlay.ts";
 import { ConflictError, isRetryable, NotFoundError, TransientError } from "../errors.ts";
-import { chunkKey, isAllZero } from "../repo/chunk_codec.ts";
+import { fromHex, isAllZero } from "../repo/chunk_codec.ts";
 import { DiskIndex } from "../repo/disk_index.ts";
-import { signManifest, type VersionManifest, type VmDescription } from "../repo/manifest.ts";
-import { manifestKey, type Repository } from "../repo/repository.ts";
+import type { VmDescription } from "../repo/manifest.ts";
+import type { Repository } from "../repo/repository.ts";
+import { commitVersion } from "../repo/commit_version.ts";
 import { ProgressMeter } from "../progress.ts";
 import type { RateLimiter } from "../rate_limiter.ts";
 import type { DataRepository } from "./data_repository.ts";
@@ -469,8 +470,8 @@ export class SubscriptionBackup {
     const worker = async () => {
       while (next < snapshot.objects.length) {
         const id = snapshot.objects[next++];
-        const key = chunkKey(id);
-        if (await repo.store.stat(key)) {
+        const hash = fromHex(id);
+        if (await repo.hasChunk(hash)) {
           meter.advance(0);
           continue;
         }
@@ -484,7 +485,7 @@ export class SubscriptionBackup {
         await this.#options.limiter.take(object.length);
         if (this.#stopping) throw new TransientError("the upload stopped with the daemon");
         const schedule = this.#options.schedule ?? ((task) => task());
-        await schedule(() => repo.store.put(key, object));
+        await schedule(() => repo.writeEncodedChunk(hash, object));
         meter.advance(object.length);
         this.#sentOfCurrent += object.length;
       }
@@ -494,14 +495,7 @@ export class SubscriptionBackup {
     const version = (latest ?? 0) + 1;
     const ref = await repo.writeDiskIndex(version, "user", snapshot.index);
     await this.#options.limiter.take(ref.sizeBytes); // the index counts against the cap too
-    const manifest: VersionManifest = {
-      format: 1,
-      repoId: repo.config.id,
-      version,
-      parent: latest,
-      createdAt: new Date().toISOString(),
-      publisher: this.#data.key.signingKey.publicKeyId,
-      nonce: randomUUID(),
+    const committed = await commitVersion(repo, this.#data.key.signingKey, version, latest, {
       vm: snapshot.vm,
       disks: {
         user: {
@@ -521,17 +515,10 @@ export class SubscriptionBackup {
         vatId: this.#options.vatId,
         undoneTo: snapshot.undoneTo,
       },
-    };
-    if (
-      !(await repo.store.create(
-        manifestKey(version),
-        signManifest(manifest, this.#data.key.signingKey),
-      ))
-    ) {
-      // Another VAT committed this number first; the next round sees it and forks.
-      return;
-    }
-    await repo.writeLatest(version).catch(() => {});
+      subscription: state.series,
+    }, { latestRequired: false });
+    // Another VAT committed this number first; the next round sees it and forks.
+    if (!committed) return;
     await this.outbox.uploaded(snapshot, version);
     this.#sentOfCurrent = 0;
     this.outbox.updateState({ lastBackupAt: snapshot.takenAt });

@@ -8,12 +8,18 @@
  * whose data never reached the disk is simply a miss, fetched again. The guest never
  * sees bad data.
  *
+ * A full disk never fails a read: a chunk that cannot be stored is served uncached,
+ * the cache says so once in the log ("cache disk full ...") and in its stats, and
+ * caching resumes by itself once a chunk fits again (docs/CACHE.md, "A full disk").
+ *
  * @module
  */
 
 import { closeSync, constants as fsConstants, openSync, readSync, writeSync } from "node:fs";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { isRetryable, TransientError, VatError } from "../errors.ts";
+import { isDiskFull, mapDiskFull } from "../fs_atomic.ts";
+import { inTransaction, rollback, writing } from "../sqlite_write.ts";
 import { hashChunk, toHex } from "../repo/chunk_codec.ts";
 
 /** Where a missing chunk comes from: the repository, returning verified plaintext. */
@@ -48,6 +54,8 @@ export interface CacheStats {
   budgetBytes: number;
   chunks: number;
   pinnedChunks: number;
+  /** The cache's disk was full at the last store: chunks are served but not cached. */
+  diskFull: boolean;
 }
 
 interface Slab {
@@ -119,6 +127,8 @@ export class ChunkCache {
   readonly #fetchQueue: (() => void)[] = [];
   #usedBytes = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The last store found the disk full (logged once, until a store succeeds again). */
+  #diskFull = false;
   readonly #lock: Deno.FsFile;
   readonly #stats: Record<(typeof COUNTERS)[number], number> = {
     hits: 0,
@@ -147,6 +157,7 @@ export class ChunkCache {
       takeFree: db.prepare("SELECT slot FROM free_slots WHERE slot_bytes = ? LIMIT 1"),
       dropFree: db.prepare("DELETE FROM free_slots WHERE slot_bytes = ? AND slot = ?"),
       addFree: db.prepare("INSERT OR IGNORE INTO free_slots (slot_bytes, slot) VALUES (?, ?)"),
+      slots: db.prepare("SELECT slots FROM slabs WHERE slot_bytes = ?"),
       growSlab: db.prepare(
         "INSERT INTO slabs (slot_bytes, slots) VALUES (?, 1) ON CONFLICT(slot_bytes) DO UPDATE SET slots = slots + 1 RETURNING slots",
       ),
@@ -168,17 +179,30 @@ export class ChunkCache {
 
   /** Opens (or creates) the cache in `options.dir`. */
   static async open(options: ChunkCacheOptions): Promise<ChunkCache> {
-    await Deno.mkdir(options.dir, { recursive: true });
-    const lock = await Deno.open(`${options.dir}/lock`, { read: true, write: true, create: true });
+    let lock: Deno.FsFile;
+    try {
+      await Deno.mkdir(options.dir, { recursive: true });
+      lock = await Deno.open(`${options.dir}/lock`, { read: true, write: true, create: true });
+    } catch (err) {
+      throw mapDiskFull(err, options.dir);
+    }
     try {
       await lock.lock(true);
     } catch (err) {
       lock.close();
       throw err;
     }
-    const db = new DatabaseSync(`${options.dir}/index.sqlite`);
-    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
-    db.exec(SCHEMA);
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(`${options.dir}/index.sqlite`);
+      db.exec(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+      );
+      db.exec(SCHEMA);
+    } catch (err) {
+      lock.close();
+      throw mapDiskFull(err, options.dir);
+    }
     const cache = new ChunkCache(options, db, lock);
     const row = cache.#q.used.get() as { used: number };
     cache.#usedBytes = Number(row.used);
@@ -232,7 +256,7 @@ export class ChunkCache {
         const n = readSync(slab.fd, into, filled, into.length - filled, position + filled);
         if (n === 0) {
           // The slab ends early (truncated under us): a miss, fetched again.
-          this.#drop(entry.hash, entry.slotBytes, entry.slot);
+          this.#dropBad(entry);
           return false;
         }
         filled += n;
@@ -253,7 +277,7 @@ export class ChunkCache {
     return this.#q.lookup.get(hash) !== undefined;
   }
 
-  /** Stores a chunk the caller already verified (prefetch, publish). */
+  /** Stores a chunk the caller already verified (prefetch, publish); on a full disk, doesn't. */
   put(hash: Uint8Array, data: Uint8Array): void {
     if (this.has(hash)) return;
     this.#store(hash, data);
@@ -261,19 +285,14 @@ export class ChunkCache {
 
   /** Pins `hashes` for `owner` (e.g. "repo-id@3"): they are never evicted. */
   pin(owner: string, hashes: Iterable<Uint8Array>): void {
-    this.#db.exec("BEGIN");
-    try {
+    inTransaction(this.#db, this.dir, () => {
       for (const hash of hashes) this.#q.pin.run(owner, hash);
-      this.#db.exec("COMMIT");
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
-    }
+    });
   }
 
   /** Drops every pin of `owner`. */
   unpin(owner: string): void {
-    this.#q.unpin.run(owner);
+    writing(this.dir, () => this.#q.unpin.run(owner));
   }
 
   /** The owners holding pins whose names start with `prefix`. */
@@ -290,6 +309,7 @@ export class ChunkCache {
       budgetBytes: this.budgetBytes,
       chunks: Number(row.n),
       pinnedChunks: Number((this.#q.pinned.get() as { n: number }).n),
+      diskFull: this.#diskFull,
     };
   }
 
@@ -360,7 +380,7 @@ export class ChunkCache {
     if (!entry.verified) {
       if (filled < data.length || !Buffer.from(this.#hashOf(data)).equals(entry.hash)) {
         // A crash before the data reached the disk, or a bad sector: a miss.
-        this.#drop(entry.hash, entry.slotBytes, entry.slot);
+        this.#dropBad(entry);
         this.#stats.corruptDropped++;
         console.error(`cache: chunk ${toHex(entry.hash)} failed its hash check; fetching it again`);
         return null;
@@ -416,30 +436,85 @@ export class ChunkCache {
     else this.#activeFetches--;
   }
 
+  /**
+   * Stores a verified chunk, if it fits the budget and the disk. The data is written
+   * first, then the rows that name it are committed in one transaction: a full disk
+   * fails one or the other and leaves no row naming a slot whose write failed. (A crash
+   * after the commit, before the page cache reached the disk, can leave such a row;
+   * the hash check on the next process's first read turns it into a miss.)
+   */
   #store(hash: Uint8Array, data: Uint8Array): void {
     const slotBytes = _slotBytesFor(data.length);
     if (slotBytes > this.budgetBytes) return;
-    if (!this.#makeRoom(slotBytes)) return; // everything is pinned: serve without caching
-    const slot = this.#allocate(slotBytes);
-    const slab = this.#slab(slotBytes);
-    // Record first, then write: if the write never lands, the hash check on the
-    // next process's first read turns the row into a miss.
-    this.#q.insert.run(hash, slotBytes, slot, data.length, ++this.#clock);
-    this.#usedBytes += slotBytes;
-    const entry: _Entry = {
-      hash: new Uint8Array(hash),
-      slotBytes,
-      slot,
-      length: data.length,
-      verified: false,
-    };
-    this.#remember(toHex(hash), entry);
-    let written = 0;
-    const offset = slot * slotBytes;
-    while (written < data.length) {
-      written += writeSync(slab.fd, data, written, data.length - written, offset + written);
+    try {
+      if (!this.#makeRoom(slotBytes)) return; // everything is pinned: serve without caching
+      const slab = this.#slab(slotBytes);
+      const free = this.#q.takeFree.get(slotBytes) as { slot: number } | undefined;
+      const slot = free
+        ? Number(free.slot)
+        : Number((this.#q.slots.get(slotBytes) as { slots: number } | undefined)?.slots ?? 0);
+      let written = 0;
+      const offset = slot * slotBytes;
+      while (written < data.length) {
+        written += writeSync(slab.fd, data, written, data.length - written, offset + written);
+      }
+      let replaced = 0;
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        if (free) this.#q.dropFree.run(slotBytes, slot);
+        else this.#q.growSlab.get(slotBytes);
+        // A row left by a drop that failed (the disk was full): its slot is free now.
+        const old = this.#q.lookup.get(hash) as { slot_bytes: number; slot: number } | undefined;
+        if (old) {
+          this.#q.addFree.run(old.slot_bytes, old.slot);
+          replaced = Number(old.slot_bytes);
+        }
+        this.#q.insert.run(hash, slotBytes, slot, data.length, ++this.#clock);
+        this.#db.exec("COMMIT");
+      } catch (err) {
+        rollback(this.#db);
+        throw err;
+      }
+      this.#usedBytes += slotBytes - replaced;
+      this.#remember(toHex(hash), {
+        hash: new Uint8Array(hash),
+        slotBytes,
+        slot,
+        length: data.length,
+        verified: true,
+      });
+      if (this.#diskFull) {
+        this.#diskFull = false;
+        console.error(`cache: the disk of ${this.dir} has space again; caching resumes`);
+      }
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      this.#noteDiskFull(err);
     }
-    entry.verified = true;
+  }
+
+  /** Says once (until a store succeeds again) that chunks are served uncached. */
+  #noteDiskFull(err: unknown): void {
+    if (this.#diskFull) return;
+    this.#diskFull = true;
+    console.error(
+      `cache disk full: the disk of ${this.dir} has no space left (${(err as Error).message}); ` +
+        `chunks are served but not cached until there is space again (free some on that disk, ` +
+        `or lower the cache size)`,
+    );
+  }
+
+  /** Drops a row whose slot failed its check; on a full disk only forgets it here. */
+  #dropBad(entry: _Entry): void {
+    try {
+      this.#drop(entry.hash, entry.slotBytes, entry.slot);
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      // The row stays until a store of the same chunk replaces it (and frees its slot).
+      this.#entries.delete(toHex(entry.hash));
+      this.#touched.delete(entry);
+      this.#noteDiskFull(err);
+    }
   }
 
   #makeRoom(slotBytes: number): boolean {
@@ -450,6 +525,7 @@ export class ChunkCache {
         slot: number;
       }[];
       if (victims.length === 0) return false;
+      const evictedBefore = this.#stats.bytesEvicted;
       this.#db.exec("BEGIN");
       try {
         for (const v of victims) {
@@ -459,7 +535,11 @@ export class ChunkCache {
         }
         this.#db.exec("COMMIT");
       } catch (err) {
-        this.#db.exec("ROLLBACK");
+        // The rows are back: so are the bytes they use (the entries `#drop` forgot
+        // here are looked up again when read).
+        rollback(this.#db);
+        this.#usedBytes = Number((this.#q.used.get() as { used: number }).used);
+        this.#stats.bytesEvicted = evictedBefore;
         throw err;
       }
     }
@@ -476,16 +556,6 @@ export class ChunkCache {
       this.#entries.delete(id);
       this.#touched.delete(entry);
     }
-  }
-
-  #allocate(slotBytes: number): number {
-    const free = this.#q.takeFree.get(slotBytes) as { slot: number } | undefined;
-    if (free) {
-      this.#q.dropFree.run(slotBytes, free.slot);
-      return Number(free.slot);
-    }
-    const row = this.#q.growSlab.get(slotBytes) as { slots: number };
-    return Number(row.slots) - 1;
   }
 
   #slab(slotBytes: number): Slab {
@@ -515,6 +585,7 @@ export class ChunkCache {
     }
   }
 
+  /** On a full disk the updates wait, in memory, for the next flush. */
   #flushTouches(): void {
     this.#db.exec("BEGIN");
     try {
@@ -522,8 +593,10 @@ export class ChunkCache {
       for (const [name, value] of Object.entries(this.#stats)) this.#q.setCounter.run(name, value);
       this.#db.exec("COMMIT");
     } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
+      rollback(this.#db);
+      if (!isDiskFull(err)) throw err;
+      this.#noteDiskFull(err);
+      return;
     }
     this.#touched.clear();
   }

@@ -6,11 +6,12 @@
  */
 
 import { connectDaemon, expectOk } from "../api/api_client.ts";
-import type { ApplianceStatus } from "../daemon/appliances.ts";
 import { UsageError } from "../errors.ts";
+import { readPublicKeyId } from "../auth/signing_key.ts";
 import { formatBytes, type OperationProgress, terminalProgress } from "../progress.ts";
 import type { PublishResult } from "../repo/publish.ts";
 import { stateDir } from "../state_dir.ts";
+import type { AccelDecision, ApplianceStatus } from "../api/wire_types.ts";
 import { parseFlags, printJson } from "./args.ts";
 import type { Command } from "./command.ts";
 
@@ -40,6 +41,7 @@ function describe(a: ApplianceStatus): string {
     a.backup.error ? `backup error: ${a.backup.error}` : "",
     a.backup.forkNote ?? "",
     a.lastError ? `error: ${a.lastError}` : "",
+    a.trust?.problem ? `trust problem: ${a.trust.problem}` : "",
   ].filter(Boolean);
   return `${a.name.padEnd(16)} ${a.state.padEnd(10)} ${version === null ? "-" : `v${version}`}` +
     (notes.length ? `  ${notes.join("; ")}` : "");
@@ -97,23 +99,43 @@ function actionCommand(
 
 export const applianceAddCommand: Command = {
   name: "appliance add",
-  summary: "add an appliance from its repository",
-  usage: `vat appliance add REPO [--name NAME] [--state DIR] [--json]`,
+  summary: "add an appliance from its repository, pinning its publisher keys",
+  usage: `vat appliance add REPO [--name NAME] [--publisher KEY.pub ...] [--state DIR] [--json]
+
+Pins the repository's id and publisher keys (printed with their fingerprints: compare
+them with the publisher's). From then on this VAT accepts only versions signed by a
+pinned key; key changes reach it only as key lists signed by a pinned key (vat repo
+add-key). Without --publisher the repository's own keys are pinned (trust on first
+use); with it, only the keys given (KEY.pub files or "ed25519:..." ids).`,
   async run(args) {
     const { values, positionals } = parseFlags("appliance add", args, {
       ...COMMON,
       name: { type: "string" },
+      publisher: { type: "string", multiple: true },
     });
     if (positionals.length !== 1) throw new UsageError("appliance add: give one REPO");
+    const publishers = await Promise.all((values.publisher ?? []).map(readPublicKeyId));
     const client = await connectDaemon(stateDir(values.state));
     const repo = /^[a-z0-9]+:\/\//.test(positionals[0]) || positionals[0].startsWith("/")
       ? positionals[0]
       : `${Deno.cwd()}/${positionals[0]}`;
     const status = await expectOk<ApplianceStatus>(
-      client.api.appliances.$post({ json: { repo, name: values.name } }),
+      client.api.appliances.$post({ json: { repo, name: values.name, publishers } }),
     );
     if (values.json) printJson(status);
-    else console.log(`added ${describe(status)}`);
+    else {
+      console.log(`added ${describe(status)}`);
+      const trust = status.trust;
+      if (trust) {
+        console.log(
+          `pinned repository ${trust.repoId} and its publisher keys` +
+            (trust.pinnedBy === "first use"
+              ? " on first use (compare the fingerprints with the publisher's):"
+              : ", as given:"),
+        );
+        for (const k of trust.keys) console.log(`  ${k.id}  ${k.fingerprint}`);
+      }
+    }
     return 0;
   },
 };
@@ -261,8 +283,15 @@ export const statusCommand: Command = {
       stateDir: string;
       pid: number;
       appliances: ApplianceStatus[];
-      cache: { usedBytes: number; budgetBytes: number; hits: number; misses: number };
+      cache: {
+        usedBytes: number;
+        budgetBytes: number;
+        hits: number;
+        misses: number;
+        diskFull: boolean;
+      };
       remoteDisplay: { url: string; fingerprint: string } | null;
+      accel: AccelDecision | null;
     }>(client.api.status.$get());
     if (values.json) {
       printJson(status);
@@ -273,8 +302,14 @@ export const statusCommand: Command = {
       `cache: ${formatBytes(status.cache.usedBytes)} of ${
         formatBytes(status.cache.budgetBytes)
       }, ` +
-        `${status.cache.hits} hits, ${status.cache.misses} misses`,
+        `${status.cache.hits} hits, ${status.cache.misses} misses` +
+        (status.cache.diskFull ? "; its disk is full: chunks are served but not cached" : ""),
     );
+    if (status.accel) {
+      console.log(
+        `guests run on ${status.accel.accel === "kvm" ? "KVM" : "TCG"}: ${status.accel.reason}`,
+      );
+    }
     if (status.remoteDisplay) {
       console.log(
         `remote display: ${status.remoteDisplay.url} (TLS certificate SHA-256 ${status.remoteDisplay.fingerprint})`,

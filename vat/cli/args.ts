@@ -9,41 +9,23 @@ import { parseArgs as nodeParseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
 import type { S3UrlOptions } from "../repo/store_s3.ts";
 
-const SIZE_UNITS: Record<string, number> = {
-  "": 1,
-  b: 1,
-  k: 1024,
-  kb: 1024,
-  kib: 1024,
-  m: 1024 ** 2,
-  mb: 1024 ** 2,
-  mib: 1024 ** 2,
-  g: 1024 ** 3,
-  gb: 1024 ** 3,
-  gib: 1024 ** 3,
-  t: 1024 ** 4,
-  tb: 1024 ** 4,
-  tib: 1024 ** 4,
-};
-
-/** Parses "64K", "1M", "1.5GiB", "4096" into bytes (binary units). */
-export function parseSize(text: string, what: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
-  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
-  if (!m || unit === undefined) {
-    throw new UsageError(`${what} "${text}" is not a size (examples: 65536, 64K, 1M, 2G)`);
-  }
-  const bytes = Math.round(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes)) throw new UsageError(`${what} "${text}" is too large`);
-  return bytes;
-}
-
 /** Parses a positive whole number flag. */
 export function parseCount(text: string, what: string): number {
   if (!/^\d+$/.test(text.trim()) || Number(text) < 1) {
     throw new UsageError(`${what} "${text}" must be a whole number of at least 1`);
   }
   return Number(text);
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
+
+/** Parses "90s", "30m", "12h", "7d" into milliseconds. */
+export function parseDuration(text: string, what: string): number {
+  const m = /^(\d+)\s*([smhd])$/.exec(text.trim());
+  if (!m || Number(m[1]) < 1) {
+    throw new UsageError(`${what} "${text}" is not a duration (examples: 90s, 30m, 12h, 7d)`);
+  }
+  return Number(m[1]) * DURATION_UNITS[m[2]];
 }
 
 /** A repository and an optional version: `REPO`, `REPO@N` or `REPO@latest`. */

@@ -6,8 +6,7 @@
  */
 
 import { connectDaemon, expectOk } from "../api/api_client.ts";
-import type { SnapshotEntry } from "../backup/subscription_backup.ts";
-import type { ApplianceStatus } from "../daemon/appliances.ts";
+import type { ApplianceStatus, SnapshotEntry } from "../api/wire_types.ts";
 import { UsageError } from "../errors.ts";
 import { formatBytes } from "../progress.ts";
 import { stateDir } from "../state_dir.ts";

@@ -3,17 +3,19 @@ import { readDaemonConfig } from "../daemon/daemon_config.ts";
 import { parseListenAddress } from "../daemon/remote_display.ts";
 import { UsageError } from "../errors.ts";
 import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
-import { parseFlags, parseSize } from "./args.ts";
+import { parseFlags } from "./args.ts";
+import { parseSize } from "../progress.ts";
 import type { Command } from "./command.ts";
 import { VERSION } from "./version.ts";
 import { parseBitRate } from "../rate_limiter.ts";
+import { accelSettingFromEnv, parseAccelSetting } from "../vmm/accelerator.ts";
 
 export const daemonCommand: Command = {
   name: "daemon",
   summary: "run the VAT daemon (what `vat` alone does)",
   usage: `vat [--headless | --kiosk] [--listen ADDR:PORT] [--state DIR] [--port N]
     [--cache-size SIZE] [--prefetch-limit SIZE] [--demo] [--data-repo REPO --user-key FILE]
-    [--snapshot-interval SECONDS] [--backup-limit RATE]
+    [--snapshot-interval SECONDS] [--backup-limit RATE] [--accel auto|kvm|tcg]
 
 Runs the VAT: the daemon that runs appliances, with its API on 127.0.0.1 (port 8460
 unless --port; 0 picks a free one). State (cache, overlays, database, logs) lives in
@@ -36,6 +38,12 @@ at start, at stop and every --snapshot-interval seconds (default 300) while runn
 uploaded in the background, capped at --backup-limit bits per second (e.g. 384k, 2M;
 default no cap); a subscription's lease lapses --lease-ttl seconds (default 90)
 after its VAT vanished. Without them user disks stay on this PC only, and vat says so.
+--accel auto|kvm|tcg (or "accel" in config.json, or $VAT_ACCEL) chooses what guests
+run on. auto (the default) boots a Linux kernel under KVM once per host boot to see
+whether KVM works here, remembers the answer in ~/.cache/vat/accel.json, and starts a
+guest that shows no sign of life under KVM (no console byte, no disk request) within
+15 s again under TCG, saying "KVM on this host hangs guests; using TCG". kvm and tcg
+are used as given, unwatched.
 Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first.`,
   async run(args) {
     const { values, positionals } = parseFlags("daemon", args, {
@@ -52,6 +60,7 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
       "snapshot-interval": { type: "string" },
       "backup-limit": { type: "string" },
       "lease-ttl": { type: "string" },
+      accel: { type: "string" },
     });
     if ((values["data-repo"] === undefined) !== (values["user-key"] === undefined)) {
       throw new UsageError(
@@ -99,6 +108,9 @@ Stops on SIGINT or SIGTERM, shutting its appliances (and its browser) down first
         ? parseSize(values["prefetch-limit"], "--prefetch-limit")
         : config.prefetchLimitBytesPerSecond,
       version: VERSION,
+      accel: values.accel !== undefined
+        ? parseAccelSetting(values.accel, "--accel")
+        : accelSettingFromEnv() ?? config.accel,
       demo: values.demo,
       backup,
       listen,

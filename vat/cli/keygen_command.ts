@@ -1,4 +1,4 @@
-import { generateSigningKey } from "../auth/signing_key.ts";
+import { generateSigningKey, keyFingerprint } from "../auth/signing_key.ts";
 import { generateUserKey } from "../auth/user_key.ts";
 import { UsageError } from "../errors.ts";
 import { parseFlags, printJson } from "./args.ts";
@@ -29,8 +29,14 @@ it the backups cannot be read by anyone.`,
       return 0;
     }
     const key = await generateSigningKey(values.out);
-    if (values.json) printJson({ key: values.out, publicKey: key.publicKeyId });
-    else console.log(`wrote ${values.out} and ${values.out}.pub\npublic key: ${key.publicKeyId}`);
+    const fingerprint = keyFingerprint(key.publicKeyId);
+    if (values.json) printJson({ key: values.out, publicKey: key.publicKeyId, fingerprint });
+    else {
+      console.log(
+        `wrote ${values.out} and ${values.out}.pub\npublic key: ${key.publicKeyId}\n` +
+          `fingerprint: ${fingerprint}`,
+      );
+    }
     return 0;
   },
 };

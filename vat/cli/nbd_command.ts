@@ -5,8 +5,8 @@ import { openStore } from "../repo/open_store.ts";
 import { Repository } from "../repo/repository.ts";
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { DEFAULT_CACHE_BYTES, stateDir } from "../state_dir.ts";
-import { formatBytes } from "../progress.ts";
-import { parseFlags, parseRepoRef, parseSize, s3Options, STORE_FLAGS } from "./args.ts";
+import { formatBytes, parseSize } from "../progress.ts";
+import { parseFlags, parseRepoRef, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
 import { removeStaleSocket } from "../unix_socket.ts";
 
@@ -51,7 +51,11 @@ Stops on SIGINT or SIGTERM, flushing the overlay.`,
       if (!m) throw new UsageError(`nbd: --tcp "${values.tcp}" is not ADDR:PORT`);
       tcp = { hostname: m[1] || "127.0.0.1", port: Number(m[2]) };
     }
-    const store = await openStore(ref.repo, { s3: s3Options(values) });
+    // --retry-for bounds the store's own retries too, not only the cache's.
+    const store = await openStore(ref.repo, {
+      s3: s3Options(values),
+      retry: { maxTotalMs: Math.min(30_000, retryFor * 1000) },
+    });
     const cache = await ChunkCache.open({
       dir: values.cache ?? `${stateDir(values.state)}/cache`,
       budgetBytes: values["cache-size"]

@@ -1,12 +1,12 @@
 import { loadSigningKey } from "../auth/signing_key.ts";
 import { PermanentError, UsageError } from "../errors.ts";
-import { recordBootTrace } from "../prefetch/trace_record.ts";
+import { recordBootTrace } from "../appliance/trace_record.ts";
 import { writeBootTrace } from "../repo/boot_trace.ts";
-import { formatBytes, terminalProgress } from "../progress.ts";
+import { formatBytes, parseSize, terminalProgress } from "../progress.ts";
 import { openStore } from "../repo/open_store.ts";
 import { publishVersion } from "../repo/publish.ts";
 import { Repository } from "../repo/repository.ts";
-import { parseCount, parseFlags, parseSize, printJson, s3Options, STORE_FLAGS } from "./args.ts";
+import { parseCount, parseFlags, printJson, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
 import { publishFromDaemon } from "./appliance_commands.ts";
 

@@ -5,22 +5,29 @@
  * @module
  */
 
-import { loadSigningKey, readPublicKeyId } from "../auth/signing_key.ts";
+import {
+  describeKey,
+  keyFingerprint,
+  loadSigningKey,
+  readPublicKeyId,
+} from "../auth/signing_key.ts";
 import { UsageError } from "../errors.ts";
-import { formatBytes, terminalProgress } from "../progress.ts";
+import { formatBytes, parseSize, terminalProgress } from "../progress.ts";
 import { collectGarbage } from "../repo/gc.ts";
 import { openStore } from "../repo/open_store.ts";
 import { DEFAULT_CHUNK_BYTES, REPO_KINDS, type RepoKind } from "../repo/repo_config.ts";
 import { Repository } from "../repo/repository.ts";
+import { appendKeyList, type KeyPins, newestKeyList } from "../repo/key_list.ts";
+import { DEFAULT_FRESHNESS_MS, writeFreshness } from "../repo/freshness.ts";
 import type { Store } from "../repo/store.ts";
 import { type VerifyReport, verifyRepository } from "../repo/verify.ts";
 import { loadUserKey } from "../auth/user_key.ts";
 import { DataRepository } from "../backup/data_repository.ts";
 import {
   parseCount,
+  parseDuration,
   parseFlags,
   parseRepoRef,
-  parseSize,
   printJson,
   s3Options,
   STORE_FLAGS,
@@ -94,11 +101,11 @@ A data repository (--kind data) belongs to one user: give their key with --user-
       if (positionals[0].startsWith("s3://")) {
         // A bucket that honours no conditional create would let two publishers
         // commit the same version: refuse it before it holds a repository.
-        const { ensureBucket, parseS3Url, probeConditionalCreate, S3Store } = await import(
+        const { ensureBucket, parseS3Url, probeConditionalCreate } = await import(
           "../repo/store_s3.ts"
         );
         await ensureBucket(parseS3Url(positionals[0], s3Options(values)));
-        await probeConditionalCreate(store as InstanceType<typeof S3Store>);
+        await probeConditionalCreate(store);
       }
       const repo = await Repository.init(store, { kind, chunkSizeBytes, publisherKeys });
       if (values.json) printJson(repo.config);
@@ -113,20 +120,176 @@ A data repository (--kind data) belongs to one user: give their key with --user-
   },
 };
 
+/** The repository's publisher keys now: its newest signed key list, or repo.json's. */
+async function currentKeys(repo: Repository): Promise<KeyPins> {
+  return (await newestKeyList(repo.store, repo.config.id)) ??
+    { sequence: 0, keys: [...repo.config.publisherKeys], retired: [] };
+}
+
+/** Signs key list N+1 = `keys` with `--key` and mirrors it into repo.json. */
+async function changeKeys(
+  repo: Repository,
+  current: KeyPins,
+  keys: string[],
+  keyPath: string | undefined,
+): Promise<KeyPins> {
+  if (!keyPath) {
+    throw new UsageError(
+      "give --key KEY: a current publisher key signs the new key list (VATs accept no other)",
+    );
+  }
+  const signer = await loadSigningKey(keyPath);
+  const latest = (await repo.latestVersion()) ?? 0;
+  const list = await appendKeyList(repo.store, repo.config.id, current, keys, signer, latest);
+  await repo.setPublisherKeys(list.publisherKeys);
+  return await currentKeys(repo);
+}
+
+function printKeys(location: string, pins: KeyPins): void {
+  console.log(
+    `publisher keys of ${location} (${
+      pins.sequence ? `key list ${pins.sequence}` : "repo.json, no signed key list yet"
+    }):`,
+  );
+  for (const k of pins.keys) console.log(`  ${k}  ${keyFingerprint(k)}`);
+}
+
 export const repoAddKeyCommand: Command = {
   name: "repo add-key",
-  summary: "let another publisher key sign versions",
-  usage: `vat repo add-key REPO PUBKEY [--key KEY]
+  summary: "let another publisher key sign versions (signed by a current one)",
+  usage: `vat repo add-key REPO PUBKEY --key KEY [--json]
 
-PUBKEY is a KEY.pub file or an "ed25519:..." id. --key signs the request to vat serve.`,
+PUBKEY is a KEY.pub file or an "ed25519:..." id. KEY, a current publisher's private
+key, signs the next key list (keys/N.json), the only way a VAT that pinned the
+repository's keys learns of a new one; it also signs the request to vat serve.
+A repository with no publisher key yet takes PUBKEY without a signature.`,
   async run(args) {
-    const { positionals, values } = parseFlags("repo add-key", args, keyFlag);
+    const { positionals, values } = parseFlags("repo add-key", args, {
+      ...keyFlag,
+      json: { type: "boolean" },
+    });
     if (positionals.length !== 2) throw new UsageError("repo add-key: give REPO and PUBKEY");
     const id = await readPublicKeyId(positionals[1]);
     return await withStore(positionals[0], values, async (store) => {
       const repo = await Repository.open(store);
-      await repo.addPublisherKey(id);
-      console.log(`${id} may now publish to ${store.location}`);
+      let pins = await currentKeys(repo);
+      if (pins.keys.length === 0) {
+        await repo.addPublisherKey(id);
+        pins = { sequence: 0, keys: [id], retired: [] };
+      } else if (!pins.keys.includes(id)) {
+        pins = await changeKeys(repo, pins, [...pins.keys, id], values.key);
+      }
+      if (values.json) printJson(pins);
+      else {
+        console.log(`${describeKey(id)} may now publish to ${store.location}`);
+        printKeys(store.location, pins);
+      }
+      return 0;
+    });
+  },
+};
+
+export const repoRemoveKeyCommand: Command = {
+  name: "repo remove-key",
+  summary: "stop trusting a publisher key (a rotation; signed by a current key)",
+  usage: `vat repo remove-key REPO PUBKEY --key KEY [--json]
+
+Signs the next key list without PUBKEY (with KEY, a current publisher key, which may
+be PUBKEY itself when it retires). VATs that follow the key lists refuse versions and
+key lists signed by PUBKEY from then on.`,
+  async run(args) {
+    const { positionals, values } = parseFlags("repo remove-key", args, {
+      ...keyFlag,
+      json: { type: "boolean" },
+    });
+    if (positionals.length !== 2) throw new UsageError("repo remove-key: give REPO and PUBKEY");
+    const id = await readPublicKeyId(positionals[1]);
+    return await withStore(positionals[0], values, async (store) => {
+      const repo = await Repository.open(store);
+      let pins = await currentKeys(repo);
+      if (!pins.keys.includes(id)) {
+        throw new UsageError(`${describeKey(id)} is not a publisher key of ${store.location}`);
+      }
+      const rest = pins.keys.filter((k) => k !== id);
+      if (rest.length === 0) {
+        throw new UsageError(
+          `${
+            describeKey(id)
+          } is the only publisher key of ${store.location}: add its successor first`,
+        );
+      }
+      pins = await changeKeys(repo, pins, rest, values.key);
+      if (values.json) printJson(pins);
+      else {
+        console.log(`${describeKey(id)} may no longer publish to ${store.location}`);
+        printKeys(store.location, pins);
+      }
+      return 0;
+    });
+  },
+};
+
+export const repoKeysCommand: Command = {
+  name: "repo keys",
+  summary: "show a repository's publisher keys and their fingerprints",
+  usage: `vat repo keys REPO [--json]`,
+  async run(args) {
+    const { positionals, values } = parseFlags("repo keys", args, {
+      ...STORE_FLAGS,
+      json: { type: "boolean" },
+    });
+    if (positionals.length !== 1) throw new UsageError("repo keys: give exactly one REPO");
+    return await withStore(positionals[0], values, async (store) => {
+      const pins = await currentKeys(await Repository.open(store));
+      if (values.json) {
+        printJson({
+          keyList: pins.sequence,
+          keys: pins.keys.map((id) => ({ id, fingerprint: keyFingerprint(id) })),
+        });
+      } else printKeys(store.location, pins);
+      return 0;
+    });
+  },
+};
+
+export const repoRefreshCommand: Command = {
+  name: "repo refresh",
+  summary: "sign a new freshness statement (timestamp.json) for the newest version",
+  usage: `vat repo refresh REPO --key KEY [--expires DURATION] [--json]
+
+Signs, with a publisher key, that the repository's newest version is what it is now,
+valid for DURATION (default 7d; e.g. 12h, 30m). Publishing does it too. A VAT that is
+online but only finds an expired statement says the repository has not vouched for its
+newest version since then (a frozen mirror, or a server withholding updates): run this
+on a schedule shorter than DURATION.`,
+  async run(args) {
+    const { positionals, values } = parseFlags("repo refresh", args, {
+      ...keyFlag,
+      expires: { type: "string" },
+      json: { type: "boolean" },
+    });
+    if (positionals.length !== 1) throw new UsageError("repo refresh: give exactly one REPO");
+    if (!values.key) throw new UsageError("repo refresh: --key KEY is required");
+    const validForMs = values.expires
+      ? parseDuration(values.expires, "--expires")
+      : DEFAULT_FRESHNESS_MS;
+    return await withStore(positionals[0], values, async (store) => {
+      const repo = await Repository.open(store);
+      const key = await loadSigningKey(values.key!);
+      const { keys } = await currentKeys(repo);
+      if (!keys.includes(key.publicKeyId)) {
+        throw new UsageError(
+          `${describeKey(key.publicKeyId)} is not a publisher key of ${store.location}; ` +
+            `VATs would refuse its statement`,
+        );
+      }
+      const statement = await writeFreshness(repo, key, { validForMs });
+      if (values.json) printJson(statement);
+      else {
+        console.log(
+          `${store.location} vouches for version ${statement.latest} until ${statement.expires}`,
+        );
+      }
       return 0;
     });
   },

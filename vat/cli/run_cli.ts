@@ -32,12 +32,16 @@ import {
 import { VERSION } from "./version.ts";
 import { publishCommand } from "./publish_command.ts";
 import { serveCommand } from "./serve_command.ts";
+import { statsCommand } from "./stats_command.ts";
 import { traceRecordCommand } from "./trace_command.ts";
 import {
   repoAddKeyCommand,
   repoGcCommand,
   repoInitCommand,
+  repoKeysCommand,
   repoLsCommand,
+  repoRefreshCommand,
+  repoRemoveKeyCommand,
   repoShowCommand,
   repoVerifyCommand,
 } from "./repo_commands.ts";
@@ -54,6 +58,7 @@ export const COMMANDS: Command[] = [
   hoardCommand,
   deleteCommand,
   statusCommand,
+  statsCommand,
   consoleCommand,
   backupStatusCommand,
   backupNowCommand,
@@ -62,6 +67,9 @@ export const COMMANDS: Command[] = [
   keygenCommand,
   repoInitCommand,
   repoAddKeyCommand,
+  repoRemoveKeyCommand,
+  repoKeysCommand,
+  repoRefreshCommand,
   repoLsCommand,
   repoShowCommand,
   repoVerifyCommand,

@@ -1,6 +1,6 @@
 import { loadSigningKey } from "../auth/signing_key.ts";
 import { UsageError } from "../errors.ts";
-import { recordBootTrace } from "../prefetch/trace_record.ts";
+import { recordBootTrace } from "../appliance/trace_record.ts";
 import { formatBytes } from "../progress.ts";
 import { writeBootTrace } from "../repo/boot_trace.ts";
 import { openStore } from "../repo/open_store.ts";

@@ -13,18 +13,19 @@ import { ChunkCache } from "../cache/chunk_cache.ts";
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import { apiApp } from "../api/api_app.ts";
-import { probeKvm } from "../vmm/kvm_probe.ts";
+import { type DaemonInfo, readDaemonInfo } from "../api/daemon_info.ts";
+import { AcceleratorChoice, type AccelSetting } from "../vmm/accelerator.ts";
 import { reapOrphan } from "../vmm/run_dir.ts";
 import { ensureDemoAppliance } from "../demo/demo_repository.ts";
 import { AdaptiveRate } from "../prefetch/adaptive_rate.ts";
 import { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import { Prefetcher } from "../prefetch/prefetcher.ts";
-import { Appliances } from "./appliances.ts";
+import { Appliances } from "../appliance/appliances.ts";
 import { type BackupConfig, Backups } from "../backup/backups.ts";
 import { formatBytes } from "../progress.ts";
 import { openBrowser, type OpenedBrowser } from "./open_browser.ts";
 import { type ListenAddress, type RemoteDisplay, serveRemoteDisplay } from "./remote_display.ts";
-import { StateDb } from "./state_db.ts";
+import { StateDb } from "../appliance/state_db.ts";
 
 /** Where the daemon listens unless told otherwise. */
 export const DEFAULT_DAEMON_PORT = 8460;
@@ -48,20 +49,14 @@ export interface DaemonOptions {
   backup?: BackupConfig;
   /** Where progress lines go (default: standard error). */
   log?: (line: string) => void;
+  /** KVM, TCG, or `auto` (the default: probe, and watch guests on KVM). */
+  accel?: AccelSetting;
   /** Also serve the app over TLS here (the remote display; `--listen`). */
   listen?: ListenAddress;
   /** Open the UI in a local browser (not headless); full screen with `kiosk`. */
   browser?: { kiosk: boolean };
   /** Called once the API listens, with its URL. */
   onListen?(url: string): void;
-}
-
-/** What a running daemon publishes in `daemon.json` for the CLI. */
-export interface DaemonInfo {
-  url: string;
-  pid: number;
-  stateDir: string;
-  startedAt: string;
 }
 
 /** Runs the daemon until SIGINT or SIGTERM; returns the exit code. */
@@ -73,9 +68,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   for await (const entry of _readDirOrEmpty(`${stateDir}/run`)) {
     if (entry.isDirectory) await reapOrphan(`${stateDir}/run/${entry.name}`);
   }
-  // The KVM probe takes up to its time limit where /dev/kvm hangs: start it now, so
-  // the first appliance start finds the answer ready (it is kept for the process).
-  probeKvm().catch(() => {});
+  // The KVM probe takes up to its time limit where KVM hangs guests: start it now, so
+  // the first appliance start finds the answer ready (it is kept for the host boot).
+  const accelerator = new AcceleratorChoice({ setting: options.accel ?? "auto", log });
+  accelerator.decide().then((d) => log(`accelerator: ${d.reason}`));
   const cache = await ChunkCache.open({
     dir: `${stateDir}/cache`,
     budgetBytes: options.cacheBytes,
@@ -104,6 +100,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     scheduler,
     onPrefetchNeeded: () => prefetcher?.kick(),
     backups,
+    accelerator,
   });
   if (backups) {
     // Backup upload is the lowest level of the VAT's traffic.
@@ -133,6 +130,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     stateDir,
     version: options.version,
     cacheStats: () => cache.stats(),
+    accel: () => accelerator.current ?? null,
     remoteDisplay: () => remote && { url: remote.url, fingerprint: remote.fingerprint },
   });
   let server: Deno.HttpServer<Deno.NetAddr> | null = null;
@@ -202,32 +200,12 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   return 0;
 }
 
-/** Reads `daemon.json` of a state directory; null when no daemon is running there. */
-export async function readDaemonInfo(stateDir: string): Promise<DaemonInfo | null> {
-  let info: DaemonInfo;
-  try {
-    info = JSON.parse(await Deno.readTextFile(`${stateDir}/daemon.json`));
-  } catch {
-    return null;
-  }
-  return _alive(info.pid) ? info : null;
-}
-
 async function _refuseSecondDaemon(stateDir: string): Promise<void> {
   const running = await readDaemonInfo(stateDir);
   if (running && running.pid !== Deno.pid) {
     throw new UsageError(
       `a vat daemon (pid ${running.pid}) already runs for ${stateDir} at ${running.url}`,
     );
-  }
-}
-
-function _alive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -3,14 +3,16 @@
  * override it; it overrides the built-in defaults.
  *
  * ```json
- * { "port": 8460, "hostname": "127.0.0.1", "cacheSize": "20G", "prefetchLimit": "1M" }
+ * { "port": 8460, "hostname": "127.0.0.1", "cacheSize": "20G", "prefetchLimit": "1M",
+ *   "accel": "auto" }
  * ```
  *
  * @module
  */
 
 import { UsageError } from "../errors.ts";
-import { parseSize } from "../cli/args.ts";
+import { parseSize } from "../progress.ts";
+import { type AccelSetting, parseAccelSetting } from "../vmm/accelerator.ts";
 
 /** What the config file may set. */
 export interface DaemonConfig {
@@ -19,9 +21,11 @@ export interface DaemonConfig {
   cacheBytes?: number;
   /** The background prefetcher's bandwidth cap, bytes per second (0: off). */
   prefetchLimitBytesPerSecond?: number;
+  /** What guests run on: `auto`, `kvm` or `tcg`. */
+  accel?: AccelSetting;
 }
 
-const KNOWN = ["port", "hostname", "cacheSize", "prefetchLimit"];
+const KNOWN = ["port", "hostname", "cacheSize", "prefetchLimit", "accel"];
 
 /** Reads `STATE/config.json`; an absent file is an empty config. */
 export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> {
@@ -69,6 +73,9 @@ export async function readDaemonConfig(stateDir: string): Promise<DaemonConfig> 
       String(raw.prefetchLimit),
       `${path}: "prefetchLimit"`,
     );
+  }
+  if (raw.accel !== undefined) {
+    config.accel = parseAccelSetting(String(raw.accel), `${path}: "accel"`);
   }
   return config;
 }

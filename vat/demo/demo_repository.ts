@@ -8,7 +8,7 @@
  */
 
 import { generateSigningKey, loadSigningKey } from "../auth/signing_key.ts";
-import type { Appliances } from "../daemon/appliances.ts";
+import type { Appliances } from "../appliance/appliances.ts";
 import { NotFoundError } from "../errors.ts";
 import { FileStore } from "../repo/store_file.ts";
 import { publishVersion } from "../repo/publish.ts";

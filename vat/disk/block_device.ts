@@ -51,3 +51,19 @@ export function checkRange(sizeBytes: number, offset: number, length: number): v
     );
   }
 }
+
+/**
+ * Waits for every part of a request that a layer split up, then throws the first
+ * failure, if any. `Promise.all` would reject at the first failure while other parts
+ * still write into the caller's buffer (or read its payload): the NBD server hands
+ * that buffer to the next request as soon as this one settles, so a late part would
+ * put one request's bytes into another's answer.
+ */
+export async function settleAll(parts: readonly Promise<unknown>[]): Promise<void> {
+  if (parts.length === 1) {
+    await parts[0]; // the common case: nothing else can be running
+    return;
+  }
+  const results = await Promise.allSettled(parts);
+  for (const result of results) if (result.status === "rejected") throw result.reason;
+}

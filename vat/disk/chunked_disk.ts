@@ -9,10 +9,14 @@
 import { PermanentError } from "../errors.ts";
 import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
-import { type BlockDevice, checkRange } from "./block_device.ts";
+import { type BlockDevice, checkRange, settleAll } from "./block_device.ts";
 
-/** Observes every chunk read (boot traces, access profiles, statistics). */
-export type ChunkReadObserver = (chunk: number) => void;
+/**
+ * Observes every chunk read (boot traces, access profiles, statistics): the chunk's
+ * number, and whether the read found it missing from the cache (so it was fetched).
+ * All-zero chunks are never missing.
+ */
+export type ChunkReadObserver = (chunk: number, missed: boolean) => void;
 
 /** A read-only `BlockDevice` over a disk index, a cache and a repository. */
 export class ChunkedDisk implements BlockDevice {
@@ -22,7 +26,7 @@ export class ChunkedDisk implements BlockDevice {
   readonly index: DiskIndex;
   readonly #cache: ChunkCache;
   readonly #fetch: ChunkFetcher;
-  #observer: ChunkReadObserver | null = null;
+  readonly #observers = new Set<ChunkReadObserver>();
 
   constructor(index: DiskIndex, cache: ChunkCache, fetch: ChunkFetcher) {
     this.index = index;
@@ -32,15 +36,16 @@ export class ChunkedDisk implements BlockDevice {
     this.#fetch = fetch;
   }
 
-  /** Calls `observer` with the number of every chunk read. */
-  observe(observer: ChunkReadObserver | null): void {
-    this.#observer = observer;
+  /** Calls `observer` with every chunk read from now on, until the returned function is called. */
+  observe(observer: ChunkReadObserver): () => void {
+    this.#observers.add(observer);
+    return () => this.#observers.delete(observer);
   }
 
   /** Chunk `i` whole (a copy the caller may keep), or null when it is all zeroes. */
   async readChunk(i: number): Promise<Uint8Array | null> {
     const hash = this.index.hash(i);
-    this.#observer?.(i);
+    if (this.#observers.size > 0) this.#notify(i, hash !== null && !this.#cache.has(hash));
     if (!hash) return null;
     return await this.#cache.get(hash, this.#fetch);
   }
@@ -57,10 +62,13 @@ export class ChunkedDisk implements BlockDevice {
       const to = Math.min(offset + into.length, chunkStart + chunkBytes);
       const target = into.subarray(from - offset, to - offset);
       const hash = this.index.hash(i);
-      this.#observer?.(i);
       if (!hash) {
         target.fill(0);
-      } else if (!this.#cache.readCached(hash, from - chunkStart, target)) {
+        if (this.#observers.size > 0) this.#notify(i, false);
+      } else if (this.#cache.readCached(hash, from - chunkStart, target)) {
+        if (this.#observers.size > 0) this.#notify(i, false);
+      } else {
+        if (this.#observers.size > 0) this.#notify(i, true);
         (misses ??= []).push(
           this.#cache.get(hash, this.#fetch).then((data) => {
             target.set(data.subarray(from - chunkStart, to - chunkStart));
@@ -68,7 +76,7 @@ export class ChunkedDisk implements BlockDevice {
         );
       }
     }
-    if (misses) await Promise.all(misses);
+    if (misses) await settleAll(misses);
   }
 
   write(): Promise<void> {
@@ -89,5 +97,9 @@ export class ChunkedDisk implements BlockDevice {
 
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  #notify(chunk: number, missed: boolean): void {
+    for (const observer of this.#observers) observer(chunk, missed);
   }
 }

@@ -22,7 +22,7 @@
 
 import { ConflictError, IntegrityError, PermanentError } from "../errors.ts";
 import { mapDiskFull, removeIfThere, writeFileAtomic } from "../fs_atomic.ts";
-import { type BlockDevice, checkRange } from "./block_device.ts";
+import { type BlockDevice, checkRange, settleAll } from "./block_device.ts";
 
 /** A base an overlay can copy whole chunks from. */
 export interface ChunkSource extends BlockDevice {
@@ -240,7 +240,7 @@ export class CowOverlay implements BlockDevice {
           parts.push(this.#base.read(from, target));
       }
     });
-    await Promise.all(parts);
+    await settleAll(parts);
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -254,7 +254,7 @@ export class CowOverlay implements BlockDevice {
         }),
       );
     });
-    await Promise.all(parts);
+    await settleAll(parts);
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
@@ -270,7 +270,7 @@ export class CowOverlay implements BlockDevice {
         await this.#writePiece(i, from, new Uint8Array(to - from));
       }));
     });
-    await Promise.all(parts);
+    await settleAll(parts);
   }
 
   /** Trimmed ranges read back as zeroes (the NBD server advertises that). */

@@ -19,6 +19,7 @@ import {
   EPERM,
 } from "./nbd_protocol.ts";
 import { PermanentError, UsageError } from "../errors.ts";
+import { isDiskFull } from "../fs_atomic.ts";
 
 /** What the error decisions need to know about the export a request is for. */
 export interface ExportLimits {
@@ -70,21 +71,13 @@ export function requestErrorCode(
  * `PermanentError` (such as a write to a device that turned out read-only), EINVAL for
  * a `UsageError` (a request the device found out of range), EIO for anything else.
  *
- * A full disk is a `PermanentError` whose message says "disk full" or "no space", or
- * any error caused (through the `cause` chain) by the OS's ENOSPC, EDQUOT or EFBIG.
+ * A full disk is what `isDiskFull` says it is: a `PermanentError` that says so, or any
+ * error caused (through the `cause` chain) by the OS's ENOSPC, EDQUOT or EFBIG or by
+ * SQLite's SQLITE_FULL.
  */
 export function deviceErrorCode(err: unknown): number {
-  if (_isDiskFull(err)) return ENOSPC;
+  if (isDiskFull(err)) return ENOSPC;
   if (err instanceof PermanentError) return EPERM;
   if (err instanceof UsageError) return EINVAL;
   return EIO;
-}
-
-function _isDiskFull(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    if (e instanceof PermanentError && /disk full|no space/i.test(e.message)) return true;
-    const code = (e as { code?: unknown }).code;
-    if (code === "ENOSPC" || code === "EDQUOT" || code === "EFBIG") return true;
-  }
-  return false;
 }

@@ -48,6 +48,8 @@ export interface NbdServer {
   readonly socketPath?: string;
   /** The TCP address it listens on, if any (with the port actually bound). */
   readonly tcpAddr?: Deno.NetAddr;
+  /** How many requests its clients have sent so far (a guest's sign of life). */
+  readonly requests: number;
   /**
    * Stops listening, answers the requests in flight, refuses later ones with
    * ESHUTDOWN, then drops every connection and removes the socket file. Resolves once
@@ -75,6 +77,7 @@ export function serveNbd(options: NbdServerOptions): NbdServer {
   const shutdown = new AbortController();
   const listeners: Deno.Listener[] = [];
   const connections = new Set<Promise<void>>();
+  const counts = { requests: 0 };
   const pool = new BufferPool({
     headroom: SIMPLE_REPLY_BYTES,
     maxPooledBytes: _MAX_POOLED_BYTES,
@@ -120,7 +123,7 @@ export function serveNbd(options: NbdServerOptions): NbdServer {
       }
       // Replies are written whole, so Nagle's algorithm would only delay them.
       if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
-      const served = _serveConnection(conn, options.exports, log, shutdown.signal, pool);
+      const served = _serveConnection(conn, options.exports, log, shutdown.signal, pool, counts);
       connections.add(served);
       served.finally(() => connections.delete(served));
     }
@@ -130,6 +133,9 @@ export function serveNbd(options: NbdServerOptions): NbdServer {
   return {
     socketPath: options.socketPath,
     tcpAddr,
+    get requests() {
+      return counts.requests;
+    },
     close() {
       closed ??= (async () => {
         shutdown.abort();
@@ -150,6 +156,7 @@ async function _serveConnection(
   log: (message: string, err?: unknown) => void,
   signal: AbortSignal,
   pool: BufferPool,
+  counts: { requests: number },
 ): Promise<void> {
   let hungUp = false;
   const hangUp = () => {
@@ -167,7 +174,7 @@ async function _serveConnection(
     const chosen = await negotiate(reader, writer, exports);
     signal.removeEventListener("abort", hangUpEarly);
     if (chosen === null) return;
-    await transmit(reader, writer, chosen, { log, signal, hangUp, pool });
+    await transmit(reader, writer, chosen, { log, signal, hangUp, pool, counts });
   } catch (err) {
     // A client that hangs up, or that we hung up on, is not worth a word.
     if (!hungUp && !_isHangUp(err)) log(`NBD client dropped: ${_message(err)}`);

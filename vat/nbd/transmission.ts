@@ -43,6 +43,8 @@ export interface TransmissionOptions {
   hangUp: () => void;
   /** Where request buffers come from; shared by the server's connections. */
   pool: BufferPool;
+  /** Counts the requests read, across the server's connections. */
+  counts?: { requests: number };
 }
 
 /**
@@ -120,6 +122,7 @@ export async function transmit(
         length: view.getUint32(24),
       };
       const { command, length } = request;
+      if (options.counts) options.counts.requests++;
       if (command === CMD_DISC) break;
 
       // One buffer per request: room for the reply header, then a write's payload or

@@ -13,7 +13,7 @@ import type { TraceRecording } from "../repo/boot_trace.ts";
 export class TraceRecorder {
   readonly #order: [string, number][] = [];
   readonly #reads = new Map<string, Map<number, number>>();
-  readonly #disks: ChunkedDisk[] = [];
+  readonly #unobserve: (() => void)[] = [];
   #stopped = false;
 
   /** Records every chunk read of `disk`, named as in the version's manifest. */
@@ -21,13 +21,12 @@ export class TraceRecorder {
     let reads = this.#reads.get(name);
     if (!reads) this.#reads.set(name, reads = new Map());
     const counts = reads;
-    this.#disks.push(disk);
-    disk.observe((chunk) => {
+    this.#unobserve.push(disk.observe((chunk) => {
       if (this.#stopped) return;
       const before = counts.get(chunk) ?? 0;
       if (before === 0) this.#order.push([name, chunk]);
       counts.set(chunk, before + 1);
-    });
+    }));
   }
 
   /** Chunks first read so far. */
@@ -38,7 +37,7 @@ export class TraceRecorder {
   /** Stops recording (later reads are not counted) and returns the recording. */
   stop(): TraceRecording {
     this.#stopped = true;
-    for (const disk of this.#disks) disk.observe(null);
+    for (const unobserve of this.#unobserve) unobserve();
     return { order: [...this.#order], reads: this.#reads };
   }
 }

@@ -52,6 +52,7 @@ export class TraceReplay {
   /** Trace position of each (disk number, chunk): disk * 2^32 + chunk. */
   readonly #positions = new Map<number, number>();
   readonly #deferred: number[] = [];
+  readonly #unobserve: (() => void)[] = [];
   #cursor = -1;
   #next = 0;
   #allAttached = false;
@@ -75,13 +76,13 @@ export class TraceReplay {
     if (number < 0 || this.#stopped) return;
     this.#disks.set(name, disk);
     const base = number * 2 ** 32;
-    disk.observe((chunk) => {
+    this.#unobserve.push(disk.observe((chunk) => {
       const position = this.#positions.get(base + chunk);
       if (position !== undefined && position > this.#cursor) {
         this.#cursor = position;
         this.#poke();
       }
-    });
+    }));
     this.#poke();
   }
 
@@ -140,7 +141,7 @@ export class TraceReplay {
       }
       await Promise.all(inFlight);
     } finally {
-      for (const disk of this.#disks.values()) disk.observe(null);
+      for (const unobserve of this.#unobserve) unobserve();
     }
   }
 

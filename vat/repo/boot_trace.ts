@@ -174,7 +174,7 @@ export async function readBootTrace(repo: Repository, version: Version): Promise
   return openTrace(bytes, {
     repoId: repo.config.id,
     version,
-    trustedKeys: repo.config.publisherKeys,
+    trustedKeys: repo.trustedKeys(version.number),
   });
 }
 

@@ -1,17 +1,15 @@
 /**
- * Version manifests and their signed envelope (docs/FORMAT.md, "Versions").
- *
- * The committed object `versions/N/manifest.json` is an envelope
- * `{ "payload": "<manifest JSON>", "signatures": [{ "key": "ed25519:...", "sig": "..." }] }`;
- * each signature covers `SIGNING_CONTEXT` followed by the payload's UTF-8 bytes, so a
- * signature cannot be replayed as some other kind of vat message.
+ * Version manifests (docs/FORMAT.md, "Versions"). The committed object
+ * `versions/N/manifest.json` is a signed envelope (`signed_envelope.ts`) whose
+ * signatures cover `SIGNING_CONTEXT` followed by the payload.
  *
  * @module
  */
 
 import { IntegrityError } from "../errors.ts";
 import { checkKey } from "./store.ts";
-import { type PublicKeyId, signBytes, type SigningKey, verifyBytes } from "../auth/signing_key.ts";
+import type { PublicKeyId, SigningKey } from "../auth/signing_key.ts";
+import { openEnvelope, signEnvelope } from "./signed_envelope.ts";
 
 const SIGNING_CONTEXT = "vat-manifest-v1\n";
 
@@ -63,6 +61,11 @@ export interface VersionManifest {
   note?: string;
   /** In a data repository: the user-disk snapshot this version commits. */
   snapshot?: SnapshotRecord;
+  /**
+   * In a data repository: the subscription (series) this version belongs to, so that
+   * a version cannot be copied from one series into another (docs/SECURITY.md).
+   */
+  subscription?: string;
 }
 
 /** What a data repository's version records of its snapshot (docs/FORMAT.md). */
@@ -82,64 +85,58 @@ export interface SnapshotRecord {
   undoneTo?: number;
 }
 
-interface Envelope {
-  payload: string;
-  signatures: { key: string; sig: string }[];
-}
-
 /** Serializes and signs a manifest into the bytes of its committed object. */
 export function signManifest(manifest: VersionManifest, key: SigningKey): Uint8Array {
-  const payload = JSON.stringify(manifest, null, 2);
-  const sig = signBytes(key, new TextEncoder().encode(SIGNING_CONTEXT + payload));
-  const envelope: Envelope = { payload, signatures: [{ key: key.publicKeyId, sig }] };
-  return new TextEncoder().encode(JSON.stringify(envelope, null, 1) + "\n");
+  return signEnvelope(JSON.stringify(manifest, null, 2), SIGNING_CONTEXT, key);
+}
+
+/** What a reader expects of a manifest (see `openManifest`). */
+export interface ManifestExpectation {
+  repoId: string;
+  version: number;
+  trustedKeys: readonly string[];
+  /** A data repository's series: the manifest must name it in `subscription`. */
+  subscription?: string;
 }
 
 /**
  * Parses a committed manifest object and checks it: a valid signature by one of
- * `trustedKeys`, the expected repository and version number, and a sane shape.
- * Throws `IntegrityError` saying which check failed.
+ * `trustedKeys`, the expected repository, version number (and subscription), and a
+ * sane shape. Throws `IntegrityError` saying which check failed.
  */
-export function openManifest(
-  bytes: Uint8Array,
-  expect: { repoId: string; version: number; trustedKeys: readonly string[] },
-): VersionManifest {
-  const what = `version ${expect.version}`;
-  let envelope: Envelope;
-  try {
-    envelope = JSON.parse(new TextDecoder().decode(bytes));
-  } catch (err) {
-    throw new IntegrityError(`${what}: manifest is not valid JSON`, { cause: err });
-  }
-  if (typeof envelope?.payload !== "string" || !Array.isArray(envelope.signatures)) {
-    throw new IntegrityError(`${what}: manifest is not a signed envelope`);
-  }
-  const message = new TextEncoder().encode(SIGNING_CONTEXT + envelope.payload);
-  const signer = envelope.signatures.find((s) =>
-    typeof s?.key === "string" && typeof s.sig === "string" &&
-    expect.trustedKeys.includes(s.key) && verifyBytes(s.key, message, s.sig)
+export function openManifest(bytes: Uint8Array, expect: ManifestExpectation): VersionManifest {
+  const what = `version ${expect.version}` +
+    (expect.subscription !== undefined ? ` of subscription "${expect.subscription}"` : "");
+  const { payload, signer } = openEnvelope(
+    bytes,
+    SIGNING_CONTEXT,
+    expect.trustedKeys,
+    what,
   );
-  if (!signer) {
-    throw new IntegrityError(
-      `${what}: signature does not verify against the repository's publisher keys ` +
-        `(tampered manifest, or signed by an unknown key)`,
-    );
-  }
   let manifest: VersionManifest;
   try {
-    manifest = JSON.parse(envelope.payload);
+    manifest = JSON.parse(payload);
   } catch (err) {
     throw new IntegrityError(`${what}: manifest payload is not valid JSON`, { cause: err });
   }
-  if (manifest.format !== 1) throw new IntegrityError(`${what}: unsupported manifest format`);
+  if (manifest?.format !== 1) throw new IntegrityError(`${what}: unsupported manifest format`);
   if (manifest.repoId !== expect.repoId) {
     throw new IntegrityError(`${what}: manifest belongs to another repository`);
   }
   if (manifest.version !== expect.version) {
     throw new IntegrityError(`${what}: manifest claims to be version ${manifest.version}`);
   }
-  if (manifest.publisher !== signer.key) {
+  if (manifest.publisher !== signer) {
     throw new IntegrityError(`${what}: publisher and signer differ`);
+  }
+  if (expect.subscription !== undefined && manifest.subscription !== expect.subscription) {
+    throw new IntegrityError(
+      `${what}: the manifest belongs to ` +
+        (typeof manifest.subscription === "string"
+          ? `subscription "${manifest.subscription}"`
+          : "no subscription") +
+        ` (copied from another series by the storage operator, or damaged); it is not used`,
+    );
   }
   _checkShape(manifest, what);
   return manifest;

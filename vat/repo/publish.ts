@@ -8,7 +8,6 @@
  * @module
  */
 
-import { randomUUID } from "node:crypto";
 import { ConflictError, PermanentError, UsageError } from "../errors.ts";
 import type { SigningKey } from "../auth/signing_key.ts";
 import { openPlainFile, openRawImage, type RawImage } from "../image/raw_image.ts";
@@ -18,13 +17,10 @@ import type { Progress, ProgressListener } from "../progress.ts";
 import { announce, listActivities, storeNow } from "./activity.ts";
 import { hashChunk, isAllZero, toHex } from "./chunk_codec.ts";
 import { DiskIndex } from "./disk_index.ts";
-import {
-  type DiskEntry,
-  signManifest,
-  type VersionManifest,
-  type VmDescription,
-} from "./manifest.ts";
-import { manifestKey, type Repository } from "./repository.ts";
+import type { DiskEntry, VmDescription } from "./manifest.ts";
+import type { Repository } from "./repository.ts";
+import { commitVersion, type VersionContent } from "./commit_version.ts";
+import { writeFreshness } from "./freshness.ts";
 
 /** What a version is made of. */
 export interface PublishInput {
@@ -57,6 +53,8 @@ export interface PublishOptions {
   concurrency?: number;
   /** Where to convert non-raw images (default: the system's temp dir). */
   tempDir?: string;
+  /** How long the freshness statement written with the version is valid (default 7 days). */
+  freshnessMs?: number;
 }
 
 /** What a publish did. */
@@ -210,21 +208,11 @@ export async function publishDisks(
           newStoredBytes: stats.perDisk.get(name) ?? 0,
         };
       }
-      const manifest: VersionManifest = {
-        format: 1,
-        repoId: repo.config.id,
-        version,
-        parent,
-        createdAt: new Date().toISOString(),
-        publisher: keyId,
-        nonce: randomUUID(),
-        vm,
-        disks,
-      };
-      if (options.updateRequired) manifest.updateRequired = true;
-      if (options.note) manifest.note = options.note;
-      if (await repo.store.create(manifestKey(version), signManifest(manifest, options.key))) {
-        await repo.writeLatest(version);
+      const content: VersionContent = { vm, disks };
+      if (options.updateRequired) content.updateRequired = true;
+      if (options.note) content.note = options.note;
+      if (await commitVersion(repo, options.key, version, parent, content)) {
+        await _vouch(repo, version, options);
         progress.phase = `published version ${version}`;
         progress.doneBytes = totalBytes;
         report();
@@ -243,6 +231,21 @@ export async function publishDisks(
     );
   } finally {
     await intent?.end();
+  }
+}
+
+/** Signs a fresh statement that `version` is the newest (docs/FORMAT.md, "Freshness"). */
+async function _vouch(repo: Repository, version: number, options: PublishOptions): Promise<void> {
+  try {
+    await writeFreshness(repo, options.key, { validForMs: options.freshnessMs });
+  } catch (err) {
+    throw new PermanentError(
+      `version ${version} is committed, but its freshness statement could not be written ` +
+        `(${
+          (err as Error).message
+        }); write it with: vat repo refresh ${repo.store.location} --key KEY`,
+      { cause: err },
+    );
   }
 }
 

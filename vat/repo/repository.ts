@@ -14,6 +14,13 @@ import { type ObjectCodec, PLAIN_CODEC } from "./object_codec.ts";
 import { type ObjectRef, openManifest, type VersionManifest } from "./manifest.ts";
 import { parseRepoConfig, type RepoConfig, type RepoKind } from "./repo_config.ts";
 import type { Store } from "./store.ts";
+import { followKeyLists } from "./key_list.ts";
+
+/**
+ * Reads of a chunk before it is reported corrupt. Three: a link that damages one body
+ * in a hundred then reports a good chunk corrupt once in a million reads.
+ */
+const CHUNK_READ_ATTEMPTS = 3;
 
 /** Object keys of the layout. */
 export const REPO_JSON = "repo.json";
@@ -28,6 +35,25 @@ export interface InitOptions {
   kind: RepoKind;
   chunkSizeBytes: number;
   publisherKeys?: string[];
+}
+
+/**
+ * What a reader holds a repository to beyond what the repository says of itself
+ * (docs/SECURITY.md): a VAT's pinned keys instead of `repo.json`'s, the highest
+ * version it accepted, and in a data repository the series a manifest must name.
+ */
+export interface ReadPolicy {
+  /** Keys whose signatures make a version valid, in place of `repo.json`'s `publisherKeys`. */
+  keys?: readonly string[];
+  /**
+   * Keys a signed key list retired, each still valid for the versions up to `upTo`
+   * (those accepted while it was trusted, such as a subscription's user-disk base).
+   */
+  retired?: readonly { key: string; upTo: number }[];
+  /** The highest version accepted before: a newest version below it is a rollback. */
+  floor?: number | null;
+  /** A data repository's series: every manifest must name it in `subscription`. */
+  subscription?: string;
 }
 
 /** A committed version: its number and its verified manifest. */
@@ -49,6 +75,8 @@ export class Repository {
   config: RepoConfig;
   /** How objects are named and stored: plain, or sealed in a data repository. */
   readonly codec: ObjectCodec;
+  /** What reads are held to; empty: `repo.json`'s keys, no floor. */
+  policy: ReadPolicy = {};
 
   constructor(store: Store, config: RepoConfig, codec: ObjectCodec = PLAIN_CODEC) {
     this.store = store;
@@ -80,8 +108,18 @@ export class Repository {
     return new Repository(store, config, codec);
   }
 
-  /** Opens the repository in `store`; `NotFoundError` if there is none. */
-  static async open(store: Store, codec: ObjectCodec = PLAIN_CODEC): Promise<Repository> {
+  /**
+   * Opens the repository in `store`; `NotFoundError` if there is none. Its versions
+   * are checked against the keys of its newest signed key list (and the keys earlier
+   * lists retired, for the versions they signed) when it has key lists, otherwise
+   * against `repo.json`'s; `keyLists: false` skips reading them (a VAT applies its
+   * own pins instead).
+   */
+  static async open(
+    store: Store,
+    codec: ObjectCodec = PLAIN_CODEC,
+    options: { keyLists?: boolean } = {},
+  ): Promise<Repository> {
     let bytes: Uint8Array;
     try {
       bytes = await store.get(REPO_JSON);
@@ -94,7 +132,28 @@ export class Repository {
       }
       throw err;
     }
-    return new Repository(store, parseRepoConfig(bytes, store.location), codec);
+    const repo = new Repository(store, parseRepoConfig(bytes, store.location), codec);
+    if (options.keyLists !== false && repo.config.kind !== "data") {
+      // A broken chain leaves the keys as far as it holds; `vat repo verify` reports it.
+      const { pins } = await followKeyLists(store, repo.config.id, {
+        sequence: 0,
+        keys: [...repo.config.publisherKeys],
+        retired: [],
+      }, "first-use");
+      if (pins.sequence > 0) repo.policy = { keys: pins.keys, retired: pins.retired };
+    }
+    return repo;
+  }
+
+  /**
+   * Rewrites repo.json's `publisherKeys` (after a signed key list changed them: VATs
+   * follow the list, publishers and vat serve read repo.json).
+   */
+  async setPublisherKeys(keys: string[]): Promise<void> {
+    const fresh = parseRepoConfig(await this.store.get(REPO_JSON), this.store.location);
+    fresh.publisherKeys = [...keys];
+    await this.store.put(REPO_JSON, _json(fresh));
+    this.config = fresh;
   }
 
   /** Adds a publisher key to repo.json (idempotent). */
@@ -112,12 +171,32 @@ export class Repository {
    * leaves it behind, so the versions after it are probed.
    */
   async latestVersion(): Promise<number | null> {
+    const n = await this.#findLatest();
+    const floor = this.policy.floor ?? 0;
+    if ((n ?? 0) < floor) {
+      throw new IntegrityError(
+        `${this.store.location} offers ${n === null ? "no version" : `version ${n}`} as its ` +
+          `newest, but this VAT already accepted version ${floor}: a rollback (an old copy of ` +
+          `the repository, or a server hiding newer versions); refused, nothing was changed`,
+      );
+    }
+    return n;
+  }
+
+  async #findLatest(): Promise<number | null> {
     const n = await this.#probeLatest();
     if (n === 0) return null;
     if (await this.store.stat(manifestKey(n))) return n;
     // The hint names a version that is gone (deleted by hand): list what is left.
     const all = await this.listVersions();
     return all.length ? all[all.length - 1] : null;
+  }
+
+  /** The keys whose signatures make a version valid here (and for version `n`, if given). */
+  trustedKeys(n?: number): readonly string[] {
+    const keys = this.policy.keys ?? this.config.publisherKeys;
+    const retired = (this.policy.retired ?? []).filter((r) => n !== undefined && n <= r.upTo);
+    return retired.length ? [...keys, ...retired.map((r) => r.key)] : keys;
   }
 
   /** Every committed version number, ascending. */
@@ -171,7 +250,8 @@ export class Repository {
     const manifest = openManifest(bytes, {
       repoId: this.config.id,
       version: n,
-      trustedKeys: this.config.publisherKeys,
+      trustedKeys: this.trustedKeys(n),
+      subscription: this.policy.subscription,
     });
     return { number: n, manifest };
   }
@@ -222,28 +302,46 @@ export class Repository {
     return (await this.readStoredChunk(hash)).plain;
   }
 
-  /** `readChunk`, also saying how big the stored object was (the bytes that crossed the link). */
+  /**
+   * `readChunk`, also saying how big the stored object was (the bytes that crossed the
+   * link). A chunk that fails its check is read again, up to `CHUNK_READ_ATTEMPTS`
+   * times in all: a body damaged or cut short on the way is cured by that, one damaged
+   * in the store is then reported (`IntegrityError`, saying how often it was read).
+   */
   async readStoredChunk(hash: Uint8Array): Promise<StoredChunk> {
     const id = toHex(hash);
-    let object: Uint8Array;
-    try {
-      object = await this.store.get(chunkKey(id));
-    } catch (err) {
-      if (err instanceof NotFoundError) {
-        throw new NotFoundError(
-          `chunk ${id} is missing from ${this.store.location} (the repository is damaged; run vat repo verify)`,
-          { cause: err },
+    for (let attempt = 1;; attempt++) {
+      let object: Uint8Array;
+      try {
+        object = await this.store.get(chunkKey(id));
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          throw new NotFoundError(
+            `chunk ${id} is missing from ${this.store.location} (the repository is damaged; run vat repo verify)`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
+      try {
+        const plain = this.codec.decode(
+          object,
+          hash,
+          `chunk ${id} in ${this.store.location}`,
+          this.config.chunkSizeBytes,
+        );
+        return { plain, storedBytes: object.length };
+      } catch (err) {
+        if (!(err instanceof IntegrityError)) throw err;
+        if (attempt >= CHUNK_READ_ATTEMPTS) {
+          throw new IntegrityError(`${err.message} (read ${attempt} times)`, { cause: err });
+        }
+        console.error(
+          `repository: chunk ${id} in ${this.store.location} failed its check; reading it ` +
+            `again (${attempt + 1} of ${CHUNK_READ_ATTEMPTS})`,
         );
       }
-      throw err;
     }
-    const plain = this.codec.decode(
-      object,
-      hash,
-      `chunk ${id} in ${this.store.location}`,
-      this.config.chunkSizeBytes,
-    );
-    return { plain, storedBytes: object.length };
   }
 
   /** Encodes and stores a chunk; returns the stored object's size. */
@@ -251,6 +349,14 @@ export class Repository {
     const object = await this.codec.encode(plain, hash);
     await this.store.put(chunkKey(toHex(hash)), object);
     return object.length;
+  }
+
+  /**
+   * Stores chunk object `object` of chunk `hash`, already encoded with this repository's
+   * codec (a backup's outbox seals chunks when it snapshots, then uploads them later).
+   */
+  async writeEncodedChunk(hash: Uint8Array, object: Uint8Array): Promise<void> {
+    await this.store.put(chunkKey(toHex(hash)), object);
   }
 
   /** Whether the store holds chunk `hash` (it is not read or checked). */
@@ -270,7 +376,7 @@ export class Repository {
     if (!this.config.publisherKeys.includes(keyId)) {
       throw new PermanentError(
         `key ${keyId} is not a publisher of ${this.store.location}; ` +
-          `add it with: vat repo add-key ${this.store.location} ${keyId}`,
+          `a current publisher adds it with: vat repo add-key ${this.store.location} ${keyId} --key KEY`,
       );
     }
   }

@@ -45,7 +45,10 @@ export interface Store {
   /**
    * Creates an object only if no object has that key: the commit point of a version.
    * Returns true when this call created it, false when it already existed (then
-   * nothing was written). Atomic: of two racing callers exactly one gets true.
+   * nothing was written). Atomic: of two racing callers exactly one gets true. A
+   * create repeated with the same bytes after its reply was lost (a retry) returns
+   * true: an object committed by create carries a unique nonce, so equal bytes mean
+   * the same writer.
    */
   create(key: string, data: Uint8Array): Promise<boolean>;
 
@@ -99,4 +102,24 @@ export function checkPrefix(prefix: string): string {
   }
   checkKey(prefix.slice(0, -1));
   return prefix;
+}
+
+/** The longest `Retry-After` taken at its word (a server asking for more is capped). */
+const MAX_RETRY_AFTER_MS = 3600_000;
+
+/**
+ * The wait a `Retry-After` header asks for, in milliseconds: delta-seconds or an
+ * HTTP date (RFC 9110, 10.2.3). Undefined when absent or malformed; at most an hour.
+ */
+export function parseRetryAfter(header: string | null, nowMs = Date.now()): number | undefined {
+  if (header === null) return undefined;
+  const text = header.trim();
+  let ms: number;
+  if (/^\d+$/.test(text)) ms = Number(text) * 1000;
+  else {
+    const at = Date.parse(text);
+    if (Number.isNaN(at)) return undefined;
+    ms = Math.max(0, at - nowMs);
+  }
+  return Math.min(ms, MAX_RETRY_AFTER_MS);
 }

@@ -28,7 +28,7 @@ import {
   type VatError,
 } from "../errors.ts";
 import { signRequest } from "../auth/request_signature.ts";
-import { checkKey, checkPrefix, type ObjectInfo, type Store } from "./store.ts";
+import { checkKey, checkPrefix, type ObjectInfo, parseRetryAfter, type Store } from "./store.ts";
 
 /** Options of an `HttpStore`. */
 export interface HttpStoreOptions {
@@ -540,7 +540,10 @@ export class HttpStore implements Store {
       return new PermanentError(`${method} ${shown}: the server is out of space${because}`);
     }
     if (status === 429 || status >= 500) {
-      return new TransientError(`${method} ${shown} failed (${status})${because}`);
+      return new TransientError(`${method} ${shown} failed (${status})${because}`, {
+        status,
+        retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+      });
     }
     return new ProtocolError(`${method} ${shown} answered ${status}${because}`);
   }

@@ -25,7 +25,7 @@ import {
   TransientError,
   UsageError,
 } from "../errors.ts";
-import { checkKey, checkPrefix, type ObjectInfo, type Store } from "./store.ts";
+import { checkKey, checkPrefix, type ObjectInfo, parseRetryAfter, type Store } from "./store.ts";
 
 /** Where an `S3Store` is and how to sign in. */
 export interface S3StoreOptions {
@@ -368,7 +368,7 @@ export async function ensureBucket(options: S3StoreOptions): Promise<boolean> {
  * `If-None-Match: *` (Garage, for one, ignores it and overwrites). Writes and removes a
  * small object under `probe/`. Throws `PermanentError` when the server overwrote it.
  */
-export async function probeConditionalCreate(store: S3Store): Promise<void> {
+export async function probeConditionalCreate(store: Store): Promise<void> {
   const key = `probe/create-${crypto.randomUUID()}`;
   try {
     const first = await store.create(key, new TextEncoder().encode("first"));
@@ -477,10 +477,11 @@ class _S3Connection {
 
   /** The error for an unexpected answer. */
   async fail(res: Response, what: string): Promise<Error> {
-    return this.failWith(res.status, await this.text(res), what);
+    const retryAfterMs = parseRetryAfter(res.headers.get("Retry-After"));
+    return this.failWith(res.status, await this.text(res), what, retryAfterMs);
   }
 
-  failWith(status: number, body: string, what: string): Error {
+  failWith(status: number, body: string, what: string, retryAfterMs?: number): Error {
     const { code, message } = _parseError(body);
     const detail = [code, message].filter(Boolean).join(": ") || `HTTP ${status}`;
     const where = `bucket "${this.bucket}" at ${this.endpoint}`;
@@ -502,6 +503,7 @@ class _S3Connection {
     if (status === 429 || status >= 500) {
       return new TransientError(
         `S3 failed to ${what} in ${where} (HTTP ${status}, ${detail}): try again later`,
+        { status, retryAfterMs },
       );
     }
     return new ProtocolError(

@@ -111,6 +111,16 @@ export function testStore(
     assert.equal(text(await store.get("versions/1/manifest.json")), "first");
   });
 
+  test("create() retried with its own bytes returns true again", async ({ store, seed }) => {
+    if (seed) return;
+    const manifest = bytes(`{"nonce":"${crypto.randomUUID()}"}`);
+    assert.equal(await store.create("versions/3/manifest.json", manifest), true);
+    // The reply to the first create was lost and a retrying caller sends it again.
+    assert.equal(await store.create("versions/3/manifest.json", manifest), true);
+    assert.equal(await store.create("versions/3/manifest.json", bytes("other")), false);
+    assert.deepEqual(await store.get("versions/3/manifest.json"), manifest);
+  });
+
   test("create() racing: exactly one of many callers wins", async ({ store, seed }) => {
     if (seed) return;
     const results = await Promise.all(

@@ -14,8 +14,10 @@
  *   The virtio-blk serial numbers are the roles, which is how the guest finds them.
  * - The console is a socket chardev with a log file: the VAT reads and types into
  *   the socket, and the log keeps everything even while nobody is connected.
- * - VNC listens on a Unix socket (for the VAT's authenticated display proxy) and its
- *   websocket on loopback (noVNC).
+ * - VNC listens on a Unix socket in the run directory (mode 0700) and nowhere else: no
+ *   TCP port, no websocket. QEMU's VNC has no authentication of its own (security type
+ *   None), so whoever reaches the listener has the screen and keyboard; only the VAT
+ *   can reach this one, and it relays the browser's authenticated WebSocket to it.
  * - A pvpanic device, so a guest kernel's panic ends QEMU with reason `panic`
  *   (QEMU's default panic action is to shut down) instead of going unnoticed.
  * - No default devices (`-nodefaults`): what the guest sees is what is listed here,
@@ -69,14 +71,7 @@ export function qemuArgs(
     "pvpanic",
   ];
   if (spec.display !== false) {
-    const host = spec.display?.websocketHost ?? "127.0.0.1";
-    const port = spec.display?.websocketPort ?? 0;
-    args.push(
-      "-device",
-      "VGA",
-      "-vnc",
-      `unix:${_escape(paths.vncSocket)},websocket=${_escape(_hostPort(host, port))}`,
-    );
+    args.push("-device", "VGA", "-vnc", `unix:${_escape(paths.vncSocket)}`);
   }
   for (const role of DISK_ROLES) {
     const disk = spec.disks[role];
@@ -121,8 +116,4 @@ export function qemuArgs(
  */
 function _escape(value: string): string {
   return value.replaceAll(",", ",,");
-}
-
-function _hostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -3,6 +3,10 @@
  * console log), and `reapOrphan()`, which ends a QEMU left behind by a VAT that was
  * killed.
  *
+ * The directory is the VAT's user's alone (mode 0700), and so are the sockets in it
+ * (0600): whoever can connect to QMP, the serial console or VNC controls the guest, and
+ * none of them asks for a password.
+ *
  * @module
  */
 
@@ -15,7 +19,7 @@ export interface RunDirPaths {
   qmpSocket: string;
   /** The serial console's chardev socket. */
   consoleSocket: string;
-  /** Plain VNC (RFB) on a Unix socket, for the VAT's own display proxy. */
+  /** Plain VNC (RFB, no authentication): the screen, relayed only by the VAT. */
   vncSocket: string;
   /** QEMU's pid file: how `reapOrphan()` finds a QEMU whose VAT died. */
   pidFile: string;
@@ -49,6 +53,39 @@ export function runDirPaths(dir: string): RunDirPaths {
     );
   }
   return paths;
+}
+
+/**
+ * Creates run directory `dir` (and missing parents) if needed and makes it mode 0700.
+ * Throws `UsageError` if `dir` is not a directory of the VAT's own user (a symlink, or
+ * one someone else made), which would let another user reach QEMU's sockets.
+ */
+export async function makeRunDir(dir: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const info = await Deno.lstat(dir);
+  if (!info.isDirectory) {
+    throw new UsageError(`run directory ${dir} is not a directory (a symlink?); remove it`);
+  }
+  const uid = Deno.uid();
+  if (uid !== null && info.uid !== uid) {
+    throw new UsageError(
+      `run directory ${dir} belongs to user ${info.uid}, not to this VAT's user ${uid}; remove it`,
+    );
+  }
+  // mkdir's mode is reduced by the umask and does not touch a directory that exists.
+  if ((info.mode! & 0o777) !== 0o700) await Deno.chmod(dir, 0o700);
+}
+
+/** Makes the QEMU sockets of a run directory that exist mode 0600. */
+export async function restrictSockets(paths: RunDirPaths): Promise<void> {
+  for (const path of [paths.qmpSocket, paths.consoleSocket, paths.vncSocket]) {
+    try {
+      await Deno.chmod(path, 0o600);
+    } catch (err) {
+      // No display, so no VNC socket.
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
 }
 
 /** Removes the sockets and the pid file of a run directory; keeps the console log. */

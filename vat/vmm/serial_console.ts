@@ -6,7 +6,7 @@
  * @module
  */
 
-import { VatError } from "../errors.ts";
+import { TimeoutError, VatError } from "../errors.ts";
 
 /** How much console output is kept in memory; older text is dropped. */
 const _KEPT_CHARS = 1024 * 1024;
@@ -84,7 +84,7 @@ export class SerialConsole {
    * Resolves with the first complete line that starts at or after position `from`
    * (default 0: any line received so far or later) and matches `pattern`. The first
    * line considered starts exactly at `from`, which may be mid-line; use a pattern
-   * that is not anchored at `^`. Rejects with `VatError` after `timeoutMs`, or if
+   * that is not anchored at `^`. Rejects with `TimeoutError` after `timeoutMs`, or `VatError` if
    * the console closes first; both messages end with the console's last lines.
    */
   waitForLine(
@@ -106,7 +106,10 @@ export class SerialConsole {
         timer: setTimeout(() => {
           this.#waiters.delete(waiter);
           reject(
-            this.#failure(`no line matching ${pattern} within ${options.timeoutMs} ms`),
+            this.#failure(
+              `no line matching ${pattern} within ${options.timeoutMs} ms`,
+              TimeoutError,
+            ),
           );
         }, options.timeoutMs),
       };
@@ -192,8 +195,8 @@ export class SerialConsole {
     }
   }
 
-  #failure(message: string): VatError {
+  #failure(message: string, kind: typeof VatError = VatError): VatError {
     const tail = this.#text.split("\n").slice(-15).join("\n").trim();
-    return new VatError(tail ? `${message}; the console's last lines:\n${tail}` : message);
+    return new kind(tail ? `${message}; the console's last lines:\n${tail}` : message);
   }
 }

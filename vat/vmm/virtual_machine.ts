@@ -5,7 +5,7 @@
  * image), pause/resume, and reports how QEMU ended.
  *
  * QEMU is controlled over QMP; the guest's serial console is `vm.console`; the
- * display is VNC (a Unix socket in the run directory, and a websocket on loopback).
+ * display is VNC on a Unix socket in the run directory (mode 0700), and nowhere else.
  * See `qemu_args.ts` for the command line and the reasons for it.
  *
  * No QEMU outlives its `VirtualMachine`: every failure path kills it, a QEMU whose
@@ -17,7 +17,7 @@
  */
 
 import { NotFoundError, UsageError } from "../errors.ts";
-import { KVM_PROBE_TIMEOUT_MS, probeKvm } from "./kvm_probe.ts";
+import { sharedAcceleratorChoice } from "./accelerator.ts";
 import { type Accelerator, qemuArgs } from "./qemu_args.ts";
 import {
   isMissingBinary,
@@ -28,7 +28,14 @@ import {
   spawnQemu,
 } from "./qemu_process.ts";
 import { QmpClient, QmpClosedError, type QmpEvent } from "./qmp_client.ts";
-import { reapOrphan, removeRunFiles, type RunDirPaths, runDirPaths } from "./run_dir.ts";
+import {
+  makeRunDir,
+  reapOrphan,
+  removeRunFiles,
+  restrictSockets,
+  type RunDirPaths,
+  runDirPaths,
+} from "./run_dir.ts";
 import { SerialConsole } from "./serial_console.ts";
 import { checkSpec, type VirtualMachineSpec } from "./vm_spec.ts";
 import { removeIfThere } from "../fs_atomic.ts";
@@ -113,6 +120,16 @@ const _DEFAULT_POWERDOWN_TIMEOUT_MS = 60_000;
 const _DEFAULT_SUSPEND_TIMEOUT_MS = 120_000;
 const _RESUME_TIMEOUT_MS = 120_000;
 const _POLL_MS = 20;
+const _LIFE_POLL_MS = 100;
+const _STATUS_POLL_MS = 1000;
+
+/**
+ * How long a guest that `auto` put on KVM has to show a sign of life before it is
+ * restarted under TCG. A healthy KVM guest reads its disk or prints within a second
+ * or two (the BIOS reads the boot sector at once; a kernel booted directly probes its
+ * virtio disks about a second in); a hung one never does.
+ */
+export const KVM_SIGN_OF_LIFE_TIMEOUT_MS = 15_000;
 /** Migration to a local file should not be throttled (QEMU's default is 32 MiB/s). */
 const _MIGRATION_BYTES_PER_SECOND = 64 * 1024 * 1024 * 1024;
 
@@ -130,8 +147,12 @@ export class VirtualMachine {
   readonly pid: number;
   /** The guest's serial console. */
   readonly console: SerialConsole;
-  /** The VNC websocket's loopback port, or undefined if the VM has no display. */
-  readonly vncWebsocketPort?: number;
+  /**
+   * The screen: VNC (plain RFB, security type None) on this Unix socket in the 0700 run
+   * directory, or undefined if the VM has no display. QEMU opens no TCP port for it;
+   * whoever may see the screen gets it relayed by the VAT (`vat/api/vnc_relay.ts`).
+   */
+  readonly vncSocket?: string;
   /**
    * Resolves (never rejects) once QEMU has exited and its sockets and pid file are
    * removed.
@@ -155,7 +176,7 @@ export class VirtualMachine {
     qemu: QemuProcess;
     qmp: QmpClient;
     console: SerialConsole;
-    vncWebsocketPort?: number;
+    vncSocket?: string;
   }) {
     this.name = init.name;
     this.accel = init.accel;
@@ -163,7 +184,7 @@ export class VirtualMachine {
     this.paths = init.paths;
     this.pid = init.qemu.pid;
     this.console = init.console;
-    this.vncWebsocketPort = init.vncWebsocketPort;
+    this.vncSocket = init.vncSocket;
     this.#qemu = init.qemu;
     this.#qmp = init.qmp;
     this.#qmp.subscribe((event) => this.#onQmpEvent(event));
@@ -187,12 +208,38 @@ export class VirtualMachine {
     const paths = runDirPaths(spec.runDir);
     const name = spec.name ?? paths.dir.slice(paths.dir.lastIndexOf("/") + 1);
     if (spec.resumeFrom !== undefined) await _checkImage(spec.resumeFrom, name);
-    await Deno.mkdir(paths.dir, { recursive: true });
+    await makeRunDir(paths.dir);
     await reapOrphan(paths.dir);
+    const choice = spec.accel === "kvm" || spec.accel === "tcg"
+      ? null
+      : spec.accelerator ?? sharedAcceleratorChoice();
+    const decision = await choice?.decide();
+    const accel = decision?.accel ?? (spec.accel as Accelerator);
+    const activity = spec.activity ?? (() => 0);
+    const vm = await VirtualMachine.#launch(spec, paths, name, accel);
+    // Only a guest that `auto` put on KVM is watched: the user's own setting is the
+    // last word, and a resumed guest may rightly sit idle.
+    if (accel !== "kvm" || decision?.setting !== "auto" || spec.resumeFrom !== undefined) {
+      return vm;
+    }
+    const alive = await vm.#showsLife(
+      activity,
+      spec.signOfLifeTimeoutMs ?? KVM_SIGN_OF_LIFE_TIMEOUT_MS,
+    );
+    if (alive) return vm;
+    await vm.kill();
+    await choice!.kvmHangsGuests(name);
+    return await VirtualMachine.#launch(spec, paths, name, "tcg");
+  }
+
+  /** Spawns QEMU for `spec` on `accel` and lets the guest run. */
+  static async #launch(
+    spec: VirtualMachineSpec,
+    paths: RunDirPaths,
+    name: string,
+    accel: Accelerator,
+  ): Promise<VirtualMachine> {
     const binary = spec.qemuBinary ?? QEMU_BINARY;
-    let accel: Accelerator;
-    if (spec.accel === "kvm" || spec.accel === "tcg") accel = spec.accel;
-    else accel = await probeKvm(KVM_PROBE_TIMEOUT_MS, binary) ? "kvm" : "tcg";
     const qemu = spawnQemu(binary, qemuArgs(spec, paths, accel));
     let qmp: QmpClient | undefined;
     let serial: SerialConsole | undefined;
@@ -201,8 +248,10 @@ export class VirtualMachine {
       qmp = await _connectQmp(paths, qemu, deadline, name);
       // QEMU creates every chardev before it serves QMP, so the console is there.
       serial = await SerialConsole.connect(paths.consoleSocket);
+      // QEMU made its sockets with the VAT's umask; the 0700 directory already keeps
+      // others out, and 0600 keeps them out should the directory ever be opened up.
+      await restrictSockets(paths);
       if (spec.resumeFrom !== undefined) await _resume(qmp, qemu, spec.resumeFrom, name);
-      const vncWebsocketPort = spec.display === false ? undefined : await _websocketPort(qmp);
       const machineType = await _machineType(qmp, spec.machine ?? "pc");
       const vm = new VirtualMachine({
         name,
@@ -212,7 +261,7 @@ export class VirtualMachine {
         qemu,
         qmp,
         console: serial,
-        vncWebsocketPort,
+        vncSocket: spec.display === false ? undefined : paths.vncSocket,
       });
       await qmp.execute("cont");
       return vm;
@@ -231,6 +280,30 @@ export class VirtualMachine {
         : `QEMU for ${name} failed to start: ${err instanceof Error ? err.message : err}`;
       throw new QemuError(what, output, { cause: err });
     }
+  }
+
+  /**
+   * Whether the guest shows a sign of life within `timeoutMs`: a byte on its serial
+   * console, a disk request (`activity()` counts them), or QEMU leaving the `running`
+   * state by itself (an exit, a pause, a shutdown). `internal-error` is the one state
+   * that says the opposite. The instruction pointer is no sign: on a kvm_pvm host it
+   * moves while the guest hangs (measured), and an idle guest keeps it still.
+   */
+  async #showsLife(activity: () => number, timeoutMs: number): Promise<boolean> {
+    const requests = activity();
+    const deadline = Date.now() + timeoutMs;
+    let nextStatus = 0;
+    while (Date.now() < deadline) {
+      if (this.#hasExited || this.console.position > 0 || activity() !== requests) return true;
+      if (Date.now() >= nextStatus) {
+        nextStatus = Date.now() + _STATUS_POLL_MS;
+        const { status } = await this.status().catch(() => ({ status: "exited" }));
+        if (status === "internal-error") return false;
+        if (status !== "running") return true;
+      }
+      await _sleep(_LIFE_POLL_MS);
+    }
+    return false;
   }
 
   /** QEMU's run state; `{ running: false, status: "exited" }` once QEMU is gone. */
@@ -528,18 +601,6 @@ async function _resume(
     }
     await _sleep(_POLL_MS);
   }
-}
-
-async function _websocketPort(qmp: QmpClient): Promise<number | undefined> {
-  const servers = await qmp.execute<
-    { server?: { websocket?: boolean; service?: string; family?: string }[] }[]
-  >("query-vnc-servers");
-  for (const server of servers) {
-    for (const listener of server.server ?? []) {
-      if (listener.websocket && listener.family !== "unix") return Number(listener.service);
-    }
-  }
-  return undefined;
 }
 
 async function _machineType(qmp: QmpClient, machine: string): Promise<string> {

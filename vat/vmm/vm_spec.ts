@@ -7,6 +7,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import type { AcceleratorChoice, AccelSetting } from "./accelerator.ts";
 
 /** The disks an appliance can have, in the order the guest sees them. */
 export type DiskRole = "system" | "user" | "ephemeral";
@@ -33,14 +34,6 @@ export interface VmKernelBoot {
   append?: string;
 }
 
-/** The VNC display. */
-export interface VmDisplay {
-  /** Where the websocket listener binds. Default `127.0.0.1`: loopback only. */
-  websocketHost?: string;
-  /** The websocket port; 0 (the default) lets the system pick a free one. */
-  websocketPort?: number;
-}
-
 /** What to run. Only `runDir` and `disks.system` are required. */
 export interface VirtualMachineSpec {
   /**
@@ -59,9 +52,20 @@ export interface VirtualMachineSpec {
   /** Boot this kernel; default: boot the system disk (BIOS). */
   boot?: VmKernelBoot;
   /**
-   * `kvm`, `tcg`, or `auto` (the default): KVM if `probeKvm()` says it works, else TCG.
+   * `kvm` or `tcg` as they are, or `auto` (the default): what `accelerator` (default:
+   * the process's `sharedAcceleratorChoice()`) decides, and a guest it puts on KVM
+   * that shows no sign of life within `signOfLifeTimeoutMs` is started again on TCG.
    */
-  accel?: "auto" | "kvm" | "tcg";
+  accel?: AccelSetting;
+  /** Decides `auto` and learns from hung guests; one per daemon. */
+  accelerator?: AcceleratorChoice;
+  /**
+   * A count that grows with the guest's disk requests (the NBD server's), one of the
+   * signs of life the KVM watch looks for.
+   */
+  activity?: () => number;
+  /** How long a guest on KVM under `auto` has to show life. Default 15 s. */
+  signOfLifeTimeoutMs?: number;
   /**
    * QEMU's machine type. Default `pc`. A memory image resumes only on the machine
    * type it was saved on: pass `SuspendedImage.machineType` when resuming.
@@ -72,8 +76,11 @@ export interface VirtualMachineSpec {
    * of the spec must describe the same machine: disks, CPUs, memory, boot, machine.
    */
   resumeFrom?: string;
-  /** The VNC display, or false for none. Default: websocket on a free loopback port. */
-  display?: VmDisplay | false;
+  /**
+   * Whether the VM has a screen: a VGA card shown over VNC (RFB) on the run directory's
+   * Unix socket only (`RunDirPaths.vncSocket`), never on a TCP port. Default true.
+   */
+  display?: boolean;
   /** `none` (the default) or `user`: QEMU's user-mode NAT with a virtio NIC. */
   network?: "none" | "user";
   /** The QEMU binary. Default `qemu-system-x86_64`. */
@@ -103,9 +110,5 @@ export function checkSpec(spec: VirtualMachineSpec): void {
   const memory = spec.memoryMiB ?? 512;
   if (!Number.isInteger(memory) || memory < 16) {
     throw new UsageError(`a VM's memory is a whole number of MiB, at least 16, not ${memory}`);
-  }
-  const port = spec.display ? spec.display.websocketPort ?? 0 : 0;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new UsageError(`the VNC websocket port must be 0 to 65535, not ${port}`);
   }
 }

@@ -10,10 +10,11 @@
 
 import { ChunkCache } from "../cache/chunk_cache.ts";
 import type { ChunkedDisk } from "../disk/chunked_disk.ts";
-import { startApplianceRun } from "../daemon/appliance_run.ts";
+import { startApplianceRun } from "./appliance_run.ts";
 import type { TraceRecording } from "../repo/boot_trace.ts";
 import type { Repository, Version } from "../repo/repository.ts";
-import { TraceRecorder } from "./trace_recorder.ts";
+import { TraceRecorder } from "../prefetch/trace_recorder.ts";
+import { TimeoutError } from "../errors.ts";
 
 /** What to record. */
 export interface TraceRecordOptions {
@@ -62,7 +63,7 @@ export async function recordBootTrace(options: TraceRecordOptions): Promise<Reco
       await run.vm.console.waitForLine(pattern, { timeoutMs: options.timeoutMs });
       reachedLine = true;
     } catch (err) {
-      if (options.until !== null && !/within \d+ ms/.test((err as Error).message)) throw err;
+      if (options.until !== null && !(err instanceof TimeoutError)) throw err;
     } finally {
       await run.vm.kill();
       await run.ended;

@@ -10,7 +10,7 @@
 import { Hono } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
-import { isToken } from "../api/require_token.ts";
+import { isToken } from "./require_token.ts";
 import { type BrowserSessions, SESSION_COOKIE, SESSION_MAX_AGE_MS } from "./browser_sessions.ts";
 
 /** `POST /` : sign in with the token. Mounted at `/api/session`, ahead of `requireToken`. */

@@ -17,6 +17,7 @@ export const SESSION_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 /** The daemon's signed-in browsers. */
 export class BrowserSessions {
   #expiry = new Map<string, number>();
+  #revokeListeners = new Set<(id: string) => void>();
 
   /** Creates a session and returns its id (256 random bits). */
   create(): string {
@@ -39,6 +40,16 @@ export class BrowserSessions {
 
   /** Ends a session (sign-out); unknown ids are ignored. */
   revoke(id: string | undefined): void {
-    if (id) this.#expiry.delete(id);
+    if (!id || !this.#expiry.delete(id)) return;
+    for (const listener of [...this.#revokeListeners]) listener(id);
+  }
+
+  /**
+   * Calls `listener` with the id of every session revoked from now on (what a session
+   * holds open, such as a screen relay, ends with it); returns the function that stops.
+   */
+  onRevoke(listener: (id: string) => void): () => void {
+    this.#revokeListeners.add(listener);
+    return () => this.#revokeListeners.delete(listener);
   }
 }

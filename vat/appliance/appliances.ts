@@ -18,6 +18,7 @@ import { createHash } from "node:crypto";
 import type { ChunkCache } from "../cache/chunk_cache.ts";
 import {
   ConflictError,
+  IntegrityError,
   isRetryable,
   NotFoundError,
   PermanentError,
@@ -35,6 +36,10 @@ import { formatBytes, type OperationProgress, ProgressMeter } from "../progress.
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { removeIfThere, writeFileAtomic } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
+import { readBootTrace } from "../repo/boot_trace.ts";
+import { type ApplianceHeatMap, HeatMaps } from "./heat_map.ts";
+import type { AcceleratorChoice } from "../vmm/accelerator.ts";
+import type { Accelerator } from "../vmm/virtual_machine.ts";
 import {
   type ApplianceRun,
   type RunSpec,
@@ -52,6 +57,7 @@ import type { FetchScheduler } from "../prefetch/fetch_scheduler.ts";
 import type { PrefetchTarget } from "../prefetch/prefetcher.ts";
 import { startTraceReplay } from "../prefetch/trace_replay.ts";
 import { type ApplianceRecord, checkApplianceName, type StateDb } from "./state_db.ts";
+import { RepoTrust, type TrustStatus } from "./repo_trust.ts";
 
 /** What the UI and CLI show of one appliance. */
 export interface ApplianceStatus {
@@ -69,8 +75,15 @@ export interface ApplianceStatus {
   suspendedVersion: number | null;
   /** Whether the subscription (and its user disk) exists. */
   subscribed: boolean;
-  /** QEMU's VNC websocket on loopback, while running. */
-  vncWebsocketPort: number | null;
+  /**
+   * While it runs with a screen: an id of that run's screen (QEMU's pid), which
+   * `GET /api/appliances/NAME/vnc` relays; a new run has a new id. Null otherwise.
+   */
+  screenId: number | null;
+  /** What the guest runs on (`kvm` or `tcg`), while running. */
+  accel: Accelerator | null;
+  /** Why it runs on TCG when KVM was to be used ("KVM on this host hangs guests; ..."). */
+  accelNote: string | null;
   /** What went wrong last (a failed start, a crash), until the next start. */
   lastError: string | null;
   /** The repository cannot be reached now (its metadata comes from the local mirror). */
@@ -91,6 +104,11 @@ export interface ApplianceStatus {
   operations: OperationProgress[];
   /** The user disk's backup (`enabled: false` when the VAT has no data repository). */
   backup: BackupStatus;
+  /**
+   * What this VAT holds the repository to: pinned keys, the highest version accepted,
+   * freshness, and what is wrong now (docs/SECURITY.md); null before the first pin.
+   */
+  trust: TrustStatus | null;
 }
 
 /** How `start` treats a subscription another VAT holds. */
@@ -127,6 +145,8 @@ interface _View {
   latest: { version: number; updateRequired: boolean } | null;
   offline: boolean;
   holding: { cachedBytes: number; totalBytes: number; version: number } | null;
+  /** What the trust checks found wrong (a refused version or key list, rollback, freeze). */
+  problem: string | null;
 }
 
 /** What `Appliances` does beyond its state (docs/CACHE.md, "Prefetching"). */
@@ -140,6 +160,8 @@ export interface AppliancesOptions {
   onPrefetchNeeded?: () => void;
   /** Backs user disks up (the daemon's `--data-repo`); none when absent. */
   backups?: Backups | null;
+  /** Decides KVM or TCG for the guests (default: the process's shared choice). */
+  accelerator?: AcceleratorChoice;
 }
 
 /** How long a counted number of cached bytes is trusted while nothing changed. */
@@ -171,10 +193,13 @@ export class Appliances extends EventTarget {
   readonly #options: AppliancesOptions;
   readonly #backups: Backups | null;
   readonly #snapshotTimers = new Map<string, ReturnType<typeof setInterval>>();
+  readonly #heatMaps = new WeakMap<ApplianceRun, HeatMaps>();
+  readonly #trust: RepoTrust;
 
   constructor(db: StateDb, cache: ChunkCache, stateDir: string, options: AppliancesOptions = {}) {
     super();
     this.#db = db;
+    this.#trust = new RepoTrust(db);
     this.#cache = cache;
     this.#stateDir = stateDir;
     this.#options = options;
@@ -205,20 +230,48 @@ export class Appliances extends EventTarget {
     this.#backups.kick();
   }
 
-  /** Adds an appliance from `repo` (its name defaults to the repository's last path part). */
-  async add(repo: string, name?: string): Promise<ApplianceStatus> {
+  /**
+   * Adds an appliance from `repo` (its name defaults to the repository's last path
+   * part), pinning the repository's id and publisher keys: `publishers` (an
+   * administrator's), or the repository's own on first use (docs/SECURITY.md).
+   */
+  async add(repo: string, name?: string, publishers?: string[]): Promise<ApplianceStatus> {
     const chosen = checkApplianceName(name ?? _defaultName(repo));
-    // The repository must exist and hold a version now, so a typo fails here.
-    await this.#withRepo(repo, async (r, store) => {
-      await r.resolveVersion("latest");
+    if (this.#db.list().some((r) => r.name === chosen)) {
+      throw new ConflictError(`an appliance called "${chosen}" already exists`);
+    }
+    // The repository must exist and hold a version that verifies with the pins now, so
+    // a typo or a wrong key fails here.
+    const trust = await this.#withRepo(repo, async (r, store) => {
+      const pinned = await this.#trust.pin(r, publishers?.length ? publishers : null);
       if (store.offline) {
         throw new TransientError(`${repo} cannot be reached; add the appliance while connected`);
       }
+      return pinned;
     });
-    this.#db.add(chosen, repo);
+    this.#db.add(chosen, repo, trust);
     this.#changed();
     this.#options.onPrefetchNeeded?.();
     return await this.status(chosen);
+  }
+
+  /**
+   * The access heat map of the appliance's disks while it runs (no disks otherwise):
+   * what it read, wrote and fetched, region by region, beside what is cached and
+   * where its boot trace reads.
+   */
+  async heatMap(name: string): Promise<ApplianceHeatMap> {
+    const record = this.#db.get(name);
+    const run = this.#runs.get(record.name);
+    if (!run) return { name: record.name, version: null, disks: [] };
+    let maps = this.#heatMaps.get(run);
+    if (!maps) {
+      const trace = await this.#withRepo(record.repo, (repo) => readBootTrace(repo, run.version))
+        .catch(() => null);
+      maps = new HeatMaps(run.access, trace);
+      this.#heatMaps.set(run, maps);
+    }
+    return { name: record.name, version: run.version.number, disks: maps.disks() };
   }
 
   /** Every appliance's status. */
@@ -243,9 +296,11 @@ export class Appliances extends EventTarget {
     let store: MirroredStore | null = null;
     try {
       store = this.#openStore(record.repo);
-      const repo = await Repository.open(store);
+      const repo = await this.#openTrusted(record, store);
       // Offline, "latest" is the newest version whose metadata the mirror holds.
       const version = await repo.resolveVersion("latest");
+      this.#trust.checkRequired(name, version);
+      this.#trust.accept(name, version);
       if (store.offline) await this.#checkSafeOffline(record, repo, version);
       else if (record.hoarded && record.hoardedVersion !== version.number) {
         // A newer version than the hoarded one: fetch and pin it while this one runs.
@@ -302,6 +357,7 @@ export class Appliances extends EventTarget {
         run = await this.#startRun(name, {
           repo,
           version,
+          accelerator: this.#options.accelerator,
           userDisk,
           cache: this.#cache,
           dirs,
@@ -472,6 +528,20 @@ export class Appliances extends EventTarget {
     return runDirPaths(this.#dirs(name).runDir).consoleLog;
   }
 
+  /**
+   * The running appliance's screen: QEMU's VNC Unix socket (plain RFB, no password:
+   * hand it only to an authenticated caller) and when it goes away. Throws
+   * `NotFoundError` for an unknown appliance, `ConflictError` when it is not running.
+   */
+  screen(name: string): { name: string; socketPath: string; ended: Promise<unknown> } {
+    this.#db.get(name);
+    const run = this.#runs.get(name);
+    if (!run?.vm.vncSocket) {
+      throw new ConflictError(`"${name}" has no screen now: it is not running`);
+    }
+    return { name, socketPath: run.vm.vncSocket, ended: run.vm.exited };
+  }
+
   /** Types `line` and a newline into the running appliance's serial console. */
   async consoleSend(name: string, line: string): Promise<void> {
     await this.#running(name).vm.console.writeLine(line);
@@ -571,12 +641,13 @@ export class Appliances extends EventTarget {
       open: async () => {
         const store = this.#openStore(record.repo);
         try {
-          const repo = await Repository.open(store);
+          const repo = await this.#openTrusted(record, store);
           const version = await repo.resolveVersion("latest");
           if (store.offline) {
             await store.close();
             return null;
           }
+          this.#trust.accept(record.name, version);
           const userBase = await this.#prefetchedUserBase(record, repo, version);
           return { repo, version, userBase, close: () => store.close() };
         } catch (err) {
@@ -648,7 +719,11 @@ export class Appliances extends EventTarget {
       updateRequired: latest?.updateRequired ?? false,
       suspendedVersion: record.suspendedVersion,
       subscribed: record.userBaseVersion !== null,
-      vncWebsocketPort: run?.vm.vncWebsocketPort ?? null,
+      screenId: run?.vm.vncSocket ? run.vm.pid : null,
+      accel: run?.vm.accel ?? null,
+      accelNote: run?.vm.accel === "tcg" && this.#options.accelerator?.current?.fellBack
+        ? this.#options.accelerator.current.reason
+        : null,
       lastError: this.#errors.get(record.name) ?? null,
       offline: view.offline,
       safeOffline: holding !== null && record.hoarded &&
@@ -664,6 +739,7 @@ export class Appliances extends EventTarget {
       // Without a subscription yet, `enabled` still says whether it will be backed up.
       backup: backup?.status(run?.user?.overlay?.dirtyBytes() ?? 0) ??
         { ...NO_BACKUP, enabled: this.#backups !== null },
+      trust: this.#trust.status(record.name, view.problem),
     };
   }
 
@@ -675,15 +751,25 @@ export class Appliances extends EventTarget {
   async #viewOf(record: ApplianceRecord): Promise<_View> {
     try {
       const view = await _withTimeout(
-        this.#withRepo(record.repo, async (repo, store): Promise<_View> => {
+        this.#withTrustedRepo(record, async (repo, store, keysProblem): Promise<_View> => {
           const n = await repo.latestVersion();
-          if (n === null) return { latest: null, offline: store.offline, holding: null };
-          const version = await repo.readVersion(n);
+          const version = n === null ? null : await repo.readVersion(n);
+          if (version) this.#trust.accept(record.name, version);
+          // Only a repository that answers can vouch for its freshness (offline is fine).
+          const freshness = store.offline
+            ? null
+            : await this.#trust.freshness(record.name, repo, n);
+          const problem = keysProblem ?? (store.offline ? null : freshness);
+          if (!version) return { latest: null, offline: store.offline, holding: null, problem };
           const holding = await this.#holdingOf(record, repo, version).catch(() => null);
           return {
-            latest: { version: n, updateRequired: version.manifest.updateRequired ?? false },
+            latest: {
+              version: version.number,
+              updateRequired: version.manifest.updateRequired ?? false,
+            },
             offline: store.offline,
             holding,
+            problem,
           };
         }),
         10_000,
@@ -698,7 +784,21 @@ export class Appliances extends EventTarget {
       const last = this.#views.get(record.name);
       const offline = isRetryable(err) || !(err instanceof VatError) ||
         /no answer within/.test((err as Error).message);
-      return { latest: last?.latest ?? null, offline, holding: last?.holding ?? null };
+      // A refused version (untrusted key, rollback, another repository) changes nothing:
+      // the status keeps what was accepted before, and says why.
+      const trusted = this.#db.trust(record.name);
+      const accepted = trusted?.highestVersion != null
+        ? {
+          version: trusted.highestVersion,
+          updateRequired: trusted.requiredVersion === trusted.highestVersion,
+        }
+        : null;
+      return {
+        latest: last?.latest ?? accepted,
+        offline,
+        holding: last?.holding ?? null,
+        problem: err instanceof IntegrityError ? err.message : null,
+      };
     }
   }
 
@@ -823,13 +923,14 @@ export class Appliances extends EventTarget {
 
   async #hoardVersion(name: string): Promise<void> {
     const record = this.#db.get(name);
-    await this.#withRepo(record.repo, async (repo, store) => {
+    await this.#withTrustedRepo(record, async (repo, store) => {
       const version = await repo.resolveVersion("latest");
       if (store.offline) {
         throw new TransientError(
           `cannot hoard "${name}": its repository ${record.repo} cannot be reached`,
         );
       }
+      this.#trust.accept(name, version);
       const chunks = await this.#chunksOf(record, repo, version);
       const owner = `hoard:${name}:${version.number}`;
       // Pinned first, so nothing fetched below is evicted before the end.
@@ -886,10 +987,41 @@ export class Appliances extends EventTarget {
   ): Promise<T> {
     const store = this.#openStore(location);
     try {
-      return await fn(await Repository.open(store), store);
+      return await fn(await Repository.open(store, undefined, { keyLists: false }), store);
     } finally {
       await store.close();
     }
+  }
+
+  /** `#withRepo` for an added appliance: its repository held to the appliance's pins. */
+  async #withTrustedRepo<T>(
+    record: ApplianceRecord,
+    fn: (repo: Repository, store: MirroredStore, problem: string | null) => Promise<T>,
+  ): Promise<T> {
+    const store = this.#openStore(record.repo);
+    try {
+      let problem: string | null = null;
+      const repo = await this.#openTrusted(record, store, (p) => problem = p);
+      return await fn(repo, store, problem);
+    } finally {
+      await store.close();
+    }
+  }
+
+  /**
+   * Opens the repository of `record` held to its pins (`RepoTrust.apply`): the pinned
+   * keys instead of repo.json's, the highest version accepted as the floor.
+   */
+  async #openTrusted(
+    record: ApplianceRecord,
+    store: MirroredStore,
+    onProblem?: (problem: string | null) => void,
+  ): Promise<Repository> {
+    const repo = await Repository.open(store, undefined, { keyLists: false });
+    const problem = await this.#trust.apply(record.name, repo, !store.offline);
+    if (problem) console.error(`${record.name}: ${problem}`);
+    onProblem?.(problem);
+    return repo;
   }
 
   /** The repository at `location`, its metadata mirrored under `mirror/` for offline use. */
@@ -897,7 +1029,9 @@ export class Appliances extends EventTarget {
     const id = createHash("sha256").update(location).digest("hex").slice(0, 32);
     return new MirroredStore({
       location,
-      open: () => openStore(location),
+      // A server that does not answer is the mirror's business (it answers at once);
+      // one that answers busy (429, 503) is retried with backoff (docs/FORMAT.md).
+      open: () => openStore(location, { retry: { onlyAnswered: true } }),
       mirrorDir: `${this.#stateDir}/mirror/${id}`,
     });
   }
@@ -997,13 +1131,13 @@ export class Appliances extends EventTarget {
           overlayPath: path,
         });
       })()
-      : await this.#withRepo(record.repo, async (repo) => {
+      : await this.#withTrustedRepo(record, async (repo) => {
         const version = await repo.readVersion(record.userBaseVersion!);
         return await openVersionDisk(repo, version, "user", this.#cache, { overlayPath: path });
       });
     try {
       const vm = backup.outbox.queued().at(-1)?.vm ??
-        await this.#withRepo(record.repo, async (repo) => {
+        await this.#withTrustedRepo(record, async (repo) => {
           const n = record.lastVersion ?? record.userBaseVersion!;
           return (await repo.readVersion(n)).manifest.vm;
         });

@@ -8,7 +8,9 @@
  */
 
 import type { ChunkCache, ChunkFetcher } from "../cache/chunk_cache.ts";
+import { AccessMap } from "../disk/access_map.ts";
 import type { BlockDevice } from "../disk/block_device.ts";
+import { StatsDevice } from "../disk/stats_device.ts";
 import type { ChunkedDisk } from "../disk/chunked_disk.ts";
 import { FileDevice } from "../disk/file_device.ts";
 import { NotFoundError } from "../errors.ts";
@@ -17,8 +19,10 @@ import { serveNbd } from "../nbd/nbd_server.ts";
 import { writeFileAtomic } from "../fs_atomic.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import { removeStaleSocket } from "../unix_socket.ts";
+import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import { VirtualMachine, type VmExit } from "../vmm/virtual_machine.ts";
 import type { VmDisk } from "../vmm/vm_spec.ts";
+import { makeRunDir } from "../vmm/run_dir.ts";
 
 /** Where one appliance keeps its files (under the state directory). */
 export interface ApplianceDirs {
@@ -47,6 +51,8 @@ export interface RunSpec {
   beforeBoot?: (disks: { user: VersionDisk | null }) => Promise<void>;
   /** Runs once QEMU exited, before the disks are closed (the backup's last snapshot). */
   beforeClose?: (run: ApplianceRun) => Promise<void>;
+  /** Decides KVM or TCG (default: the process's `sharedAcceleratorChoice()`). */
+  accelerator?: AcceleratorChoice;
 }
 
 /**
@@ -66,12 +72,21 @@ export interface UserDiskSpec {
   fetch?: ChunkFetcher;
 }
 
+/** One exported disk's access heat map, and what it is read from. */
+export interface DiskAccess {
+  readonly map: AccessMap;
+  readonly base: ChunkedDisk;
+  readonly cache: ChunkCache;
+}
+
 /** A running appliance. */
 export interface ApplianceRun {
   readonly vm: VirtualMachine;
   readonly version: Version;
   readonly system: VersionDisk;
   readonly user: VersionDisk | null;
+  /** The system and user disks' access heat maps, by disk name. */
+  readonly access: ReadonlyMap<string, DiskAccess>;
   /** Resolves once QEMU exited and every disk is flushed and closed. */
   readonly ended: Promise<VmExit>;
 }
@@ -80,9 +95,19 @@ export interface ApplianceRun {
 export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
   const { repo, version, dirs } = spec;
   await Deno.mkdir(dirs.dir, { recursive: true });
-  await Deno.mkdir(dirs.runDir, { recursive: true });
+  // 0700 before the NBD socket is made in it: QEMU's sockets go there too.
+  await makeRunDir(dirs.runDir);
   const devices: BlockDevice[] = [];
   const exports = new Map<string, BlockDevice>();
+  const access = new Map<string, DiskAccess>();
+  const unobserve: (() => void)[] = [];
+  // The guest's requests are counted on top of each disk's stack; its fetches below.
+  const counted = (name: string, disk: VersionDisk, cache: ChunkCache): BlockDevice => {
+    const map = new AccessMap(disk.device.sizeBytes, disk.base.index.chunkBytes);
+    unobserve.push(disk.base.observe((chunk, missed) => missed && map.countFetch(chunk)));
+    access.set(name, { map, base: disk.base, cache });
+    return new StatsDevice(disk.device, map);
+  };
   const guestDisks: { system?: VmDisk; user?: VmDisk; ephemeral?: VmDisk } = {};
   const socketPath = `${dirs.runDir}/nbd.sock`;
   let server: ReturnType<typeof serveNbd> | null = null;
@@ -96,7 +121,7 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
     });
     spec.onDisk?.("system", system.base);
     devices.push(system.device);
-    exports.set("system", system.device);
+    exports.set("system", counted("system", system, spec.cache));
     guestDisks.system = { socketPath, exportName: "system" };
     let user: VersionDisk | null = null;
     const userDisk = spec.userDisk;
@@ -112,7 +137,7 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
       // A boot trace knows the appliance's initial user disk, not a data repository's.
       if (userDisk.repo === repo) spec.onDisk?.("user", user.base);
       devices.push(user.device);
-      exports.set("user", user.device);
+      exports.set("user", counted("user", user, userDisk.cache));
       guestDisks.user = { socketPath, exportName: "user" };
     }
     const ephemeralBytes = version.manifest.vm.ephemeralSizeBytes ?? 0;
@@ -138,6 +163,8 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
         : undefined,
       resumeFrom: spec.resumeFrom?.path,
       machine: spec.resumeFrom?.machineType,
+      accelerator: spec.accelerator,
+      activity: () => server!.requests,
     });
     const nbd = server;
     let run: ApplianceRun | null = null;
@@ -148,13 +175,15 @@ export async function startApplianceRun(spec: RunSpec): Promise<ApplianceRun> {
           console.error(`after ${dirs.dir}: ${(err as Error).message}`);
         });
       }
+      for (const stop of unobserve) stop();
       for (const device of devices) await device.close().catch(() => {});
       return exit;
     });
-    run = { vm, version, system, user, ended };
+    run = { vm, version, system, user, access, ended };
     return run;
   } catch (err) {
     await server?.close();
+    for (const stop of unobserve) stop();
     for (const device of devices) await device.close().catch(() => {});
     throw err;
   }

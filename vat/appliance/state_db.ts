@@ -1,12 +1,18 @@
 /**
  * The VAT's state database (`vat.sqlite` in the state directory, SQLite in WAL mode):
- * the appliances the user added and their subscriptions.
+ * the appliances the user added, their subscriptions, and what the VAT holds each
+ * appliance's repository to (pinned keys, the highest version accepted; docs/SECURITY.md).
+ *
+ * On a full disk a change fails with a `PermanentError` that says so and leaves the
+ * database as it was (SQLite rolls the write back); reads keep working.
  *
  * @module
  */
 
 import { DatabaseSync } from "node:sqlite";
 import { ConflictError, NotFoundError, UsageError } from "../errors.ts";
+import { mapDiskFull } from "../fs_atomic.ts";
+import { inTransaction, writing } from "../sqlite_write.ts";
 
 /** One appliance on this VAT, and the user's subscription to it. */
 export interface ApplianceRecord {
@@ -30,7 +36,38 @@ export interface ApplianceRecord {
   hoardedVersion: number | null;
 }
 
+/**
+ * What this VAT trusts of an appliance's repository (docs/SECURITY.md): pinned when the
+ * appliance is added, changed only by signed key lists and by versions it accepts.
+ */
+export interface TrustRecord {
+  /** The appliance. */
+  name: string;
+  /** The repository's id (`repo.json`): a different repository at the same address is refused. */
+  repoId: string;
+  /** The key list the keys come from (0: the keys pinned when added). */
+  keySequence: number;
+  /** The publisher keys whose signatures this VAT accepts. */
+  keys: string[];
+  /** Keys a signed key list retired, valid still for versions up to `upTo`. */
+  retired: { key: string; upTo: number }[];
+  /** How the keys were first pinned. */
+  pinnedBy: "first use" | "administrator";
+  pinnedAt: string;
+  /** The highest version accepted: a newest version below it is a rollback. */
+  highestVersion: number | null;
+  highestAt: string | null;
+  /** The newest version seen that is marked update required: older ones do not boot. */
+  requiredVersion: number | null;
+  /** The newest valid freshness statement seen (docs/FORMAT.md, "Freshness"). */
+  vouched: { latest: number; signedAt: string; expires: string } | null;
+}
+
 const SCHEMA = `
+CREATE TABLE IF NOT EXISTS repo_trust (
+  name TEXT PRIMARY KEY,
+  record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS appliances (
   name TEXT PRIMARY KEY,
   repo TEXT NOT NULL,
@@ -61,24 +98,34 @@ export function checkApplianceName(name: string): string {
 
 /** The state database. */
 export class StateDb {
+  readonly path: string;
   readonly #db: DatabaseSync;
 
-  private constructor(db: DatabaseSync) {
+  private constructor(path: string, db: DatabaseSync) {
+    this.path = path;
     this.#db = db;
   }
 
   /** Opens (or creates) the database at `path`. */
   static open(path: string): StateDb {
-    const db = new DatabaseSync(path);
-    db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;");
-    db.exec(SCHEMA);
-    const have = new Set(
-      (db.prepare("PRAGMA table_info(appliances)").all() as { name: string }[]).map((c) => c.name),
-    );
-    for (const [column, type] of ADDED_COLUMNS) {
-      if (!have.has(column)) db.exec(`ALTER TABLE appliances ADD COLUMN ${column} ${type}`);
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(path);
+      db.exec("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;");
+      db.exec(SCHEMA);
+      const have = new Set(
+        (db.prepare("PRAGMA table_info(appliances)").all() as { name: string }[]).map((c) =>
+          c.name
+        ),
+      );
+      for (const [column, type] of ADDED_COLUMNS) {
+        if (!have.has(column)) db.exec(`ALTER TABLE appliances ADD COLUMN ${column} ${type}`);
+      }
+    } catch (err) {
+      if (db?.isOpen) db.close();
+      throw mapDiskFull(err, path);
     }
-    return new StateDb(db);
+    return new StateDb(path, db);
   }
 
   /** Every appliance, by name. */
@@ -100,22 +147,46 @@ export class StateDb {
     return _record(row);
   }
 
-  /** Adds an appliance; `ConflictError` if the name is taken. */
-  add(name: string, repo: string): ApplianceRecord {
+  /**
+   * Adds an appliance, and what it trusts of its repository, in one transaction;
+   * `ConflictError` if the name is taken.
+   */
+  add(name: string, repo: string, trust?: Omit<TrustRecord, "name">): ApplianceRecord {
     checkApplianceName(name);
+    this.#db.exec("BEGIN IMMEDIATE");
     try {
       this.#db.prepare("INSERT INTO appliances (name, repo, added_at) VALUES (?, ?, ?)").run(
         name,
         repo,
         new Date().toISOString(),
       );
+      if (trust) this.setTrust({ ...trust, name });
+      this.#db.exec("COMMIT");
     } catch (err) {
+      this.#db.exec("ROLLBACK");
       if (/UNIQUE/.test((err as Error).message)) {
         throw new ConflictError(`an appliance called "${name}" already exists`, { cause: err });
       }
-      throw err;
+      throw mapDiskFull(err, this.path);
     }
     return this.get(name);
+  }
+
+  /** What the VAT trusts of appliance `name`'s repository; null before it was pinned. */
+  trust(name: string): TrustRecord | null {
+    const row = this.#db.prepare("SELECT record FROM repo_trust WHERE name = ?").get(name) as
+      | { record: string }
+      | undefined;
+    return row ? { ...JSON.parse(row.record), name } : null;
+  }
+
+  /** Stores (replaces) a trust record. */
+  setTrust(record: TrustRecord): void {
+    const { name, ...rest } = record;
+    this.#db.prepare("INSERT OR REPLACE INTO repo_trust (name, record) VALUES (?, ?)").run(
+      name,
+      JSON.stringify(rest),
+    );
   }
 
   /** Changes fields of an appliance. */
@@ -135,17 +206,22 @@ export class StateDb {
       hoarded: "hoarded",
       hoardedVersion: "hoarded_version",
     };
-    for (const [field, value] of Object.entries(fields)) {
-      this.#db.prepare(`UPDATE appliances SET ${columns[field]} = ? WHERE name = ?`).run(
-        typeof value === "boolean" ? Number(value) : value ?? null,
-        name,
-      );
-    }
+    inTransaction(this.#db, this.path, () => {
+      for (const [field, value] of Object.entries(fields)) {
+        this.#db.prepare(`UPDATE appliances SET ${columns[field]} = ? WHERE name = ?`).run(
+          typeof value === "boolean" ? Number(value) : value ?? null,
+          name,
+        );
+      }
+    });
   }
 
-  /** Removes an appliance's record. */
+  /** Removes an appliance's record and what it trusted. */
   remove(name: string): void {
-    this.#db.prepare("DELETE FROM appliances WHERE name = ?").run(name);
+    writing(this.path, () => {
+      this.#db.prepare("DELETE FROM appliances WHERE name = ?").run(name);
+      this.#db.prepare("DELETE FROM repo_trust WHERE name = ?").run(name);
+    });
   }
 
   close(): void {

@@ -1,0 +1,87 @@
+/**
+ * Freshness statements (docs/FORMAT.md, "Freshness"): `timestamp.json`, a short-lived
+ * signed statement of a publisher that version N is the repository's newest, valid
+ * until a time. Publishing writes one, and `vat repo refresh` renews it. A VAT that is
+ * online and only ever finds an expired one knows that it may be looking at a frozen
+ * copy of the repository (TUF's timestamp role, against freeze attacks).
+ *
+ * @module
+ */
+
+import { IntegrityError } from "../errors.ts";
+import type { SigningKey } from "../auth/signing_key.ts";
+import { openEnvelope, signEnvelope } from "./signed_envelope.ts";
+import type { Repository } from "./repository.ts";
+
+const SIGNING_CONTEXT = "vat-timestamp-v1\n";
+
+/** The object key of the freshness statement. */
+export const FRESHNESS_KEY = "timestamp.json";
+
+/**
+ * How long a statement is valid by default: 7 days (docs/SECURITY.md, "Freeze"). The
+ * publisher's key signs it, and that key should not live on an always-on machine, so
+ * renewing is a weekly job rather than an hourly one; a VAT on a frozen copy says so
+ * within a week.
+ */
+export const DEFAULT_FRESHNESS_MS = 7 * 24 * 3600_000;
+
+/** The payload of `timestamp.json`. */
+export interface FreshnessStatement {
+  format: 1;
+  repoId: string;
+  /** The newest committed version when it was signed (0: none yet). */
+  latest: number;
+  signedAt: string;
+  expires: string;
+  publisher: string;
+}
+
+/** Signs and stores a statement that the repository's newest version is `latest`. */
+export async function writeFreshness(
+  repo: Repository,
+  key: SigningKey,
+  options: { validForMs?: number; now?: Date } = {},
+): Promise<FreshnessStatement> {
+  const now = options.now ?? new Date();
+  const statement: FreshnessStatement = {
+    format: 1,
+    repoId: repo.config.id,
+    latest: (await repo.latestVersion()) ?? 0,
+    signedAt: now.toISOString(),
+    expires: new Date(now.getTime() + (options.validForMs ?? DEFAULT_FRESHNESS_MS)).toISOString(),
+    publisher: key.publicKeyId,
+  };
+  const bytes = signEnvelope(JSON.stringify(statement, null, 2), SIGNING_CONTEXT, key);
+  await repo.store.put(FRESHNESS_KEY, bytes);
+  return statement;
+}
+
+/** Parses and checks a statement: signed by one of `trustedKeys`, of repository `repoId`. */
+export function openFreshness(
+  bytes: Uint8Array,
+  expect: { repoId: string; trustedKeys: readonly string[] },
+): FreshnessStatement {
+  const what = `the freshness statement (${FRESHNESS_KEY})`;
+  const { payload, signer } = openEnvelope(bytes, SIGNING_CONTEXT, expect.trustedKeys, what);
+  let s: FreshnessStatement;
+  try {
+    s = JSON.parse(payload);
+  } catch (err) {
+    throw new IntegrityError(`${what}: payload is not valid JSON`, { cause: err });
+  }
+  if (s?.format !== 1) throw new IntegrityError(`${what}: unsupported format`);
+  if (s.repoId !== expect.repoId) {
+    throw new IntegrityError(`${what}: it belongs to another repository`);
+  }
+  if (s.publisher !== signer) throw new IntegrityError(`${what}: publisher and signer differ`);
+  const signedAt = Date.parse(s.signedAt);
+  const expires = Date.parse(s.expires);
+  if (
+    !Number.isSafeInteger(s.latest) || s.latest < 0 || !Number.isFinite(signedAt) ||
+    !Number.isFinite(expires) || expires <= signedAt
+  ) {
+    throw new IntegrityError(`${what}: latest, signedAt or expires is invalid`);
+  }
+  return s;
+}

@@ -13,6 +13,7 @@ import { publishKills } from "./faults/publish_kills.ts";
 import { backupKills } from "./faults/backup_kills.ts";
 import { hoardKills } from "./faults/hoard_kills.ts";
 import { daemonHasAccelChoice, guestKills } from "./faults/guest_kills.ts";
+import { exportKills } from "./faults/export_kills.ts";
 import { cacheFillKills, overlayKills } from "./faults/nbd_kills.ts";
 
 /** One area: its name, its lane, what it does. */
@@ -63,8 +64,14 @@ Deno.test({
       {
         name: "cache",
         what: "cache fill with eviction under vat nbd",
-        lane: 0,
+        lane: 1,
         run: (area) => cacheFillKills(area, scaled(25)),
+      },
+      {
+        name: "export",
+        what: "vat export over an existing image",
+        lane: 0,
+        run: (area) => exportKills(area, scaled(15)),
       },
       {
         name: "overlay",

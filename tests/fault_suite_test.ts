@@ -47,13 +47,13 @@ Deno.test({
         name: "publish-http",
         what: "vat publish over HTTP to vat serve (the server killed too)",
         lane: 0,
-        run: (area) => publishKills(area, { transport: "http", kills: scaled(15) }),
+        run: (area) => publishKills(area, { transport: "http", kills: scaled(12) }),
       },
       {
         name: "publish-file",
         what: "vat publish to a file repository",
         lane: 1,
-        run: (area) => publishKills(area, { transport: "file", kills: scaled(18) }),
+        run: (area) => publishKills(area, { transport: "file", kills: scaled(15) }),
       },
       {
         name: "backup",
@@ -65,7 +65,7 @@ Deno.test({
         name: "cache",
         what: "cache fill with eviction under vat nbd",
         lane: 1,
-        run: (area) => cacheFillKills(area, scaled(25)),
+        run: (area) => cacheFillKills(area, scaled(22)),
       },
       {
         name: "export",
@@ -77,7 +77,7 @@ Deno.test({
         name: "overlay",
         what: "overlay writes and flushes through vat nbd",
         lane: 0,
-        run: (area) => overlayKills(area, scaled(25)),
+        run: (area) => overlayKills(area, scaled(22)),
       },
       {
         name: "hoard",

@@ -14,6 +14,7 @@ import { backupKills } from "./faults/backup_kills.ts";
 import { hoardKills } from "./faults/hoard_kills.ts";
 import { daemonHasAccelChoice, guestKills } from "./faults/guest_kills.ts";
 import { exportKills } from "./faults/export_kills.ts";
+import { gcKills } from "./faults/gc_kills.ts";
 import { cacheFillKills, overlayKills } from "./faults/nbd_kills.ts";
 
 /** One area: its name, its lane, what it does. */
@@ -54,6 +55,12 @@ Deno.test({
         what: "vat publish to a file repository",
         lane: 1,
         run: (area) => publishKills(area, { transport: "file", kills: scaled(15) }),
+      },
+      {
+        name: "gc",
+        what: "vat repo gc, then a publish that must not wait for the dead run",
+        lane: 1,
+        run: (area) => gcKills(area, scaled(10)),
       },
       {
         name: "backup",

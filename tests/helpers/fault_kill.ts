@@ -285,6 +285,7 @@ export class VatChild {
   /** When it exited (performance.now()), or NaN while it runs. */
   endedMs = NaN;
   #text = "";
+  #stdout = "";
   #hasExited = false;
   readonly #area: FaultArea;
   readonly #args: string[];
@@ -299,11 +300,18 @@ export class VatChild {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const collect = async (stream: ReadableStream<Uint8Array>) => {
+    const collect = async (stream: ReadableStream<Uint8Array>, isStdout: boolean) => {
       const decoder = new TextDecoder();
-      for await (const piece of stream) this.#text += decoder.decode(piece, { stream: true });
+      for await (const piece of stream) {
+        const text = decoder.decode(piece, { stream: true });
+        this.#text += text;
+        if (isStdout) this.#stdout += text;
+      }
     };
-    this.#collected = Promise.all([collect(this.process.stdout), collect(this.process.stderr)]);
+    this.#collected = Promise.all([
+      collect(this.process.stdout, true),
+      collect(this.process.stderr, false),
+    ]);
     this.exited = this.process.status.then(async (status) => {
       this.#hasExited = true;
       this.endedMs = performance.now();
@@ -323,6 +331,11 @@ export class VatChild {
   /** Everything it printed so far. */
   output(): string {
     return this.#text;
+  }
+
+  /** What it printed on standard output so far. */
+  stdout(): string {
+    return this.#stdout;
   }
 
   /** Waits until `pattern` is in its output; fails if it exits or takes too long first. */

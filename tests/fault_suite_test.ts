@@ -72,19 +72,19 @@ Deno.test({
         name: "cache",
         what: "cache fill with eviction under vat nbd",
         lane: 1,
-        run: (area) => cacheFillKills(area, scaled(22)),
+        run: (area) => cacheFillKills(area, scaled(30)),
       },
       {
         name: "export",
         what: "vat export over an existing image",
         lane: 0,
-        run: (area) => exportKills(area, scaled(15)),
+        run: (area) => exportKills(area, scaled(20)),
       },
       {
         name: "overlay",
         what: "overlay writes and flushes through vat nbd",
         lane: 0,
-        run: (area) => overlayKills(area, scaled(22)),
+        run: (area) => overlayKills(area, scaled(30)),
       },
       {
         name: "hoard",

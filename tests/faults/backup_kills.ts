@@ -3,7 +3,8 @@
  * snapshots and uploads a user disk (docs/BACKUP.md), again and again, restarted after
  * each kill. The appliance boots nothing (its system disk is empty, so QEMU sits in
  * its BIOS): the snapshot a start takes of a new subscription's initial user disk is
- * the upload under test, and no guest is needed. After every kill: no QEMU is left,
+ * the upload under test, and no guest is needed. After every kill: no QEMU is left
+ * (and the daemon restarts even when the pid in the daemon.json it left is taken),
  * and `vat repo verify --user-key` passes on the data repository (signatures, indexes,
  * every chunk present). After each round (a few kills, then a restart left alone) the
  * outbox drains, the subscription's newest version is the user disk byte for byte, and
@@ -162,7 +163,16 @@ export async function backupKills(area: FaultArea, plan: BackupKillPlan): Promis
     area.killedAt(point);
     await noOrphanQemu(`after kill ${area.kills}`);
     await verifyData(`after kill ${area.kills}`, false);
-    daemon = await startDaemon();
+    if (area.random() < 0.3) {
+      // As after a reboot: the killed daemon's daemon.json names a pid that another
+      // process (this one) has now. The next daemon must start all the same.
+      const info = JSON.parse(await Deno.readTextFile(`${state}/daemon.json`));
+      await Deno.writeTextFile(`${state}/daemon.json`, JSON.stringify({ ...info, pid: Deno.pid }));
+      daemon = await startDaemon();
+      area.checked("restart despite a reused pid in daemon.json");
+    } else {
+      daemon = await startDaemon();
+    }
   };
 
   let daemon = await startDaemon();

@@ -47,17 +47,22 @@ export async function publishKills(area: FaultArea, plan: PublishKillPlan): Prom
   let onDisk = repo;
   let listen = "127.0.0.1:0";
   const startServer = async () => {
-    server = await area.start(
-      ["serve", "--root", `${dir}/served`, "--listen", listen, "--allow-key", `${key}.pub`],
-      /serving .* at (http:\/\/\S+)/,
-    );
+    const serve = (address: string) =>
+      area.start(
+        ["serve", "--root", `${dir}/served`, "--listen", address, "--allow-key", `${key}.pub`],
+        /serving .* at (http:\/\/\S+)/,
+      );
+    // The same port again, unless another process took it meanwhile: then a new one
+    // (and the repository's URL with it).
+    server = await serve(listen).catch(() => serve("127.0.0.1:0"));
     const url = /at (http:\/\/\S+)/.exec(server.output())![1];
     listen = new URL(url).host;
+    repo = `${url}apps`;
     return url;
   };
   if (plan.transport === "http") {
     await Deno.mkdir(`${dir}/served`);
-    repo = `${await startServer()}apps`;
+    await startServer();
     onDisk = `${dir}/served/apps`;
     await area.ok(["repo", "init", repo, "--kind", "appliance", "--key", key]);
   } else {
@@ -67,7 +72,7 @@ export async function publishKills(area: FaultArea, plan: PublishKillPlan): Prom
   const image = `${dir}/image.raw`;
   const publishArgs = (seed: number) => [
     "publish",
-    repo,
+    repo, // (read at each call: a restarted server may have a new port)
     "--image",
     image,
     "--key",

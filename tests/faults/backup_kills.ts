@@ -158,12 +158,12 @@ export async function backupKills(area: FaultArea, plan: BackupKillPlan): Promis
   };
 
   /** Kills the daemon, checks what must hold with it dead, starts it again. */
-  const killDaemon = async (point: string) => {
+  const killDaemon = async (point: string, reusePid = area.random() < 0.3) => {
     if (!(await area.kill(daemon))) area.fail(`the daemon exited by itself:\n${daemon.output()}`);
     area.killedAt(point);
     await noOrphanQemu(`after kill ${area.kills}`);
     await verifyData(`after kill ${area.kills}`, false);
-    if (area.random() < 0.3) {
+    if (reusePid) {
       // As after a reboot: the killed daemon's daemon.json names a pid that another
       // process (this one) has now. The next daemon must start all the same.
       const info = JSON.parse(await Deno.readTextFile(`${state}/daemon.json`));
@@ -209,6 +209,6 @@ export async function backupKills(area: FaultArea, plan: BackupKillPlan): Promis
   await roundDone("fresh", user);
   area.checked("new backup works");
   // Its QEMU sits in the BIOS, which ignores an ACPI shutdown: end it the hard way too.
-  await killDaemon("at the end");
+  await killDaemon("at the end", true);
   await daemon.stop();
 }

@@ -152,7 +152,7 @@ async function checkPinned(
   const repo = await Repository.open(new FileStore(repoDir));
   const { manifest } = await repo.readVersion(version);
   const index = await repo.readDiskIndex(manifest.disks.system.index);
-  const cache = await ChunkCache.open({ dir: cacheDir, budgetBytes: CACHE_BYTES, retryForMs: 0 });
+  const cache = await ChunkCache.open({ dir: cacheDir, budgetBytes: CACHE_BYTES });
   try {
     area.check(
       cache.pinOwners("hoard:app:").includes(`hoard:app:${version}`),
@@ -160,11 +160,11 @@ async function checkPinned(
       `no pin for version ${version}: ${cache.pinOwners("hoard:")}`,
     );
     for (const [i, hash] of index.dataChunks()) {
-      if (!cache.has(hash)) area.fail(`pinned version verifies: chunk ${i} is not cached`);
-      const data = await cache.get(
-        hash,
-        () => Promise.reject(new Error(`pinned version verifies: chunk ${i} was fetched`)),
-      );
+      // Read from the cache alone (hash-checked, as this process reads it first).
+      const data = new Uint8Array(index.chunkLength(i));
+      if (!cache.readCached(hash, 0, data)) {
+        area.fail(`pinned version verifies: chunk ${i} is not cached (or not intact)`);
+      }
       const want = expected.subarray(i * index.chunkBytes, i * index.chunkBytes + data.length);
       if (!Buffer.from(data).equals(want)) area.fail(`pinned version verifies: chunk ${i} differs`);
     }

@@ -59,7 +59,7 @@ export async function gcKills(area: FaultArea, kills: number): Promise<void> {
   await area.ok(gcArgs);
   const length = new RunLength(performance.now() - started);
   while (area.kills < kills) {
-    await publish();
+    // At least one version for the run to delete, with its chunks.
     await publish();
     const gc = area.spawn(gcArgs);
     if (!(await area.killAfter(gc, area.between(0, 1.1) * length.typicalMs))) {

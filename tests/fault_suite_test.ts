@@ -72,7 +72,7 @@ Deno.test({
         name: "cache",
         what: "cache fill with eviction under vat nbd",
         lane: 1,
-        run: (area) => cacheFillKills(area, scaled(30)),
+        run: (area) => cacheFillKills(area, scaled(25)),
       },
       {
         name: "export",
@@ -89,7 +89,7 @@ Deno.test({
       {
         name: "hoard",
         what: "hoarding over a slow link",
-        lane: 1,
+        lane: 0,
         run: (area) => hoardKills(area, { rounds: scaled(2), killsPerRound: 5 }),
       },
       {

@@ -78,13 +78,13 @@ Deno.test({
         name: "export",
         what: "vat export over an existing image",
         lane: 0,
-        run: (area) => exportKills(area, scaled(20)),
+        run: (area) => exportKills(area, scaled(15)),
       },
       {
         name: "overlay",
         what: "overlay writes and flushes through vat nbd",
         lane: 0,
-        run: (area) => overlayKills(area, scaled(30)),
+        run: (area) => overlayKills(area, scaled(25)),
       },
       {
         name: "hoard",

@@ -85,10 +85,18 @@ export const DEFAULT_UPDATE_INTERVAL_MS = 6 * 3600_000;
 
 /** Runs the daemon until SIGINT or SIGTERM; returns the exit code. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
+  await Deno.mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+  const lock = await _lockStateDir(options.stateDir);
+  try {
+    return await _runLocked(options);
+  } finally {
+    lock.close();
+  }
+}
+
+async function _runLocked(options: DaemonOptions): Promise<number> {
   const { stateDir } = options;
   const log = options.log ?? ((line) => console.error(line));
-  await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
-  await _refuseSecondDaemon(stateDir);
   for await (const entry of _readDirOrEmpty(`${stateDir}/run`)) {
     if (entry.isDirectory) await reapOrphan(`${stateDir}/run/${entry.name}`);
   }
@@ -326,13 +334,36 @@ async function _markHealthy(
   }
 }
 
-async function _refuseSecondDaemon(stateDir: string): Promise<void> {
-  const running = await readDaemonInfo(stateDir);
-  if (running && running.pid !== Deno.pid) {
+/**
+ * Takes `daemon.lock` in the state directory, held (an exclusive flock) for the
+ * daemon's life: the kernel lets go of it when the daemon dies, however it dies. So a
+ * second daemon is refused while one runs, and never because of a `daemon.json` that a
+ * killed daemon left behind (its pid may belong to another process by now).
+ */
+async function _lockStateDir(stateDir: string): Promise<Deno.FsFile> {
+  const lock = await Deno.open(`${stateDir}/daemon.lock`, {
+    read: true,
+    write: true,
+    create: true,
+    mode: 0o600,
+  });
+  // Deno has no non-blocking flock: a lock not granted at once is held by a daemon.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const held = await Promise.race([
+    lock.lock(true).then(() => false),
+    new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), 500)),
+  ]);
+  clearTimeout(timer);
+  if (held) {
+    const running = await readDaemonInfo(stateDir);
+    lock.close();
     throw new UsageError(
-      `a vat daemon (pid ${running.pid}) already runs for ${stateDir} at ${running.url}`,
+      running
+        ? `a vat daemon (pid ${running.pid}) already runs for ${stateDir} at ${running.url}`
+        : `a vat daemon already runs for ${stateDir} (it holds ${stateDir}/daemon.lock)`,
     );
   }
+  return lock;
 }
 
 async function* _readDirOrEmpty(path: string): AsyncIterable<Deno.DirEntry> {

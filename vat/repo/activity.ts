@@ -6,6 +6,10 @@
  * is the store's own modification time, so the clocks of publishers and collectors
  * never matter.
  *
+ * An announcement's body says which process wrote it (its pid, host, boot and pid
+ * namespace), so a process on the same machine can tell at once that the writer is
+ * gone (`diedOnThisHost`) instead of waiting for the announcement to go stale.
+ *
  * @module
  */
 
@@ -39,7 +43,7 @@ export interface Announcement {
 export async function announce(store: Store, kind: "publish" | "gc"): Promise<Announcement> {
   const key = `activity/${kind}-${randomUUID()}`;
   const body = new TextEncoder().encode(
-    JSON.stringify({ kind, pid: Deno.pid, host: Deno.hostname(), at: new Date().toISOString() }),
+    JSON.stringify({ kind, ..._processIdentity(), at: new Date().toISOString() }),
   );
   await store.put(key, body);
   const startedMs = (await store.stat(key))?.modifiedMs ?? Date.now();
@@ -73,6 +77,67 @@ export async function listActivities(store: Store, nowMs: number): Promise<Activ
     found.push({ key, kind: m[1] as "publish" | "gc", startedMs: start.modifiedMs, aliveMs });
   }
   return found;
+}
+
+/**
+ * Whether `activity` was announced by a process of this machine (same host name, same
+ * boot, same pid namespace, so its pid names a process here) that no longer exists:
+ * it died without ending its announcement (killed, crashed). False whenever that
+ * cannot be known for sure, including when its pid is in use (maybe by another
+ * process: then the announcement goes stale in its own time).
+ */
+export async function diedOnThisHost(store: Store, activity: Activity): Promise<boolean> {
+  let body: { pid?: unknown; host?: unknown; bootId?: unknown; pidNamespace?: unknown };
+  try {
+    body = JSON.parse(new TextDecoder().decode(await store.get(activity.key)));
+  } catch {
+    return false; // gone meanwhile, or not ours to judge
+  }
+  const self = _processIdentity();
+  if (
+    self.bootId === null || self.pidNamespace === null || body.host !== self.host ||
+    body.bootId !== self.bootId || body.pidNamespace !== self.pidNamespace ||
+    typeof body.pid !== "number" || !Number.isInteger(body.pid) || body.pid <= 0 ||
+    body.pid === self.pid
+  ) {
+    return false;
+  }
+  try {
+    await Deno.stat(`/proc/${body.pid}`);
+    return false;
+  } catch (err) {
+    return err instanceof Deno.errors.NotFound;
+  }
+}
+
+/** Removes the announcement of a process known to have died (see `diedOnThisHost`). */
+export async function removeAnnouncement(store: Store, key: string): Promise<void> {
+  await store.delete(`${key}.alive`);
+  await store.delete(key);
+}
+
+let _identity: ReturnType<typeof _readIdentity> | undefined;
+
+/** Who this process is, for its announcements (read once). */
+function _processIdentity() {
+  _identity ??= _readIdentity();
+  return _identity;
+}
+
+function _readIdentity() {
+  const read = (what: () => string) => {
+    try {
+      return what().trim();
+    } catch {
+      return null; // not Linux, or /proc not mounted: never judged dead by pid
+    }
+  };
+  return {
+    pid: Deno.pid,
+    host: Deno.hostname(),
+    bootId: read(() => Deno.readTextFileSync("/proc/sys/kernel/random/boot_id")),
+    pidNamespace: read(() => Deno.readLinkSync("/proc/self/ns/pid")),
+  };
 }
 
 /**

@@ -14,7 +14,13 @@ import { openPlainFile, openRawImage, type RawImage } from "../image/raw_image.t
 import { type ByteRange, coversFully, zeroRanges } from "../image/byte_ranges.ts";
 import { findUnusedRangesInFile } from "../image/ext4_unused.ts";
 import type { Progress, ProgressListener } from "../progress.ts";
-import { announce, listActivities, storeNow } from "./activity.ts";
+import {
+  announce,
+  diedOnThisHost,
+  listActivities,
+  removeAnnouncement,
+  storeNow,
+} from "./activity.ts";
 import { hashChunk, isAllZero, toHex } from "./chunk_codec.ts";
 import { DiskIndex } from "./disk_index.ts";
 import {
@@ -272,7 +278,9 @@ async function _chunksOfLatest(repo: Repository): Promise<Set<string>> {
 
 /**
  * Whether a gc run that started before `sinceMs` (this publish's start) overlapped
- * this publish; waits for every such run to end first.
+ * this publish; waits for every such run to end first. A run whose process died on
+ * this machine is not waited for (it may have swept part of what this pass found
+ * present, so it still counts as overlapping); its announcement is removed.
  */
 async function _gcOverlapped(
   repo: Repository,
@@ -288,9 +296,15 @@ async function _gcOverlapped(
     );
     if (earlier.length === 0) return overlapped;
     overlapped = true;
+    const running = [];
+    for (const gc of earlier) {
+      if (await diedOnThisHost(repo.store, gc)) await removeAnnouncement(repo.store, gc.key);
+      else running.push(gc);
+    }
+    if (running.length === 0) return overlapped;
     if (performance.now() > deadline) {
       throw new PermanentError(
-        `a gc run (${earlier[0].key}) has held ${repo.store.location} for too long; retry later`,
+        `a gc run (${running[0].key}) has held ${repo.store.location} for too long; retry later`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));

@@ -12,6 +12,8 @@ import { checkKdfParams, deriveSlotKeys } from "../auth/kdf.ts";
 import { signBytes } from "../auth/signing_key.ts";
 import { IntegrityError, NotFoundError, TransientError, VatError } from "../errors.ts";
 import { HttpStore } from "../repo/store_http.ts";
+import { readStreamCapped, transportOf } from "../repo/store.ts";
+import { MAX_DIRECTORY_OBJECT_BYTES } from "./signed_object.ts";
 import type { Directory } from "./directory.ts";
 import { type KeySlots, openSlot, type SlotKind, unwrapSlot } from "./key_slots.ts";
 import { loginMessage } from "./login_message.ts";
@@ -54,7 +56,8 @@ export async function loginOnline(
   password: string,
   kind: SlotKind = "password",
 ): Promise<OnlineLogin> {
-  if (directory.store instanceof HttpStore && directory.store.serverKind === "vat-serve") {
+  const transport = transportOf(directory.store);
+  if (transport instanceof HttpStore && transport.serverKind === "vat-serve") {
     return await _loginOnServer(directory, name, password, kind);
   }
   const entryBytes = await directory.entryBytes(name);
@@ -128,6 +131,9 @@ async function _loginOnServer(
 
 const LOGIN_TIMEOUT_MS = 10_000;
 
+/** The most of a login answer read: an entry and its key slots, base64url, and the JSON around. */
+const _LOGIN_ANSWER_LIMIT_BYTES = 3 * MAX_DIRECTORY_OBJECT_BYTES;
+
 async function _post(url: string, body: unknown): Promise<unknown> {
   let response: Response;
   try {
@@ -142,7 +148,20 @@ async function _post(url: string, body: unknown): Promise<unknown> {
       cause: err,
     });
   }
-  const text = await response.text();
+  // An entry and its key slots (each at most MAX_DIRECTORY_OBJECT_BYTES) in base64url,
+  // or an error: never more is read from the server.
+  const text = new TextDecoder().decode(
+    response.body
+      ? await readStreamCapped(
+        response.body,
+        _LOGIN_ANSWER_LIMIT_BYTES,
+        () =>
+          new IntegrityError(
+            `${url} answered a login with more than ${_LOGIN_ANSWER_LIMIT_BYTES} bytes`,
+          ),
+      )
+      : new Uint8Array(0),
+  );
   let value: Record<string, unknown> = {};
   try {
     value = JSON.parse(text);

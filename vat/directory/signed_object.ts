@@ -1,26 +1,22 @@
 /**
- * The signed envelope of directory objects (docs/USERS.md, "The directory"): the same
- * shape as a version manifest's, `{"payload": "<JSON text>", "signatures": [{key, sig}]}`,
- * each signature over a context line and the payload, so a signature made for one kind
- * of object never passes for another.
+ * Directory objects (docs/USERS.md, "The directory") in the repository's signed envelope
+ * (`vat/repo/signed_envelope.ts`, the same as a version manifest's), each kind under its
+ * own context line, so a signature made for one kind of object never passes for
+ * another; with a size limit and a payload that must be a JSON object.
  *
  * @module
  */
 
 import { IntegrityError } from "../errors.ts";
-import { signBytes, type SigningKey, verifyBytes } from "../auth/signing_key.ts";
+import type { SigningKey } from "../auth/signing_key.ts";
+import { openEnvelope, signEnvelope } from "../repo/signed_envelope.ts";
 
 /** The largest directory object a reader accepts. */
 export const MAX_DIRECTORY_OBJECT_BYTES = 256 * 1024;
 
 /** Signs `payload` under `context` (e.g. "vat-user-entry-v1\n"). */
 export function signObject(context: string, payload: unknown, key: SigningKey): Uint8Array {
-  const text = JSON.stringify(payload);
-  const sig = signBytes(key, new TextEncoder().encode(context + text));
-  return new TextEncoder().encode(
-    JSON.stringify({ payload: text, signatures: [{ key: key.publicKeyId, sig }] }, null, 2) +
-      "\n",
-  );
+  return signEnvelope(JSON.stringify(payload), context, key);
 }
 
 /** An opened envelope: its parsed payload and the key that signed it. */
@@ -28,6 +24,12 @@ export interface OpenedObject {
   payload: Record<string, unknown>;
   signedBy: string;
 }
+
+/** Who may sign directory objects: its administrators (and a user, for their own slots). */
+const _DIRECTORY_TRUST = {
+  keys: "keys it may be signed by",
+  howToAdd: "refused (an administrator's key, or the user's own for their key slots)",
+};
 
 /**
  * Opens an envelope; throws `IntegrityError` (naming `what`) unless it is well formed
@@ -42,33 +44,21 @@ export function openObject(
   if (bytes.length > MAX_DIRECTORY_OBJECT_BYTES) {
     throw new IntegrityError(`${what} is ${bytes.length} bytes, larger than any valid one`);
   }
-  let envelope: { payload?: unknown; signatures?: unknown };
-  try {
-    envelope = JSON.parse(new TextDecoder().decode(bytes));
-  } catch (err) {
-    throw new IntegrityError(`${what} is not valid JSON`, { cause: err });
-  }
-  if (typeof envelope?.payload !== "string" || !Array.isArray(envelope.signatures)) {
-    throw new IntegrityError(`${what} is not a signed directory object`);
-  }
-  const message = new TextEncoder().encode(context + envelope.payload);
-  const good = envelope.signatures.find((s: { key?: unknown; sig?: unknown }) =>
-    typeof s?.key === "string" && typeof s.sig === "string" && trustedKeys.includes(s.key) &&
-    verifyBytes(s.key, message, s.sig)
-  ) as { key: string } | undefined;
-  if (!good) {
-    throw new IntegrityError(
-      `${what} is not signed by a key it may be signed by (${trustedKeys.join(", ")}); refused`,
-    );
-  }
+  const { payload: text, signer } = openEnvelope(
+    bytes,
+    context,
+    trustedKeys,
+    what,
+    _DIRECTORY_TRUST,
+  );
   let payload: unknown;
   try {
-    payload = JSON.parse(envelope.payload);
+    payload = JSON.parse(text);
   } catch (err) {
     throw new IntegrityError(`${what}: payload is not valid JSON`, { cause: err });
   }
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
     throw new IntegrityError(`${what}: payload is not an object`);
   }
-  return { payload: payload as Record<string, unknown>, signedBy: good.key };
+  return { payload: payload as Record<string, unknown>, signedBy: signer };
 }

@@ -136,7 +136,9 @@ export class Repository {
       throw err;
     }
     const repo = new Repository(store, parseRepoConfig(bytes, store.location), codec);
-    if (options.keyLists !== false && repo.config.kind !== "data") {
+    if (
+      options.keyLists !== false && repo.config.kind !== "data" && repo.config.kind !== "directory"
+    ) {
       // A broken chain leaves the keys as far as it holds; `vat repo verify` reports it.
       const { pins } = await followKeyLists(store, repo.config.id, {
         sequence: 0,

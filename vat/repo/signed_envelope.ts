@@ -20,6 +20,20 @@ import {
 /** At most this many signatures are looked at (each costs a verification). */
 const MAX_SIGNATURES = 16;
 
+/** Whose keys an envelope is held to, in the words its errors use. */
+export interface EnvelopeTrust {
+  /** e.g. "repository's trusted publisher keys". */
+  keys: string;
+  /** How a new key comes to be trusted. */
+  howToAdd: string;
+}
+
+/** A repository's publishers (manifests, key lists, freshness statements). */
+export const PUBLISHER_TRUST: EnvelopeTrust = {
+  keys: "repository's trusted publisher keys",
+  howToAdd: "a new publisher key is trusted only once a trusted key signs it in (vat repo add-key)",
+};
+
 interface Envelope {
   payload: string;
   signatures: { key: string; sig: string }[];
@@ -44,6 +58,7 @@ export function openEnvelope(
   context: string,
   trustedKeys: readonly string[],
   what: string,
+  trust: EnvelopeTrust = PUBLISHER_TRUST,
 ): { payload: string; signer: string } {
   let envelope: Envelope;
   try {
@@ -69,12 +84,11 @@ export function openEnvelope(
   if (stranger) {
     throw new IntegrityError(
       `${what}: signed by ${describeKey(stranger.key)}, which is not among the ` +
-        `repository's trusted publisher keys (trusted: ${trusted}); a new publisher key is ` +
-        `trusted only once a trusted key signs it in (vat repo add-key)`,
+        `${trust.keys} (trusted: ${trusted}); ${trust.howToAdd}`,
     );
   }
   throw new IntegrityError(
-    `${what}: signature does not verify against the trusted publisher keys (${trusted}): ` +
+    `${what}: signature does not verify against the ${trust.keys} (${trusted}): ` +
       `the object was altered, or signed by an unknown key`,
   );
 }

@@ -265,3 +265,14 @@ export async function readStreamHead(
   }
   return out;
 }
+
+/**
+ * The transport under any wrappers of the same interface (a wrapper exposes what it
+ * wraps as `inner`): for callers that speak a transport's own protocol beyond `Store`,
+ * such as a directory's login on `vat serve`.
+ */
+export function transportOf(store: Store): Store {
+  let at: Store & { inner?: Store } = store;
+  while (at.inner) at = at.inner;
+  return at;
+}

@@ -70,6 +70,11 @@ export class RetryingStore implements Store {
   readonly #next: Store;
   readonly #retry: Retrier;
 
+  /** The store this one retries (`transportOf` looks through wrappers with it). */
+  get inner(): Store {
+    return this.#next;
+  }
+
   constructor(next: Store, policy: RetryPolicy = {}) {
     this.#next = next;
     this.#retry = new Retrier(policy);

@@ -573,11 +573,20 @@ Deno.test("gc reclaims what a killed publish left behind", async () => {
     for await (const e of Deno.readDir(`${dir}/repo/activity`)) {
       await Deno.utime(`${dir}/repo/activity/${e.name}`, old, old);
     }
+    // And the temporary files of writes that were killed, once an hour old (a fresh
+    // one may be a write in progress: it stays).
+    const hourAgo = new Date(Date.now() - 61 * 60_000);
+    await Deno.writeTextFile(`${dir}/repo/chunks/.ab12.tmp-99999-1-x`, "half a chunk");
+    await Deno.utime(`${dir}/repo/chunks/.ab12.tmp-99999-1-x`, hourAgo, hourAgo);
+    await Deno.writeTextFile(`${dir}/repo/.latest.tmp-99999-2-y`, "7");
     const report = JSON.parse(
       (await vatOk(["repo", "gc", `${dir}/repo`, "--keep", "1", "--json"])).stdout,
     );
     assert.equal(report.sweepPostponed, false);
     assert.equal(report.deletedChunks, orphans);
+    assert.equal(report.temporaryFiles, 1);
+    assert.equal(await Deno.stat(`${dir}/repo/chunks/.ab12.tmp-99999-1-x`).catch(() => null), null);
+    assert.ok(await Deno.stat(`${dir}/repo/.latest.tmp-99999-2-y`));
     assert.equal((await chunkFiles(`${dir}/repo`)).length, before);
     await vatOk(["repo", "verify", `${dir}/repo`, "--all"]);
   });

@@ -495,6 +495,9 @@ the old versions but leaves the chunk sweep to a later run.`,
         if (report.sweepPostponed) {
           console.log("a publish is in progress: unreferenced chunks are left for the next gc run");
         }
+        if (report.temporaryFiles) {
+          console.log(`removed ${report.temporaryFiles} temporary files of killed writes`);
+        }
       }
       return 0;
     });

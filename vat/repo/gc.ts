@@ -28,11 +28,16 @@ export interface GcReport {
   deletedChunks: number;
   reclaimedBytes: number;
   keptChunks: number;
+  /** Temporary files of killed writes removed (file stores only). */
+  temporaryFiles?: number;
   /** True when a running publisher made this run leave the sweep to a later one. */
   sweepPostponed: boolean;
 }
 
 /** Keeps the newest `keep` versions and reclaims what nothing references. */
+/** How old a temporary file must be before gc takes it for a killed write's. */
+export const TEMPORARY_FILE_AGE_MS = 60 * 60_000;
+
 export async function collectGarbage(
   repo: Repository,
   options: { keep: number; dryRun?: boolean },
@@ -98,6 +103,8 @@ export async function collectGarbage(
       const info = await store.stat(key);
       if (info && info.modifiedMs < run.startedMs) await store.delete(key);
     }
+    // What killed writers left in a file store (temporary files of unfinished writes).
+    report.temporaryFiles = await store.sweepTemporary?.(TEMPORARY_FILE_AGE_MS) ?? 0;
     return report;
   } finally {
     await run.end();

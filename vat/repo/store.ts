@@ -94,6 +94,13 @@ export interface Store {
   /** Deletes an object. Idempotent: deleting a missing object succeeds. */
   delete(key: string): Promise<void>;
 
+  /**
+   * Optional: removes what killed writes left behind (a file store's temporary files)
+   * that is older than `olderThanMs`, and says how many. Stores whose writes leave
+   * nothing behind (S3, HTTP) do not have it.
+   */
+  sweepTemporary?(olderThanMs: number): Promise<number>;
+
   /** Releases connections and handles. */
   close(): Promise<void>;
 }

@@ -168,6 +168,37 @@ export class FileStore implements Store {
     }
   }
 
+  /**
+   * Removes the temporary files (`.NAME.tmp-...`, `writeFileAtomic`'s) of writes that a
+   * killed process left, once older than `olderThanMs`: a write in progress renames its
+   * file within seconds, so an old one belongs to nobody.
+   */
+  async sweepTemporary(olderThanMs: number): Promise<number> {
+    const before = Date.now() - olderThanMs;
+    let removed = 0;
+    const walk = async (dir: string): Promise<void> => {
+      let entries: Deno.DirEntry[];
+      try {
+        entries = await Array.fromAsync(Deno.readDir(dir));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) return;
+        throw err;
+      }
+      for (const entry of entries) {
+        const path = `${dir}/${entry.name}`;
+        if (entry.isDirectory && !entry.name.startsWith(".")) await walk(path);
+        else if (entry.isFile && _TEMPORARY.test(entry.name)) {
+          const info = await Deno.stat(path).catch(() => null);
+          if (!info || (info.mtime?.getTime() ?? Date.now()) >= before) continue;
+          await Deno.remove(path).catch(() => {});
+          removed++;
+        }
+      }
+    };
+    await walk(this.#root);
+    return removed;
+  }
+
   async delete(key: string): Promise<void> {
     try {
       await Deno.remove(this.#path(key));
@@ -205,3 +236,6 @@ function _mapReadError(err: unknown, key: string, location: string): unknown {
   }
   return err;
 }
+
+/** The name `writeFileAtomic` gives a file while it is written. */
+const _TEMPORARY = /^\..+\.tmp-\d+-/;

@@ -110,6 +110,10 @@ export class RetryingStore implements Store {
     return this.#retry.run(`stat ${key}`, this.location, () => this.#next.stat(key));
   }
 
+  sweepTemporary(olderThanMs: number): Promise<number> {
+    return this.#next.sweepTemporary?.(olderThanMs) ?? Promise.resolve(0);
+  }
+
   delete(key: string): Promise<void> {
     return this.#retry.run(`delete ${key}`, this.location, () => this.#next.delete(key));
   }

@@ -288,7 +288,12 @@ Deno.test({
         }
       };
       await sendLines(40);
-      await until("40 more replies", async () => (await log.textContent())?.includes("count 41"));
+      // A TCG guest on two busy cores answers 40 lines in seconds, or in a minute.
+      await until(
+        "40 more replies",
+        async () => (await log.textContent())?.includes("count 41"),
+        BOOT_TIMEOUT_MS,
+      );
       const overflow = await log.evaluate((el) => el.scrollHeight > el.clientHeight);
       assert.ok(overflow, "the log is long enough to scroll");
       await until(

@@ -18,7 +18,6 @@ import type { ChunkCache } from "../cache/chunk_cache.ts";
 import { ConflictError, TransientError, UsageError } from "../errors.ts";
 import type { PublishResult } from "../repo/publish.ts";
 import { redactLocation } from "../repo/open_store.ts";
-import type { Repository, Version } from "../repo/repository.ts";
 import type { MirroredStore } from "../repo/store_mirrored.ts";
 import { formatBytes, ProgressMeter } from "../progress.ts";
 import { removeIfThere, writeFileAtomic } from "../fs_atomic.ts";
@@ -44,6 +43,7 @@ import { ApplianceRepos, readVersionOrNull } from "./appliance_repos.ts";
 import { type ApplianceStatus, NO_BACKUP, RepoViews } from "./appliance_status.ts";
 import { type ApplianceHeatMap, HeatMaps } from "./heat_map.ts";
 import { Hoards } from "./hoards.ts";
+import { prefetchTargetsOf } from "./prefetch_targets.ts";
 import { RepoTrust } from "./repo_trust.ts";
 import { type ApplianceRecord, checkApplianceName, type StateDb } from "./state_db.ts";
 import { VersionHoldings } from "./version_holdings.ts";
@@ -411,17 +411,7 @@ export class Appliances extends EventTarget {
    * older version's pins dropped. `on = false` drops every pin of the appliance.
    */
   async hoard(name: string, on: boolean): Promise<ApplianceStatus> {
-    this.#db.get(name);
-    if (on) {
-      this.#db.update(name, { hoarded: true });
-      this.#hoards.clearFailure(name);
-      this.#changed();
-      await this.#hoards.now(name);
-    } else {
-      this.#db.update(name, { hoarded: false, hoardedVersion: null });
-      this.#hoards.unpinAll(name);
-      this.#changed();
-    }
+    await this.#hoards.set(name, on);
     return await this.status(name);
   }
 
@@ -532,52 +522,17 @@ export class Appliances extends EventTarget {
 
   /**
    * Every added appliance, for the background prefetcher, whether it ever ran or not
-   * (as the paper's prefetcher, so that a first start finds its blocks cached): each
-   * opens its newest version (null while its repository cannot be reached) and shows
-   * a prefetch in the appliance's `operations`. The user disk prefetched is the one a
-   * start would read (`#prefetchedUserBase`).
+   * (`prefetch_targets.ts`).
    */
   prefetchTargets(): PrefetchTarget[] {
-    return this.#db.list().map((record) => ({
-      name: record.name,
-      open: async () => {
-        const store = this.#repos.openStore(record.repo);
-        try {
-          const repo = await this.#repos.openTrusted(record, store);
-          const version = await repo.resolveVersion("latest");
-          if (store.offline) {
-            await store.close();
-            return null;
-          }
-          this.#trust.accept(record.name, version);
-          const userBase = await this.#prefetchedUserBase(record, repo, version);
-          return { repo, version, userBase, close: () => store.close() };
-        } catch (err) {
-          await store.close();
-          throw err;
-        }
-      },
-      track: (meter) => this.#operations.track(record.name, meter),
-      untrack: (meter) => {
-        this.#holdings.changed();
-        this.#operations.untrack(record.name, meter);
-      },
-    }));
-  }
-
-  /**
-   * The version whose initial user disk a start of `version` reads, for the
-   * prefetcher; null when the user disk comes from the data repository instead
-   * (restored there, or maybe so at a first start: a fresh VAT restores the newest
-   * backup), which is not worth prefetching from the appliance's repository.
-   */
-  async #prefetchedUserBase(
-    record: ApplianceRecord,
-    repo: Repository,
-    version: Version,
-  ): Promise<Version | null> {
-    if (await this.#runBackups?.userDiskFromDataRepo(record)) return null;
-    return await readVersionOrNull(repo, record.userBaseVersion ?? version.number);
+    return prefetchTargetsOf({
+      db: this.#db,
+      repos: this.#repos,
+      trust: this.#trust,
+      backups: this.#runBackups,
+      operations: this.#operations,
+      holdings: this.#holdings,
+    });
   }
 
   /** Names of running appliances. */

@@ -79,6 +79,25 @@ export class Hoards {
     this.#ctx.holdings.changed();
   }
 
+  /**
+   * Keeps `name` for offline use (`on`: its newest version fetched and pinned; this
+   * resolves when it is all cached), or stops keeping it (every pin dropped).
+   */
+  async set(name: string, on: boolean): Promise<void> {
+    const { db, changed } = this.#ctx;
+    db.get(name);
+    if (on) {
+      db.update(name, { hoarded: true });
+      this.clearFailure(name);
+      changed();
+      await this.now(name);
+    } else {
+      db.update(name, { hoarded: false, hoardedVersion: null });
+      this.unpinAll(name);
+      changed();
+    }
+  }
+
   /** Runs (or joins) the hoard of `name`'s newest version. */
   now(name: string): Promise<void> {
     let running = this.#running.get(name);

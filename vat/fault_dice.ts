@@ -94,3 +94,48 @@ export function seededRandom(seed: number): () => number {
     return x / 2 ** 32;
   };
 }
+
+/** The longest an injected hang may last. */
+const _MAX_HANG_MS = 60_000;
+
+/**
+ * Injected hangs of a fault layer: each `wait()` lasts `ms` (at most a minute), or
+ * until `close()` wakes every one early, so a closed layer never keeps a caller.
+ */
+export class Hangs {
+  readonly ms: number;
+  readonly #waiting = new Set<() => void>();
+  #closed = false;
+
+  constructor(ms = 1000) {
+    if (!Number.isFinite(ms) || ms < 0 || ms > _MAX_HANG_MS) {
+      throw new UsageError(`hang time ${ms} ms is not between 0 and ${_MAX_HANG_MS} ms`);
+    }
+    this.ms = ms;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Waits `ms`, or less if closed meanwhile. */
+  wait(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#waiting.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, this.ms);
+      this.#waiting.add(wake);
+    });
+  }
+
+  /** Wakes every hang now, and makes later ones end at once. */
+  close(): void {
+    this.#closed = true;
+    for (const wake of [...this.#waiting]) wake();
+  }
+}

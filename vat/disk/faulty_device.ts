@@ -19,8 +19,8 @@
  * @module
  */
 
-import { FaultDice, type FaultOptions } from "../fault_dice.ts";
-import { TransientError, UsageError } from "../errors.ts";
+import { FaultDice, type FaultOptions, Hangs } from "../fault_dice.ts";
+import { TransientError } from "../errors.ts";
 import type { BlockDevice } from "./block_device.ts";
 
 /** What a `FaultyDevice` may inject. */
@@ -34,7 +34,6 @@ const _ALL_CALLS: readonly DeviceCall[] = ["read", "write", "flush", "trim", "wr
 const _NOT_SHORT: readonly DeviceFault[] = ["eio", "timeout", "slow"];
 /** The byte left where a short read delivered nothing. */
 export const SHORT_READ_POISON = 0xee;
-const _MAX_HANG_MS = 60_000;
 
 /** Options of a `FaultyDevice`. */
 export interface FaultyDeviceOptions extends FaultOptions<DeviceFault> {
@@ -53,18 +52,11 @@ export class FaultyDevice implements BlockDevice {
   readonly dice: FaultDice<DeviceFault>;
   readonly #next: BlockDevice;
   readonly #calls: ReadonlySet<DeviceCall>;
-  readonly #hangMs: number;
-  /** Hanging calls, woken early by `close()`. */
-  readonly #hanging = new Set<() => void>();
-  #closed = false;
+  readonly #hangs: Hangs;
 
   constructor(next: BlockDevice, options: FaultyDeviceOptions) {
     this.dice = new FaultDice(options, _ALL_FAULTS);
-    const hangMs = options.hangMs ?? 1000;
-    if (!Number.isFinite(hangMs) || hangMs < 0 || hangMs > _MAX_HANG_MS) {
-      throw new UsageError(`hang time ${hangMs} ms is not between 0 and ${_MAX_HANG_MS} ms`);
-    }
-    this.#hangMs = hangMs;
+    this.#hangs = new Hangs(options.hangMs);
     this.#calls = new Set(options.calls ?? _ALL_CALLS);
     this.#next = next;
     this.sizeBytes = next.sizeBytes;
@@ -129,8 +121,7 @@ export class FaultyDevice implements BlockDevice {
 
   /** Wakes any hanging call (it then fails) and closes the device below. */
   async close(): Promise<void> {
-    this.#closed = true;
-    for (const wake of this.#hanging) wake();
+    this.#hangs.close();
     await this.#next.close();
   }
 
@@ -148,28 +139,14 @@ export class FaultyDevice implements BlockDevice {
     const request = `${what} of ${length} bytes at offset ${offset}`;
     if (fault === "eio") throw new Error(`injected fault: I/O error on ${request}`);
     if (fault === "timeout" || fault === "slow") {
-      await this.#hang();
-      if (this.#closed) {
+      await this.#hangs.wait();
+      if (this.#hangs.closed) {
         throw new TransientError(`injected fault: ${request} hung until the device was closed`);
       }
       if (fault === "timeout") {
-        throw new TransientError(`injected fault: ${request} timed out after ${this.#hangMs} ms`);
+        throw new TransientError(`injected fault: ${request} timed out after ${this.#hangs.ms} ms`);
       }
     }
     await call();
-  }
-
-  /** Waits `hangMs`, or less if the device is closed meanwhile. */
-  #hang(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.#hanging.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, this.#hangMs);
-      this.#hanging.add(wake);
-    });
   }
 }

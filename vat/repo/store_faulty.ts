@@ -23,8 +23,8 @@
  * @module
  */
 
-import { FaultDice, type FaultOptions } from "../fault_dice.ts";
-import { TransientError, UsageError } from "../errors.ts";
+import { FaultDice, type FaultOptions, Hangs } from "../fault_dice.ts";
+import { TransientError } from "../errors.ts";
 import type { ObjectInfo, ReadOptions, Store } from "./store.ts";
 
 /** What a `FaultyStore` may inject. */
@@ -40,7 +40,6 @@ const _ALL_FAULTS: readonly StoreFault[] = [
 const _READ_FAULTS: readonly StoreFault[] = ["transient", "timeout", "corrupt", "truncate"];
 const _WRITE_FAULTS: readonly StoreFault[] = ["transient", "timeout", "lost-reply"];
 const _OTHER_FAULTS: readonly StoreFault[] = ["transient", "timeout"];
-const _MAX_HANG_MS = 60_000;
 
 /** Options of a `FaultyStore`. */
 export interface FaultyStoreOptions extends FaultOptions<StoreFault> {
@@ -57,18 +56,12 @@ export class FaultyStore implements Store {
   /** The choices made so far: calls seen and faults injected by kind. */
   readonly dice: FaultDice<StoreFault>;
   readonly #next: Store;
-  readonly #hangMs: number;
+  readonly #hangs: Hangs;
   readonly #keys: (key: string) => boolean;
-  readonly #hanging = new Set<() => void>();
-  #closed = false;
 
   constructor(next: Store, options: FaultyStoreOptions) {
     this.dice = new FaultDice(options, _ALL_FAULTS);
-    const hangMs = options.hangMs ?? 1000;
-    if (!Number.isFinite(hangMs) || hangMs < 0 || hangMs > _MAX_HANG_MS) {
-      throw new UsageError(`hang time ${hangMs} ms is not between 0 and ${_MAX_HANG_MS} ms`);
-    }
-    this.#hangMs = hangMs;
+    this.#hangs = new Hangs(options.hangMs);
     this.#keys = options.keys ?? (() => true);
     this.#next = next;
     this.location = next.location;
@@ -112,8 +105,7 @@ export class FaultyStore implements Store {
 
   /** Wakes any hanging call (it then fails) and closes the store below. */
   async close(): Promise<void> {
-    this.#closed = true;
-    for (const wake of this.#hanging) wake();
+    this.#hangs.close();
     await this.#next.close();
   }
 
@@ -156,28 +148,14 @@ export class FaultyStore implements Store {
   async #inject(fault: StoreFault | null, what: string): Promise<void> {
     if (fault === null) return;
     if (fault === "timeout") {
-      await this.#hang();
-      const why = this.#closed
+      await this.#hangs.wait();
+      const why = this.#hangs.closed
         ? "hung until the store was closed"
-        : `timed out after ${this.#hangMs} ms`;
+        : `timed out after ${this.#hangs.ms} ms`;
       throw new TransientError(`injected fault: ${what} in ${this.location} ${why}`);
     }
     throw new TransientError(`injected fault: ${what} in ${this.location} failed (503)`, {
       status: 503,
-    });
-  }
-
-  /** Waits `hangMs`, or less if the store is closed meanwhile. */
-  #hang(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.#hanging.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, this.#hangMs);
-      this.#hanging.add(wake);
     });
   }
 }

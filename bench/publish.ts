@@ -10,7 +10,8 @@
  * as they are). `zstd -19 --long=31 --patch-from` on the zeroed images is the limit a
  * delta of these inputs reaches.
  *
- * Run: `deno run -A bench/publish.ts [--runs N] [--sizes 64K,256K] [--skip-tools]`, or
+ * Run: `deno run -A bench/publish.ts [--runs N] [--sizes 64K,256K] [--skip-tools]
+ * [--vat MAIN.TS]` (`--vat`: another checkout's vat, e.g. one before a change), or
  * `deno run -A bench/publish.ts --speed-only [--runs N]` (publish speed only: casync make,
  * qemu-img convert, vat publish and vat publish --exact, N runs each, interleaved).
  * Results: printed, bench/out/publish.json (or publish-speed.json) and
@@ -46,8 +47,11 @@ const { values: flags } = parseArgs({
     "speed-only": { type: "boolean" },
     runs: { type: "string", default: "3" },
     sizes: { type: "string", default: "64K" },
+    vat: { type: "string" },
   },
 });
+/** The vat measured: this tree's main.ts, or another checkout's (`--vat MAIN.TS`). */
+const VAT_MAIN = flags.vat ? Deno.realPathSync(flags.vat) : `${ROOT}main.ts`;
 const runs = Number(flags.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs ${flags.runs}: not a count`);
 const sizes = flags.sizes!.split(",").map((s) => s.trim());
@@ -167,7 +171,8 @@ async function _qemuImg(v1: string) {
  */
 async function _vatPublish(v1: string, v2: string | null, chunk: string, exact: boolean) {
   const dir = await _fresh(`${WORK}/vat-${chunk}${exact ? "-exact" : ""}`);
-  const vat = (args: string[]) => _timed("deno", ["run", "-A", `${ROOT}main.ts`, ...args], ROOT);
+  const cwd = VAT_MAIN.slice(0, VAT_MAIN.lastIndexOf("/"));
+  const vat = (args: string[]) => _timed("deno", ["run", "-A", VAT_MAIN, ...args], cwd);
   const publish = (image: string) =>
     vat([
       "publish",

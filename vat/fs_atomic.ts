@@ -34,12 +34,8 @@ export async function writeFileAtomic(
   data: Uint8Array | AsyncIterable<Uint8Array>,
   options: WriteOptions = {},
 ): Promise<boolean> {
-  const slash = path.lastIndexOf("/");
-  const dir = slash >= 0 ? path.slice(0, slash) || "/" : ".";
-  const base = path.slice(slash + 1);
-  const temp = `${dir}/.${base}.tmp-${Deno.pid}-${++tempCounter}-${
-    Math.random().toString(36).slice(2)
-  }`;
+  const dir = _dirOf(path);
+  const temp = _tempPathFor(path);
   try {
     const file = await Deno.open(temp, {
       write: true,
@@ -75,6 +71,87 @@ export async function writeFileAtomic(
     await Deno.remove(temp).catch(() => {});
     throw mapDiskFull(err, path);
   }
+}
+
+/**
+ * Writes `data` to a new temporary file beside `path` (a dot file, which no store lists)
+ * without syncing it, and returns the temporary file's path: the first half of a write
+ * whose durability is batched (`commitTempFiles` is the second). On any error the
+ * temporary file is removed.
+ */
+export async function writeTempFile(path: string, data: Uint8Array): Promise<string> {
+  const temp = _tempPathFor(path);
+  try {
+    const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o644 });
+    try {
+      let written = 0;
+      while (written < data.length) written += await file.write(data.subarray(written));
+    } finally {
+      file.close();
+    }
+    return temp;
+  } catch (err) {
+    await Deno.remove(temp).catch(() => {});
+    throw mapDiskFull(err, path);
+  }
+}
+
+/**
+ * Makes temporary files written by `writeTempFile` durable and puts them in place, as a
+ * batch: fsyncs every file (up to `concurrency` at once, so the filesystem commits them
+ * together), then renames each over its target, then fsyncs each distinct directory
+ * once. When it resolves, every target holds its complete data durably; a target is
+ * never visible before its data is synced. On an error the batch's remaining temporary
+ * files are removed and the error is thrown (targets already renamed stay: complete).
+ */
+export async function commitTempFiles(
+  files: { temp: string; path: string }[],
+  concurrency = 32,
+): Promise<void> {
+  let renamed = 0;
+  try {
+    await _eachLimited(files, concurrency, async ({ temp }) => {
+      const file = await Deno.open(temp, { read: true, write: true });
+      try {
+        await file.sync();
+      } finally {
+        file.close();
+      }
+    });
+    for (const { temp, path } of files) {
+      await Deno.rename(temp, path);
+      renamed++;
+    }
+    const dirs = [...new Set(files.map((f) => _dirOf(f.path)))];
+    await _eachLimited(dirs, concurrency, syncDir);
+  } catch (err) {
+    for (const { temp } of files.slice(renamed)) await Deno.remove(temp).catch(() => {});
+    throw mapDiskFull(err, files[0]?.path ?? "");
+  }
+}
+
+async function _eachLimited<T>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+function _dirOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash >= 0 ? path.slice(0, slash) || "/" : ".";
+}
+
+function _tempPathFor(path: string): string {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  return `${_dirOf(path)}/.${base}.tmp-${Deno.pid}-${++tempCounter}-${
+    Math.random().toString(36).slice(2)
+  }`;
 }
 
 /**

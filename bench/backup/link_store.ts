@@ -13,7 +13,7 @@
  */
 
 import type { RateLimiter } from "../../vat/rate_limiter.ts";
-import type { ObjectInfo, ReadOptions, Store } from "../../vat/repo/store.ts";
+import type { ObjectInfo, PutOptions, ReadOptions, Store } from "../../vat/repo/store.ts";
 
 /** Bytes written through the link, by the kind of object. */
 export interface LinkBytes {
@@ -61,9 +61,9 @@ export class LinkStore implements Store {
     return this.#inner.getRange(key, offset, length, options);
   }
 
-  async put(key: string, data: Uint8Array): Promise<void> {
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     await this.#send(key, data);
-    await this.#inner.put(key, data);
+    await this.#inner.put(key, data, options);
   }
 
   async create(key: string, data: Uint8Array): Promise<boolean> {

@@ -5,10 +5,10 @@
  * if the name exists, so a reader never sees a half-written object.
  *
  * Puts with `deferSync` (publish's chunks) write their temporary file without an fsync
- * and are committed in batches (`commitTempFiles`: fsync the files together, rename,
- * fsync each directory once), a batch every `DEFERRED_BATCH` objects and the rest at
- * the next `create`: a chunk file is under its name only once its bytes are durable, as
- * with a put of its own, at a fraction of the fsyncs.
+ * and are committed in batches (`commitTempFiles`: syncfs, rename, syncfs), a batch
+ * every `DEFERRED_BATCH` objects and the rest at the next `create`: a chunk file is under
+ * its name only once its bytes are durable, as with a put of its own, without an fsync
+ * per file and directory.
  *
  * @module
  */

@@ -40,6 +40,8 @@ export class FileStore implements Store {
   readonly #committing = new Set<Promise<void>>();
   /** The first failure of a batch since the last barrier: the next create throws it. */
   #batchFailure: unknown = null;
+  /** Directories deferred puts have written to (so they exist). */
+  readonly #knownDirs = new Set<string>();
 
   /** `root` must exist unless the caller creates it (see `FileStore.create`). */
   constructor(root: string) {
@@ -120,13 +122,13 @@ export class FileStore implements Store {
 
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     const path = this.#path(key);
-    await this.#ensureParent(path);
     if (!options?.deferSync) {
+      await this.#ensureParent(path);
       await writeFileAtomic(path, data);
       return;
     }
     if (this.#batchFailure) throw this.#batchFailure;
-    this.#pending.push({ temp: await writeTempFile(path, data), path });
+    this.#pending.push({ temp: await this.#writeTemp(path, data), path });
     // The put that fills a batch waits for its commit: the publisher's back-pressure.
     if (this.#pending.length >= DEFERRED_BATCH) await this.#commitPending();
   }
@@ -230,6 +232,26 @@ export class FileStore implements Store {
     const abandoned = this.#pending;
     this.#pending = [];
     for (const { temp } of abandoned) await Deno.remove(temp).catch(() => {});
+  }
+
+  /**
+   * `writeTempFile` for a deferred put, making its directory only the first time this
+   * store writes there (a publish puts thousands of chunks into 256 directories).
+   */
+  async #writeTemp(path: string, data: Uint8Array): Promise<string> {
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    if (!this.#knownDirs.has(dir)) {
+      await this.#ensureParent(path);
+      this.#knownDirs.add(dir);
+    }
+    try {
+      return await writeTempFile(path, data);
+    } catch (err) {
+      // vat never removes a directory of a repository, but its operator may: make it again.
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      await this.#ensureParent(path);
+      return await writeTempFile(path, data);
+    }
   }
 
   async #ensureParent(path: string): Promise<void> {

@@ -77,3 +77,14 @@ Deno.test("FileStore commits deferred puts in batches and close() removes the un
     for (const key of keys.slice(DEFERRED_BATCH)) assert.equal(await store.stat(key), null);
   });
 });
+
+Deno.test("FileStore deferred puts make a directory again when it was removed", async () => {
+  await _withStore(async (store, root) => {
+    await store.put("chunks/ab/1", new Uint8Array([1]), { deferSync: true });
+    await store.create("versions/1/manifest", new Uint8Array([1]));
+    await Deno.remove(`${root}/chunks/ab`, { recursive: true });
+    await store.put("chunks/ab/2", new Uint8Array([2]), { deferSync: true });
+    await store.create("versions/2/manifest", new Uint8Array([2]));
+    assert.deepEqual(await store.get("chunks/ab/2"), new Uint8Array([2]));
+  });
+});

@@ -282,7 +282,7 @@ async function _speed(v1: string, imageBytes: number) {
     title: "Publish and update: publish speed",
     method: `wall time of each command under /usr/bin/time on a 1 GiB raw image (v1), ${runs} ` +
       "interleaved runs (order rotating), median and range; vat's time includes Deno's start-up " +
-      "and its fsyncs; `vat publish` skips chunks lying wholly in ext4-unused blocks (never reads " +
+      "and its durability barrier; `vat publish` skips chunks lying wholly in ext4-unused blocks (never reads " +
       "them), `--exact` reads every byte; casync and qemu-img read the whole image; page cache " +
       "warm for all (the image was read before).",
     markdown: markdownTable(rows),

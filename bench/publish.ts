@@ -336,12 +336,16 @@ async function main() {
   await _writeZeroed(v1, unused1, v1z);
   await _writeZeroed(v2, unused2, v2z);
 
-  const vat: Record<string, { asis: number; zeroed: number }> = {};
+  const vat: Record<string, { asis: number; zeroed: number; v1Stored: number }> = {};
   for (const size of sizes) {
     _log(`vat publish v1, v2 at ${size} (default: unused blocks zeroed; and --exact)`);
     const zeroed = await _vatPublish(v1, v2, size, false);
     const asis = await _vatPublish(v1, v2, size, true);
-    vat[size] = { asis: asis.repoGrowthBytes!, zeroed: zeroed.repoGrowthBytes! };
+    vat[size] = {
+      asis: asis.repoGrowthBytes!,
+      zeroed: zeroed.repoGrowthBytes!,
+      v1Stored: zeroed.repoV1Bytes,
+    };
   }
   results.vatUpdate = vat;
 
@@ -397,6 +401,9 @@ async function main() {
     markdown: markdownTable(rows),
     notes: [
       `ext4-unused blocks: v1 ${mb(totalLength(unused1))} MB, v2 ${mb(totalLength(unused2))} MB.`,
+      `version 1 stored (repository size after it, unused blocks zeroed): ${
+        sizes.map((s) => `${s}iB ${mb(vat[s].v1Stored)} MB`).join(", ")
+      }.`,
     ],
   };
   const tables = [update, speed.table];

@@ -19,9 +19,16 @@
  *    `restic backup` of the raw image into a local repository: bytes added, wall time,
  *    CPU.
  *
- * Run: `deno run -A bench/backup.ts [--quick] [--seed N]` (or `deno task bench backup`).
- * Needs restic (Debian's package) and /usr/bin/time. The full run takes about 15
- * minutes, `--quick` under two. Results: printed, and bench/out/backup.txt and
+ * The live replay runs several traces: normal office days from `--seeds` (default
+ * 8,3,5) and heavy days from `--heavy-seeds` (default 8), with snapshots every
+ * `--snapshot-interval-min` (default 5, the daemon's) and the user idle after
+ * `--idle-min` without input (default 3: independent of the interval), over the uplink
+ * with `--rtt-ms` (default 40) per write. Throughput and restic use the first trace.
+ *
+ * Run: `deno run -A bench/backup.ts [--quick] [--seeds N,M] [--heavy-seeds N]` (or
+ * `deno task bench backup`). Installs restic and /usr/bin/time (bench/peers.ts). A full
+ * run takes an hour or more (the heavy day's upload at 48 000 B/s), `--quick` (one short
+ * trace) a few minutes. Results: printed, and bench/out/backup.txt and
  * bench/out/backup.json. Work files live in .cache/bench/ and are removed.
  *
  * @module
@@ -39,13 +46,13 @@ import {
 } from "./backup/replays.ts";
 import { CHUNK_BYTES, closeVat, copyState, openVat } from "./backup/rig.ts";
 import { generateTrace, payloadOf, type TraceShape, traceTotals } from "./backup/trace.ts";
+import { ensureBenchPeers } from "./peers.ts";
+import { type BenchFigure, type BenchTable, markdownTable, writeBenchResult } from "./results.ts";
 
 const MiB = 1024 * 1024;
 const MINUTE_MS = 60_000;
 /** 384 kbit/s, the paper's DSL uplink. */
 const UPLINK_BYTES_PER_SECOND = 48_000;
-/** The daemon's default snapshot interval (vat/backup/backups.ts). */
-const SNAPSHOT_INTERVAL_MS = 5 * MINUTE_MS;
 
 const _ROOT = new URL("../", import.meta.url).pathname;
 const _WORK_PARENT = `${_ROOT}.cache/bench`;
@@ -55,8 +62,27 @@ const { values: flags } = parseArgs({
   options: {
     quick: { type: "boolean" },
     seed: { type: "string" },
+    seeds: { type: "string" },
+    "heavy-seeds": { type: "string" },
+    "rtt-ms": { type: "string", default: "40" },
+    "snapshot-interval-min": { type: "string", default: "5" },
+    "idle-min": { type: "string", default: "3" },
   },
 });
+
+function _number(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} ${text}: not a number`);
+  return n;
+}
+
+/** The daemon's default snapshot interval (vat/backup/backups.ts), or --snapshot-interval-min. */
+const SNAPSHOT_INTERVAL_MS = _number("snapshot-interval-min", flags["snapshot-interval-min"]!) *
+  MINUTE_MS;
+/** When a user counts as idle: independent of the snapshot interval (--idle-min). */
+const IDLE_THRESHOLD_MS = _number("idle-min", flags["idle-min"]!) * MINUTE_MS;
+/** The uplink's round trip, waited once per write (bench/backup/link_store.ts). */
+const UPLINK_RTT_MS = _number("rtt-ms", flags["rtt-ms"]!);
 
 /**
  * The trace of a full run: a ten-hour working day. The wall time is about the bytes
@@ -67,7 +93,7 @@ const _FULL: TraceShape = {
   diskBytes: 2048 * MiB,
   sessionMs: 10 * 60 * MINUTE_MS,
   initialBytes: 256 * MiB,
-  idleThresholdMs: 5 * MINUTE_MS,
+  idleThresholdMs: IDLE_THRESHOLD_MS,
   activeMedianMs: 25 * MINUTE_MS,
   activeSigma: 0.8,
   awayMedianMs: 10 * MINUTE_MS,
@@ -88,6 +114,40 @@ const _QUICK: TraceShape = {
   activeMedianMs: 8 * MINUTE_MS,
   awayMedianMs: 5 * MINUTE_MS,
 };
+/**
+ * A heavy day: longer working stretches and larger files (the paper's worst idle point
+ * had 35 MB pending); its upload takes far longer than a normal day's.
+ */
+const _HEAVY: TraceShape = {
+  ..._FULL,
+  activeMedianMs: 45 * MINUTE_MS,
+  fileMedianBytes: 160 * 1024,
+  fileMaxBytes: 96 * MiB,
+  mix: { create: 0.4, save: 0.4, mail: 0.15, index: 0.05 },
+};
+
+/** The traces of the live replay: normal days from several seeds, and heavy days. */
+function _traceShapes(): { label: string; shape: TraceShape }[] {
+  const list = (s: string | undefined, dflt: string) =>
+    (s ?? dflt).split(",").filter((x) => x).map((x) => _number("seeds", x));
+  if (flags.quick) {
+    return list(flags.seeds ?? flags.seed, "7").map((seed) => ({
+      label: `quick, seed ${seed}`,
+      shape: { ..._QUICK, seed },
+    }));
+  }
+  return [
+    ...list(flags.seeds ?? flags.seed, "8,3,5").map((seed) => ({
+      label: `office day, seed ${seed}`,
+      shape: { ..._FULL, seed },
+    })),
+    ...list(flags["heavy-seeds"], "8").map((seed) => ({
+      label: `heavy day, seed ${seed}`,
+      shape: { ..._HEAVY, seed },
+    })),
+  ];
+}
+
 /** Throughput replays per variant (the median counts). */
 const _REPS = flags.quick ? 1 : 3;
 
@@ -96,14 +156,13 @@ function _log(msg: string): void {
 }
 
 async function main(): Promise<void> {
-  const shape = flags.quick ? _QUICK : _FULL;
+  await ensureBenchPeers(["restic", "/usr/bin/time"]);
+  const shapes = _traceShapes();
+  const shape = shapes[0].shape;
   const started = performance.now();
+  const startedAt = new Date().toISOString();
   const trace = generateTrace(shape);
   const totals = traceTotals(trace, CHUNK_BYTES);
-  _log(
-    `trace: ${totals.bursts} bursts, ${totals.idlePoints} idle points, ` +
-      `${_mb(totals.writtenBytes)} MB written in ${(shape.sessionMs / 3_600_000).toFixed(1)} h`,
-  );
   await Deno.mkdir(_WORK_PARENT, { recursive: true });
   const work = await Deno.makeTempDir({ dir: _WORK_PARENT, prefix: "backup-" });
   const cleanUp = () => Deno.removeSync(work, { recursive: true });
@@ -113,26 +172,51 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   try {
-    const seedDir = `${work}/seed`;
-    _log(`prepared state: ${_mb(shape.initialBytes)} MB of user files, backed up once`);
-    const initial = await prepareState(seedDir, trace);
-
-    _log(`live: the session over ${UPLINK_BYTES_PER_SECOND * 8 / 1000} kbit/s, compressed time`);
-    await copyState(seedDir, `${work}/live`);
-    const liveRig = await openVat(`${work}/live`, shape.diskBytes, UPLINK_BYTES_PER_SECOND);
-    let live;
-    try {
-      live = await replayLive(liveRig, trace, {
-        snapshotIntervalMs: SNAPSHOT_INTERVAL_MS,
-        dirtyChunks: totals.dirtyChunks,
-        log: _log,
-      });
-    } finally {
-      await closeVat(liveRig);
-      await Deno.remove(`${work}/live`, { recursive: true });
+    const lives: _LiveRun[] = [];
+    let initial: PeerPoint | null = null;
+    for (const { label, shape: s } of shapes) {
+      const t = generateTrace(s);
+      const tt = traceTotals(t, CHUNK_BYTES);
+      _log(
+        `${label}: ${tt.bursts} bursts, ${tt.idlePoints} idle points, ` +
+          `${_mb(tt.writtenBytes)} MB written in ${(s.sessionMs / 3_600_000).toFixed(1)} h`,
+      );
+      const seedDir = `${work}/seed-${lives.length}`;
+      _log(`prepared state: ${_mb(s.initialBytes)} MB of user files, backed up once`);
+      const prepared = await prepareState(seedDir, t);
+      initial ??= prepared;
+      _log(
+        `live: ${label} over ${UPLINK_BYTES_PER_SECOND * 8 / 1000} kbit/s, ` +
+          `${UPLINK_RTT_MS} ms RTT, compressed time`,
+      );
+      await copyState(seedDir, `${work}/live`);
+      const liveRig = await openVat(
+        `${work}/live`,
+        s.diskBytes,
+        UPLINK_BYTES_PER_SECOND,
+        UPLINK_RTT_MS,
+      );
+      try {
+        const live = await replayLive(liveRig, t, {
+          snapshotIntervalMs: SNAPSHOT_INTERVAL_MS,
+          dirtyChunks: tt.dirtyChunks,
+          log: _log,
+        });
+        lives.push({
+          label,
+          shape: s,
+          totals: { ...tt, dirtyChunks: tt.dirtyChunks.length },
+          live,
+        });
+      } finally {
+        await closeVat(liveRig);
+        await Deno.remove(`${work}/live`, { recursive: true });
+      }
+      if (lives.length > 1) await Deno.remove(seedDir, { recursive: true });
     }
+    const seedDir = `${work}/seed-0`;
 
-    _log("throughput: the session's writes back to back, with and without snapshots");
+    _log(`throughput and restic: on the first trace (${shapes[0].label})`);
     const plan = snapshotPlan(trace, SNAPSHOT_INTERVAL_MS);
     const payloads = plan.writes.map(payloadOf);
     const runs: ThroughputRun[] = [];
@@ -150,11 +234,14 @@ async function main(): Promise<void> {
     const result = {
       shape,
       uplinkBytesPerSecond: UPLINK_BYTES_PER_SECOND,
+      uplinkRttMs: UPLINK_RTT_MS,
       snapshotIntervalMs: SNAPSHOT_INTERVAL_MS,
+      idleThresholdMs: IDLE_THRESHOLD_MS,
       chunkBytes: CHUNK_BYTES,
       totals: { ...totals, dirtyChunks: totals.dirtyChunks.length },
-      initial,
-      live,
+      initial: initial!,
+      live: lives[0].live,
+      lives,
       throughput: runs,
       peers,
       runS: (performance.now() - started) / 1000,
@@ -164,16 +251,89 @@ async function main(): Promise<void> {
     await Deno.mkdir(_OUT_DIR, { recursive: true });
     await Deno.writeTextFile(`${_OUT_DIR}/backup.txt`, report + "\n");
     await Deno.writeTextFile(`${_OUT_DIR}/backup.json`, JSON.stringify(result, null, 2) + "\n");
-    console.log(`\nresults: ${_OUT_DIR}/backup.txt, backup.json`);
+    await writeBenchResult({
+      bench: "backup",
+      command: `deno run -A bench/backup.ts ${Deno.args.join(" ")}`.trimEnd(),
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      short: !!flags.quick,
+      ..._benchTables(result),
+    });
+    console.log(`\nresults: ${_OUT_DIR}/backup.txt, backup.json, backup.result.json`);
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     cleanUp();
   }
 }
 
+interface _LiveRun {
+  label: string;
+  shape: TraceShape;
+  totals: Record<string, number>;
+  live: Awaited<ReturnType<typeof replayLive>>;
+}
+
+/** The README's backup tables (bench/results.ts). */
+function _benchTables(r: _Result & { lives: _LiveRun[] }) {
+  const figures: Record<string, BenchFigure> = {};
+  const rows: string[][] = [[
+    "trace",
+    "MB written",
+    "idle points",
+    "pending at idle p50/p90/max MB",
+    "at the last input p50/p90/max MB",
+    "sent all / dirty chunks",
+  ]];
+  for (const l of r.lives) {
+    const pending = l.live.idlePoints.map((p) => p.pendingBytes);
+    const last = l.live.idlePoints.map((p) => p.pendingAtLastInputBytes);
+    const sent = l.live.sent.chunks + l.live.sent.versions + l.live.sent.other;
+    const trio = (xs: number[]) =>
+      `${_mb(_pct(xs, 50))} / ${_mb(_pct(xs, 90))} / ${_mb(Math.max(0, ...xs))}`;
+    rows.push([
+      l.label,
+      _mb(l.totals.writtenBytes),
+      String(l.live.idlePoints.length),
+      `${trio(pending)} (${pending.filter((v) => v <= 0).length} at zero)`,
+      trio(last),
+      (sent / l.totals.distinctChunkBytes).toFixed(2),
+    ]);
+    figures[`pendingMax_${l.label}`] = { value: Math.max(0, ...pending), unit: "B" };
+  }
+  const sum = (f: (p: PeerPoint) => number) => r.peers.reduce((s, p) => s + f(p), 0);
+  const vatBytes = sum((p) => p.vat.repoGrowthBytes);
+  const rsGrowth = sum((p) => p.restic.repoGrowthBytes);
+  const vatWall = sum((p) => p.vat.wallS);
+  const rsWall = sum((p) => p.restic.wallS);
+  figures.vatRepoBytes = { value: vatBytes, unit: "B" };
+  figures.resticRepoGrowthBytes = { value: rsGrowth, unit: "B" };
+  const tables: BenchTable[] = [{
+    title: "Backup: pending at idle",
+    method: `live replay in compressed time over ${UPLINK_BYTES_PER_SECOND * 8 / 1000} kbit/s ` +
+      `with ${UPLINK_RTT_MS} ms RTT per write; snapshots every ` +
+      `${SNAPSHOT_INTERVAL_MS / MINUTE_MS} min and at idle, idle after ` +
+      `${IDLE_THRESHOLD_MS / MINUTE_MS} min without input (independent settings); synthetic ` +
+      "traces (bench/backup/trace.ts), not recorded users; leaves out HTTP/TCP overhead and " +
+      "the guest's own CPU.",
+    markdown: markdownTable(rows),
+  }, {
+    title: "Backup: against restic",
+    method: `at the ${r.peers.length} idle points of the first trace, vat's snapshot and upload ` +
+      "(no link cap) against `restic backup` of the raw image into a local repository; " +
+      "both figures are the repository directory's growth (vat's bytes sent are in backup.txt).",
+    markdown: markdownTable([
+      ["measure", "vat", "restic", "vat / restic"],
+      ["repository growth, MB", _mb(vatBytes), _mb(rsGrowth), (vatBytes / rsGrowth).toFixed(2)],
+      ["wall s", vatWall.toFixed(1), rsWall.toFixed(1), (vatWall / rsWall).toFixed(2)],
+    ]),
+  }];
+  return { figures, tables };
+}
+
 // --- the report ------------------------------------------------------------------------
 
 type _Result = {
+  lives: _LiveRun[];
   shape: TraceShape;
   totals: ReturnType<typeof traceTotals> | Record<string, number>;
   initial: PeerPoint;
@@ -195,7 +355,10 @@ function _report(r: _Result): string {
   );
   out.push(
     `Live replay over 384 kbit/s (48 000 B/s, in-process RateLimiter on every byte written to ` +
-      `the data repository): ${(live.simulatedS / 3600).toFixed(1)} h simulated in ` +
+      `the data repository, ${UPLINK_RTT_MS} ms RTT per write; snapshots every ` +
+      `${SNAPSHOT_INTERVAL_MS / MINUTE_MS} min, idle after ${IDLE_THRESHOLD_MS / MINUTE_MS} min) ` +
+      `of ${r.lives.length} trace(s), the first shown in detail: ` +
+      `${(live.simulatedS / 3600).toFixed(1)} h simulated in ` +
       `${live.wallS.toFixed(0)} s wall, ${live.snapshots} snapshots`,
   );
 
@@ -208,7 +371,7 @@ function _report(r: _Result): string {
     _pendingRow("vat backup status", pending),
     _pendingRow("unsent (counted apart)", unsent),
     _pendingRow(
-      "at the last input (5 min before)",
+      `at the last input (${IDLE_THRESHOLD_MS / MINUTE_MS} min before)`,
       live.idlePoints.map((p) => p.pendingAtLastInputBytes),
     ),
   ]));
@@ -298,7 +461,12 @@ function _report(r: _Result): string {
       _mb(rsAdded),
       (vatBytes / rsAdded).toFixed(2),
     ],
-    ["repository growth, MB", _mb(vatBytes), _mb(rsGrowth), (vatBytes / rsGrowth).toFixed(2)],
+    [
+      "repository growth, MB",
+      _mb(sum((p) => p.vat.repoGrowthBytes)),
+      _mb(rsGrowth),
+      (sum((p) => p.vat.repoGrowthBytes) / rsGrowth).toFixed(2),
+    ],
     ["wall s", vatWall.toFixed(1), rsWall.toFixed(1), (vatWall / rsWall).toFixed(2)],
     ["CPU s (user + sys)", vatCpu.toFixed(1), rsCpu.toFixed(1), (vatCpu / rsCpu).toFixed(2)],
     [

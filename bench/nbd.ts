@@ -27,7 +27,9 @@
 
 import { parseArgs } from "node:util";
 import { type LinkShape, startLinkProxy } from "./nbd/link_proxy.ts";
-import { fioRandomRead, haveCommand, nbdUri, qemuImgBench } from "./nbd/load.ts";
+import { fioRandomRead, nbdUri, qemuImgBench } from "./nbd/load.ts";
+import { ensureBenchPeers } from "./peers.ts";
+import { type BenchTable, figureOf, markdownTable, writeBenchResult } from "./results.ts";
 import {
   type ProcessMemory,
   runCommand,
@@ -160,11 +162,7 @@ async function main(): Promise<number> {
   }
   // The vat that is measured: this tree's, unless --vat names another main.ts.
   const vat = new VatProcess(values.vat ? await Deno.realPath(values.vat) : `${_ROOT}main.ts`);
-  for (const tool of ["qemu-img", "nbdkit", "fio"]) {
-    if (!(await haveCommand(tool))) {
-      throw new Error(`${tool} is missing: apt-get install qemu-utils nbdkit fio`);
-    }
-  }
+  await ensureBenchPeers(["qemu-img", "nbdkit", "fio"]);
 
   const started = performance.now();
   const header = await _describeRun(vat, plan, values.image);
@@ -196,7 +194,15 @@ async function main(): Promise<number> {
       `${_OUT_DIR}/nbd.json`,
       JSON.stringify({ command: header[0], plan, published, warm, cold }, null, 2) + "\n",
     );
-    console.log(`\nwritten to bench/out/nbd.txt and bench/out/nbd.json`);
+    await writeBenchResult({
+      bench: "nbd",
+      command: header[0].replace(/^command: /, ""),
+      startedAt: new Date(Date.now() - (performance.now() - started)).toISOString(),
+      finishedAt: new Date().toISOString(),
+      short: !!values.quick || plan.warmReps < 5,
+      ..._benchTables(plan, warm, cold),
+    });
+    console.log(`\nwritten to bench/out/nbd.txt, nbd.json and nbd.result.json`);
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
@@ -382,10 +388,12 @@ async function _coldOverLink(
           const cacheDir = `${work}/cache-cold`;
           const server = await vat.startNbd(`${base}/repo`, socket, cacheDir, 2 * plan.imageBytes);
           try {
+            // Start-up (repo.json, manifest, disk index over the link) is inside the
+            // timed read, as nbdkit curl's is: its own share is kept apart too.
             result.vatStartupSeconds.push(server.startupMs / 1000);
             result.vatStartupWireBytes.push(proxy.stats().downBytes);
-            proxy.resetStats();
-            result.vatSeconds.push(await qemuImgBench(nbdUri(socket), read));
+            const readSeconds = await qemuImgBench(nbdUri(socket), read);
+            result.vatSeconds.push(server.startupMs / 1000 + readSeconds);
             result.vatWireBytes.push(proxy.stats().downBytes);
             result.vatPeakRssBytes.push((await server.memory())?.peakRssBytes ?? 0);
           } finally {
@@ -393,10 +401,11 @@ async function _coldOverLink(
             await Deno.remove(cacheDir, { recursive: true });
           }
         } else {
+          const t0 = performance.now();
           const server = await _startNbdkit(socket, ["curl", `url=${base}/disk.raw`]);
           try {
-            proxy.resetStats();
-            result.curlSeconds.push(await qemuImgBench(nbdUri(socket), read));
+            const startSeconds = (performance.now() - t0) / 1000;
+            result.curlSeconds.push(startSeconds + await qemuImgBench(nbdUri(socket), read));
             result.curlWireBytes.push(proxy.stats().downBytes);
           } finally {
             await server.stop();
@@ -516,7 +525,7 @@ function _report(
       `   ${c.link.label}: vat startup (repo.json, manifest, disk index) ` +
         `${_median(c.vatStartupSeconds).toFixed(1)} s, ${
           _bytes(_median(c.vatStartupWireBytes))
-        } over the link, not in "vat s"; nbdkit curl moved ${
+        } over the link, inside "vat s" and its wire bytes; nbdkit curl moved ${
           _bytes(_median(c.curlWireBytes))
         } (its plugin serializes requests)`,
     );
@@ -553,6 +562,120 @@ function _report(
       "a 256 MiB disk, to see whether it scales with the disk)",
   );
   return lines;
+}
+
+/** The README's NBD tables and the figures behind them (bench/results.ts). */
+function _benchTables(plan: Plan, warm: WarmResults, cold: ColdResults[]) {
+  const figures: Record<string, ReturnType<typeof figureOf>> = {};
+  const warmRows: string[][] = [[
+    "warm cache, against nbdkit's file plugin on the same raw image",
+    "vat",
+    "nbdkit",
+    "ratio",
+    "goal",
+  ]];
+  const goals: Record<string, number> = {
+    seq: _GOAL_SEQ_VS_NBDKIT,
+    scatter: _GOAL_SMALL_VS_NBDKIT,
+    fio: _GOAL_SMALL_VS_NBDKIT,
+  };
+  const names: Record<string, [string, string]> = {
+    seq: ["128 KiB sequential, QD16 (`qemu-img bench`)", "MB/s"],
+    scatter: ["4 KiB scattered, QD16 (`qemu-img bench`)", "IOPS"],
+    fio: ["4 KiB random, QD16 (fio, nbd engine)", "IOPS"],
+  };
+  for (const test of Object.keys(_WARM_TESTS)) {
+    const [label, unit] = names[test];
+    const vat = figureOf(warm.samples[test]["vat"], unit);
+    const kit = figureOf(warm.samples[test]["nbdkit"], unit);
+    figures[`warm_${test}_vat`] = vat;
+    figures[`warm_${test}_nbdkit`] = kit;
+    warmRows.push([
+      label,
+      `${_number(vat.value)} ${unit}`,
+      `${_number(kit.value)} ${unit}`,
+      `${(vat.value / kit.value).toFixed(2)}x`,
+      `>= ${goals[test]}x`,
+    ]);
+  }
+  const coldRows: string[][] = [[
+    "cold cache over an emulated link (loopback pacing proxy)",
+    "vat",
+    "nbdkit curl",
+    "vat / link limit",
+    "goal",
+  ]];
+  for (const c of cold) {
+    const vat = figureOf(c.vatSeconds, "s");
+    const curl = figureOf(c.curlSeconds, "s");
+    const key = `cold_${c.link.shape.rateBitsPerSec / 1e6}mbit`;
+    figures[`${key}_vat`] = vat;
+    figures[`${key}_vat_startup`] = figureOf(c.vatStartupSeconds, "s");
+    figures[`${key}_curl`] = curl;
+    const wireLimit = _median(c.vatWireBytes) / (c.link.shape.rateBitsPerSec / 8);
+    coldRows.push([
+      `${_bytes(c.link.readBytes)} over ${c.link.label}`,
+      `${vat.value.toFixed(1)} s`,
+      `${curl.value.toFixed(1)} s`,
+      `${(vat.value / wireLimit).toFixed(2)}x`,
+      `<= ${_GOAL_COLD_VS_LINK}x`,
+    ]);
+  }
+  const started = warm.vatMemory.started;
+  const filled = warm.vatMemory.filled;
+  const end = warm.vatMemory.end;
+  const tables: BenchTable[] = [
+    {
+      title: "NBD reads: warm cache",
+      method: `${_bytes(plan.imageBytes)} synthetic image, cache filled by one full read, then ` +
+        `${plan.warmReps} rounds with the peers' order rotating, median; qemu-img bench and fio ` +
+        "on the same host as the server (Unix socket); leaves out the guest and QEMU's block layer.",
+      markdown: markdownTable(warmRows),
+    },
+    {
+      title: "NBD reads: cold cache",
+      method: `${plan.coldReps} rounds, order rotating, median; every timed read includes its ` +
+        "server's start-up (vat: repo.json, manifest and disk index over the link; nbdkit curl: " +
+        "its size probe); link limit = the bytes vat moved (start-up included) over the rate; " +
+        "the emulated link has no loss, slow start or header bytes.",
+      markdown: markdownTable(coldRows),
+      notes: cold.map((c) =>
+        `${c.link.label}: vat start-up ${_median(c.vatStartupSeconds).toFixed(1)} s of it ` +
+        `(${_bytes(_median(c.vatStartupWireBytes))}); nbdkit curl moved ` +
+        `${_bytes(_median(c.curlWireBytes))}.`
+      ),
+    },
+    {
+      title: "NBD reads: memory",
+      method: "VmRSS and VmHWM of the `vat nbd` process (Deno, default V8 heap limits) and of " +
+        "nbdkit; leaves out the daemon's other parts (UI, QEMU supervision, backup).",
+      markdown: markdownTable([
+        ["process, when", "RSS", "peak"],
+        [
+          "vat nbd, before any read",
+          _bytes(started?.rssBytes ?? 0),
+          _bytes(started?.peakRssBytes ?? 0),
+        ],
+        [
+          "vat nbd, after the first full read",
+          _bytes(filled?.rssBytes ?? 0),
+          _bytes(filled?.peakRssBytes ?? 0),
+        ],
+        [
+          "vat nbd, after all warm runs",
+          _bytes(end?.rssBytes ?? 0),
+          _bytes(end?.peakRssBytes ?? 0),
+        ],
+        [
+          "nbdkit file",
+          _bytes(warm.nbdkitMemory?.rssBytes ?? 0),
+          _bytes(warm.nbdkitMemory?.peakRssBytes ?? 0),
+        ],
+      ]),
+    },
+  ];
+  if (end) figures.vat_peak_rss = { value: end.peakRssBytes, unit: "B" };
+  return { figures, tables };
 }
 
 function _table(rows: string[][]): string[] {

@@ -23,8 +23,10 @@
  * - and, as the baseline, QEMU on local qcow2 copies, and vat with a warm cache.
  *
  * Ratios are printed against "no trace, no prefetch" and against local. Written to
- * bench/out/prefetch.txt. Run: `deno run -A bench/prefetch.ts [--rounds N]
- * [--appliance debian|busybox]` (needs what bench/boot.ts needs).
+ * bench/out/prefetch.txt and prefetch.result.json. Every round runs each case once, the
+ * order rotating; nothing runs in the background while a case is timed (the warm
+ * daemon has `--prefetch-limit 0`). Run: `deno run -A bench/prefetch.ts [--rounds N]
+ * [--appliance debian|busybox]` (default 3 rounds; installs its peers, bench/peers.ts).
  *
  * @module
  */
@@ -53,6 +55,14 @@ import {
 } from "./boot/boot_cases.ts";
 import { type KernelBoot, killDirectQemus } from "./boot/direct_qemu.ts";
 import { formatTable, median } from "./boot/table.ts";
+import { ensureBenchPeers } from "./peers.ts";
+import {
+  type BenchFigure,
+  figureOf,
+  markdownTable,
+  medianRange,
+  writeBenchResult,
+} from "./results.ts";
 import { startVat, VatDaemon } from "./boot/vat_daemon.ts";
 
 const _ROOT = new URL("../", import.meta.url).pathname;
@@ -87,7 +97,12 @@ async function main(): Promise<number> {
     args: Deno.args,
     options: { rounds: { type: "string" }, appliance: { type: "string", default: "debian" } },
   });
-  const rounds = Number(values.rounds ?? 1);
+  const rounds = Number(values.rounds ?? 3);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    throw new Error(`--rounds ${values.rounds}: not a count`);
+  }
+  await ensureBenchPeers(["qemu-system-x86_64", "qemu-img", "nbdkit"]);
+  const startedAt = new Date().toISOString();
   const main = `${_ROOT}main.ts`;
   const started = performance.now();
   await Deno.mkdir(_WORK_PARENT, { recursive: true });
@@ -174,7 +189,9 @@ async function main(): Promise<number> {
     );
     const port = Number(/at http:\/\/[^\s]+:(\d+)\//.exec(serve.output())![1]);
 
-    warm = await VatDaemon.start(main, `${work}/warm`);
+    // No background work while anything is timed: the warm daemon never prefetches (its
+    // cache holds what the first boot read), and every case runs alone.
+    warm = await VatDaemon.start(main, `${work}/warm`, ["--prefetch-limit", "0"]);
     await warm.add(`http://127.0.0.1:${port}/plain`, APPLIANCE);
     await bootVat(setup, warm, _TIMEOUT_MS);
     const warmDaemon = warm;
@@ -225,7 +242,9 @@ async function main(): Promise<number> {
     }
     let trial = 0;
     for (let round = 0; round < rounds; round++) {
-      for (const c of cases) {
+      // The order rotates every round, so no case always runs first or after another.
+      const k = round % cases.length;
+      for (const c of [...cases.slice(k), ...cases.slice(0, k)]) {
         const dir = `${work}/t${trial++}`;
         const sample = await c.run(dir);
         c.samples.push(sample);
@@ -241,24 +260,38 @@ async function main(): Promise<number> {
     }
 
     const seconds = (c: Case) => median(c.samples.map((s) => s.totalMs)) / 1000;
+    const range = (c: Case) => medianRange(c.samples.map((s) => s.totalMs / 1000), 2);
+    /** From `vat add` to ready: the add (and any background prefetch), then the boot. */
+    const addToReady = (c: Case) =>
+      c.samples.map((s) => ((s.prefetchMs ?? s.addMs ?? 0) + s.totalMs) / 1000);
     const local = seconds(cases[0]);
-    const rows = [["link", "case", "s (median)", "vs none", "vs local", "MB down", "before"]];
+    const rows = [[
+      "link",
+      "case",
+      "start to ready s, median (range)",
+      "vs none",
+      "vs local",
+      "add to ready s",
+      "MB down",
+      "before the start",
+    ]];
     for (const c of cases) {
       const none = cases.find((o) => o.link === c.link && o.label.includes("no trace"));
-      const down = c.samples[0].linkBytes;
+      const down = median(c.samples.map((s) => s.linkBytes ?? NaN));
       const prefetch = c.samples[0].prefetchMs;
       rows.push([
         c.link ?? "-",
         c.label,
-        seconds(c).toFixed(2),
+        range(c),
         none ? `${(seconds(none) / seconds(c)).toFixed(2)}x` : "",
         `${(seconds(c) / local).toFixed(2)}x`,
-        down === undefined ? "" : (down / 1e6).toFixed(1),
+        c.link && !c.label.startsWith("QEMU") ? median(addToReady(c)).toFixed(1) : "",
+        Number.isNaN(down) ? "" : (down / 1e6).toFixed(1),
         prefetch === undefined
           ? ""
-          : `${(prefetch / 1000).toFixed(0)} s, ${
+          : `${(median(c.samples.map((s) => s.prefetchMs!)) / 1000).toFixed(0)} s prefetching (${
             (c.samples[0].prefetchLinkBytes! / 1e6).toFixed(1)
-          } MB prefetched`,
+          } MB down)`,
       ]);
     }
     const report = [
@@ -268,13 +301,40 @@ async function main(): Promise<number> {
         (traced.bytes / 2 ** 20).toFixed(1)
       } MiB; access profile ${(profileBytes / 2 ** 20).toFixed(1)} MiB as stored`,
       '"vs none": how many times faster than vat with no trace and no prefetch on that link;',
-      '"before": the background prefetch of the access profile before the start (not timed)',
+      '"before the start": the background prefetch of the access profile before the start ' +
+      '(not in "start to ready"; "add to ready" counts it)',
       ...formatTable(rows),
       `total run time ${((performance.now() - started) / 1000).toFixed(0)} s`,
     ];
     console.log(report.join("\n"));
     await Deno.mkdir(_OUT_DIR, { recursive: true });
     await Deno.writeTextFile(`${_OUT_DIR}/prefetch.txt`, report.join("\n") + "\n");
+    const figures: Record<string, BenchFigure> = {};
+    for (const c of cases) {
+      const key = `${c.label}${c.link ? `, ${c.link}` : ""}`;
+      figures[`startToReady: ${key}`] = figureOf(c.samples.map((s) => s.totalMs / 1000), "s");
+      if (c.link && !c.label.startsWith("QEMU")) {
+        figures[`addToReady: ${key}`] = figureOf(addToReady(c), "s");
+      }
+    }
+    await writeBenchResult({
+      bench: "prefetch",
+      command: `deno run -A bench/prefetch.ts ${Deno.args.join(" ")}`.trimEnd(),
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      short: rounds < 3 || values.appliance !== "debian",
+      figures,
+      tables: [{
+        title: "Prefetch",
+        method: `${app.describe}; ${rounds} rounds, the case order rotating, median (range); ` +
+          `${kvm ? "KVM" : "TCG"} on a shared 2-core machine; each vat case on a new daemon ` +
+          "with an empty cache, the warm one a daemon with --prefetch-limit 0 (no background " +
+          'work during any timed case); "trace + prefetch" is timed from the start after ' +
+          'an untimed background prefetch ("add to ready" includes it); leaves out TCP ' +
+          "slow start and loss on the emulated link.",
+        markdown: markdownTable(rows),
+      }],
+    });
     return 0;
   } finally {
     await killDirectQemus();

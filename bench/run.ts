@@ -1,28 +1,133 @@
 /**
  * `deno task bench [NAME] [ARGS...]`: runs one benchmark of `bench/`, or lists them.
  * Benchmarks are not tests: they print figures and ratios against peer tools.
+ *
+ * `deno task bench all [--short] [--only a,b]` runs every bench in turn (each installs
+ * the peers it needs, bench/peers.ts), then gathers what each wrote
+ * (`bench/out/NAME.result.json`, bench/results.ts) into one machine-readable file,
+ * `bench/out/results-DATE.json`, and the README's tables with their method lines,
+ * `bench/out/tables.md`. `--short` runs each in its short mode (figures for checking the
+ * pipeline, not for the README).
+ *
+ * @module
  */
 
-const BENCHES: Record<string, string> = {
-  publish: "publish speed and update bytes against casync, qemu-img, rsync and zstd",
-  nbd: "NBD reads warm and cold against nbdkit, and memory",
-  boot: "boot to ready: warm and cold over emulated links, against local QEMU and nbdkit curl",
-  backup: "backup of an office-like write trace over 384 kbit/s: pending at idle, bytes, vs restic",
-  prefetch: "boot to ready from an empty cache: no trace, trace replay, trace + prefetch",
-  kdf: "one login's key-slot KDF: scrypt (node:crypto) against Argon2id (hash-wasm)",
-  login: "a user's login time: online (directory on disk, vat serve) and offline",
+import { parseArgs } from "node:util";
+import { type BenchResult, resultPath, tablesMarkdown } from "./results.ts";
+
+interface _Bench {
+  what: string;
+  /** Arguments of the full run, and of the short one. */
+  full: string[];
+  short: string[];
+  /** False for benches that print their figures but write no result for `bench all`. */
+  inAll?: boolean;
+}
+
+const BENCHES: Record<string, _Bench> = {
+  publish: {
+    what: "publish speed and update bytes against casync, qemu-img, rsync and zstd",
+    full: ["--runs", "3"],
+    short: ["--speed-only", "--runs", "1"],
+  },
+  nbd: {
+    what: "NBD reads warm and cold against nbdkit, and memory",
+    full: [],
+    short: ["--quick"],
+  },
+  backup: {
+    what: "backup of office-like write traces over 384 kbit/s: pending at idle, bytes, vs restic",
+    full: [],
+    short: ["--quick"],
+  },
+  boot: {
+    what: "boot to ready: warm and cold over emulated links, against local QEMU and nbdkit curl",
+    full: [],
+    short: ["--quick"],
+  },
+  prefetch: {
+    what: "boot to ready from an empty cache: no trace, trace replay, trace + prefetch",
+    full: ["--rounds", "3"],
+    short: ["--appliance", "busybox", "--rounds", "1"],
+  },
+  kdf: {
+    what: "one login's key-slot KDF: scrypt (node:crypto) against Argon2id (hash-wasm)",
+    full: [],
+    short: [],
+    inAll: false,
+  },
+  login: {
+    what: "a user's login time: online (directory on disk, vat serve) and offline",
+    full: [],
+    short: [],
+    inAll: false,
+  },
 };
 
+const _OUT_DIR = new URL("./out/", import.meta.url).pathname;
+
+async function _runOne(name: string, args: string[]): Promise<number> {
+  const script = new URL(`./${name}.ts`, import.meta.url).pathname;
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  return result.code;
+}
+
+async function _runAll(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { short: { type: "boolean" }, only: { type: "string" } },
+  });
+  const names = values.only
+    ? values.only.split(",")
+    : Object.keys(BENCHES).filter((n) => BENCHES[n].inAll !== false);
+  for (const n of names) {
+    if (!(n in BENCHES)) throw new Error(`--only ${values.only}: no bench named ${n}`);
+  }
+  const startedAt = new Date().toISOString();
+  const results: BenchResult[] = [];
+  const failed: string[] = [];
+  for (const name of names) {
+    const args = values.short ? BENCHES[name].short : BENCHES[name].full;
+    console.error(`\n[bench all] ${name} ${args.join(" ")}`);
+    // A result left from an earlier run must not pass for this one's.
+    await Deno.remove(resultPath(name)).catch(() => {});
+    const code = await _runOne(name, args);
+    try {
+      if (code !== 0) throw new Error(`exit code ${code}`);
+      results.push(JSON.parse(await Deno.readTextFile(resultPath(name))));
+    } catch (err) {
+      failed.push(`${name}: ${(err as Error).message}`);
+    }
+  }
+  await Deno.mkdir(_OUT_DIR, { recursive: true });
+  const stamp = startedAt.replace(/[:]/g, "").replace(/\..*/, "");
+  const json = `${_OUT_DIR}results-${stamp}.json`;
+  await Deno.writeTextFile(
+    json,
+    JSON.stringify(
+      { startedAt, finishedAt: new Date().toISOString(), short: !!values.short, failed, results },
+      null,
+      2,
+    ) + "\n",
+  );
+  await Deno.writeTextFile(`${_OUT_DIR}tables.md`, tablesMarkdown(results));
+  console.log(`\nwritten: ${json} and ${_OUT_DIR}tables.md`);
+  if (failed.length) console.error(`benches that failed:\n  ${failed.join("\n  ")}`);
+  return failed.length ? 1 : 0;
+}
+
 const [name, ...args] = Deno.args;
+if (name === "all") Deno.exit(await _runAll(args));
 if (!name || !(name in BENCHES)) {
-  console.log("usage: deno task bench NAME [ARGS...]\n");
-  for (const [n, what] of Object.entries(BENCHES)) console.log(`  ${n.padEnd(10)} ${what}`);
+  console.log(
+    "usage: deno task bench NAME [ARGS...] | deno task bench all [--short] [--only a,b]\n",
+  );
+  for (const [n, b] of Object.entries(BENCHES)) console.log(`  ${n.padEnd(10)} ${b.what}`);
+  console.log(`  ${"all".padEnd(10)} every bench, then bench/out/results-DATE.json and tables.md`);
   Deno.exit(name ? 2 : 0);
 }
-const script = new URL(`./${name}.ts`, import.meta.url).pathname;
-const result = await new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", script, ...args],
-  stdout: "inherit",
-  stderr: "inherit",
-}).output();
-Deno.exit(result.code);
+Deno.exit(await _runOne(name, args));

@@ -4,7 +4,8 @@
  * through scripts/bootstrap.mjs), or an Essential package that every Debian system has.
  * The sites come from reading the sources (tests/helpers/spawn_sites.ts); a site whose
  * program is a variable is declared below, next to what it can be. bench/ is not
- * scanned: benchmarks are run by hand and check their own peers.
+ * scanned: benchmarks are run by hand and install their own peers from the "bench"
+ * section (bench/peers.ts), whose package names are checked here where installed.
  */
 
 import assert from "node:assert/strict";
@@ -70,6 +71,7 @@ type _Section = Record<string, string[]>;
 const START = packages.start as _Section;
 const TEST = packages.test as _Section;
 const ESSENTIAL = packages.essential as _Section;
+const BENCH = packages.bench as _Section;
 const START_OPTIONAL = packages.startOptional as Record<string, string>;
 
 function _programs(...sections: _Section[]): Set<string> {
@@ -167,6 +169,15 @@ Deno.test({
       if (owner !== pkg) wrong.push(`${program} (${path}) is in ${owner}, not ${pkg}`);
     }
   }
+  // The bench peers are installed by the benches themselves: checked where they are.
+  for (const [pkg, programs] of Object.entries(BENCH)) {
+    for (const program of programs) {
+      const path = program.startsWith("/") ? program : _which(program);
+      if (!path || !(await _exists(path))) continue;
+      const owner = await _owner(path);
+      if (owner !== pkg) wrong.push(`${program} (${path}) is in ${owner}, not ${pkg} (bench)`);
+    }
+  }
   for (const pkg of Object.keys(ESSENTIAL)) {
     const essential = await _output("dpkg-query", ["-W", "-f=${Essential}", pkg]);
     if (essential !== "yes") wrong.push(`${pkg} is not Essential: move it to \`test\``);
@@ -230,6 +241,16 @@ async function _owner(path: string): Promise<string> {
     if (out.success && line) return line.split(":")[0];
   }
   return "no package";
+}
+
+async function _exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
 }
 
 async function _output(program: string, args: string[]): Promise<string> {

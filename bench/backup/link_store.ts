@@ -4,14 +4,16 @@
  * `RateLimiter` (the emulated link: 48 000 bytes/s for 384 kbit/s DSL), so chunks,
  * disk indexes, manifests and lease renewals all share the one uplink, as they would
  * on the wire; and it counts them by kind. Reads are not limited (the downlink of an
- * asymmetric line is several times faster and the backup barely reads). Not modelled:
- * latency per request, and the HTTP and TCP overhead of a real transport.
+ * asymmetric line is several times faster and the backup barely reads). Every write
+ * also waits one round trip (`rttMs`) once its bytes are through, as a request's reply
+ * would (writes in flight overlap their waits). Not modelled: the HTTP and TCP overhead
+ * of a real transport, and slow start.
  *
  * @module
  */
 
 import type { RateLimiter } from "../../vat/rate_limiter.ts";
-import type { ObjectInfo, ReadOptions, Store } from "../../vat/repo/store.ts";
+import type { ObjectInfo, PutOptions, ReadOptions, Store } from "../../vat/repo/store.ts";
 
 /** Bytes written through the link, by the kind of object. */
 export interface LinkBytes {
@@ -30,11 +32,13 @@ export class LinkStore implements Store {
   readonly canList: boolean;
   readonly limiter: RateLimiter;
   readonly sent: LinkBytes = { chunks: 0, versions: 0, other: 0, puts: 0 };
+  readonly rttMs: number;
   readonly #inner: Store;
 
-  constructor(inner: Store, limiter: RateLimiter) {
+  constructor(inner: Store, limiter: RateLimiter, rttMs = 0) {
     this.#inner = inner;
     this.limiter = limiter;
+    this.rttMs = rttMs;
     this.location = `${inner.location} (emulated uplink)`;
     this.canList = inner.canList;
   }
@@ -57,9 +61,9 @@ export class LinkStore implements Store {
     return this.#inner.getRange(key, offset, length, options);
   }
 
-  async put(key: string, data: Uint8Array): Promise<void> {
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     await this.#send(key, data);
-    await this.#inner.put(key, data);
+    await this.#inner.put(key, data, options);
   }
 
   async create(key: string, data: Uint8Array): Promise<boolean> {
@@ -91,5 +95,6 @@ export class LinkStore implements Store {
     else if (rest.startsWith("versions/")) this.sent.versions += data.length;
     else this.sent.other += data.length;
     this.sent.puts++;
+    if (this.rttMs > 0) await new Promise((r) => setTimeout(r, this.rttMs));
   }
 }

@@ -18,6 +18,7 @@ import {
   openVat,
   processCpuSeconds,
   syncFileSystem,
+  treeBytes,
   type VatRig,
   VM,
 } from "./rig.ts";
@@ -25,7 +26,10 @@ import { type GuestWrite, payloadOf, type Trace } from "./trace.ts";
 
 /** What one backup cost. */
 export interface BackupCost {
+  /** Bytes written to the data repository (through the link). */
   bytes: number;
+  /** How much the data repository's directory grew (files' sizes). */
+  repoGrowthBytes: number;
   wallS: number;
   cpuS: number;
 }
@@ -209,6 +213,7 @@ async function _backupBoth(
   await raw.flush();
   await syncFileSystem(dir);
   const sent0 = rig.link.sentBytes;
+  const repo0 = await treeBytes(`${dir}/repo`);
   const cpu0 = await processCpuSeconds();
   const t0 = performance.now();
   await rig.backup.snapshot(rig.overlay, reason, VM);
@@ -217,7 +222,9 @@ async function _backupBoth(
     bytes: rig.link.sentBytes - sent0,
     wallS: (performance.now() - t0) / 1000,
     cpuS: (await processCpuSeconds()) - cpu0,
+    repoGrowthBytes: 0,
   };
+  vat.repoGrowthBytes = await treeBytes(`${dir}/repo`) - repo0;
   await syncFileSystem(dir);
   return { vat, restic: await restic.backup(raw.path) };
 }

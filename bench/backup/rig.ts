@@ -53,15 +53,20 @@ export interface VatRig {
 
 /**
  * Opens (creating them when absent) the user disk, data repository and outbox under
- * `dir`, the uplink capped at `linkBytesPerSecond` (0: no cap), and starts the
- * subscription as the daemon does.
+ * `dir`, the uplink capped at `linkBytesPerSecond` (0: no cap) with `rttMs` of round
+ * trip per write, and starts the subscription as the daemon does.
  */
 export async function openVat(
   dir: string,
   diskBytes: number,
   linkBytesPerSecond: number,
+  rttMs = 0,
 ): Promise<VatRig> {
-  const link = new LinkStore(new FileStore(`${dir}/repo`), new RateLimiter(linkBytesPerSecond));
+  const link = new LinkStore(
+    new FileStore(`${dir}/repo`),
+    new RateLimiter(linkBytesPerSecond),
+    rttMs,
+  );
   const data = await DataRepository.open(link, _KEY, { create: true });
   const backup = await SubscriptionBackup.open({
     data,

@@ -36,7 +36,9 @@ export interface BootSample {
   linkBytesBeforeQemu?: number;
   /** vat, cold: the new daemon's start-up (before "start", not in `totalMs`). */
   daemonStartupMs?: number;
-  /** vat, prefetched: the background prefetch before "start" (not in `totalMs`). */
+  /** vat, cold: the `add` before "start" (not in `totalMs`). */
+  addMs?: number;
+  /** vat, prefetched: from the `add` through the background prefetch to "start" (not in `totalMs`). */
   prefetchMs?: number;
   prefetchLinkBytes?: number;
 }
@@ -109,7 +111,8 @@ export async function bootVat(
 
 /**
  * vat with a cold cache: a new daemon on an empty state directory in `trialDir`, the
- * appliance added from the repository behind `link` (both untimed), then one start.
+ * appliance added from the repository behind `link` (both untimed; the add's time is
+ * reported in `addMs`), then one start.
  * `daemonArgs` go to the daemon (e.g. `--prefetch-limit 0`).
  */
 export async function bootVatCold(
@@ -121,9 +124,11 @@ export async function bootVatCold(
 ): Promise<BootSample> {
   const daemon = await VatDaemon.start(setup.main, `${trialDir}/state`, daemonArgs);
   try {
+    const added = performance.now();
     await daemon.add(`${_linkUrl(link)}/${setup.repoPath}`, APPLIANCE);
+    const addMs = performance.now() - added;
     const sample = await bootVat(setup, daemon, timeoutMs, link);
-    return { ...sample, daemonStartupMs: daemon.startupMs };
+    return { ...sample, daemonStartupMs: daemon.startupMs, addMs };
   } finally {
     await daemon.stop();
   }

@@ -371,10 +371,14 @@ export class Repository {
     }
   }
 
-  /** Encodes and stores a chunk; returns the stored object's size. */
+  /**
+   * Encodes and stores a chunk; returns the stored object's size. Its durability is
+   * deferred to the store's next `create` (the commit of the version that names it):
+   * the file store syncs such chunks in batches, not one fsync each.
+   */
   async writeChunk(hash: Uint8Array, plain: Uint8Array): Promise<number> {
     const object = await this.codec.encode(plain, hash);
-    await this.store.put(chunkKey(toHex(hash)), object);
+    await this.store.put(chunkKey(toHex(hash)), object, { deferSync: true });
     return object.length;
   }
 

@@ -35,6 +35,15 @@ export interface ReadOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `Store.put`. */
+export interface PutOptions {
+  /**
+   * The object need not be durable when put resolves, only by the next `create` on the
+   * same store object (publish's chunks: one batched barrier instead of an fsync each).
+   */
+  deferSync?: boolean;
+}
+
 /** A repository's storage. */
 export interface Store {
   /** Where the store is, for messages (a path or URL without credentials). */
@@ -64,8 +73,14 @@ export interface Store {
    * Writes an object, replacing any existing one. When it resolves, the object is
    * durable and readers see either the old or the new content, never a mix. Idempotent.
    * Throws `PermanentError` when the store is read-only or full.
+   *
+   * With `options.deferSync`, the object's durability may be batched: it may become
+   * visible and durable only at a later write of the same kind or at the next `create`
+   * on this store object, which makes every such object durable (and visible) before
+   * it creates anything, or fails. An object is never visible under its key before its
+   * bytes are durable. Transports whose puts are durable when they resolve ignore it.
    */
-  put(key: string, data: Uint8Array): Promise<void>;
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void>;
 
   /**
    * Creates an object only if no object has that key: the commit point of a version.
@@ -73,7 +88,9 @@ export interface Store {
    * nothing was written). Atomic: of two racing callers exactly one gets true. A
    * create repeated with the same bytes after its reply was lost (a retry) returns
    * true: an object committed by create carries a unique nonce, so equal bytes mean
-   * the same writer.
+   * the same writer. First, every object put on this store object with `deferSync` is
+   * made durable (the durability barrier before a commit); if that fails, create throws
+   * and creates nothing.
    */
   create(key: string, data: Uint8Array): Promise<boolean>;
 

@@ -25,7 +25,7 @@
 
 import { FaultDice, type FaultOptions, Hangs } from "../fault_dice.ts";
 import { TransientError } from "../errors.ts";
-import type { ObjectInfo, ReadOptions, Store } from "./store.ts";
+import type { ObjectInfo, PutOptions, ReadOptions, Store } from "./store.ts";
 
 /** What a `FaultyStore` may inject. */
 export type StoreFault = "transient" | "timeout" | "lost-reply" | "corrupt" | "truncate";
@@ -81,8 +81,8 @@ export class FaultyStore implements Store {
     );
   }
 
-  put(key: string, data: Uint8Array): Promise<void> {
-    return this.#write(key, `put ${key}`, () => this.#next.put(key, data));
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+    return this.#write(key, `put ${key}`, () => this.#next.put(key, data, options));
   }
 
   create(key: string, data: Uint8Array): Promise<boolean> {

@@ -4,26 +4,44 @@
  * (`writeFileAtomic`); `create` links a complete temporary file into place, which fails
  * if the name exists, so a reader never sees a half-written object.
  *
+ * Puts with `deferSync` (publish's chunks) write their temporary file without an fsync
+ * and are committed in batches (`commitTempFiles`: syncfs, rename, syncfs), a batch
+ * every `DEFERRED_BATCH` objects and the rest at the next `create`: a chunk file is under
+ * its name only once its bytes are durable, as with a put of its own, without an fsync
+ * per file and directory.
+ *
  * @module
  */
 
 import { NotFoundError, PermanentError } from "../errors.ts";
-import { mapDiskFull, writeFileAtomic } from "../fs_atomic.ts";
+import { commitTempFiles, mapDiskFull, writeFileAtomic, writeTempFile } from "../fs_atomic.ts";
 import {
   checkKey,
   checkPrefix,
   type ObjectInfo,
+  type PutOptions,
   readLimit,
   type ReadOptions,
   type Store,
   tooLargeError,
 } from "./store.ts";
 
+/** Deferred puts committed together (at 64 KiB chunks, 16 MiB of a publish). */
+export const DEFERRED_BATCH = 256;
+
 /** A `Store` over a local directory. */
 export class FileStore implements Store {
   readonly location: string;
   readonly canList = true;
   readonly #root: string;
+  /** Deferred puts written but not yet committed. */
+  #pending: { temp: string; path: string }[] = [];
+  /** Batches being committed. */
+  readonly #committing = new Set<Promise<void>>();
+  /** The first failure of a batch since the last barrier: the next create throws it. */
+  #batchFailure: unknown = null;
+  /** Directories deferred puts have written to (so they exist). */
+  readonly #knownDirs = new Set<string>();
 
   /** `root` must exist unless the caller creates it (see `FileStore.create`). */
   constructor(root: string) {
@@ -102,14 +120,45 @@ export class FileStore implements Store {
     }
   }
 
-  async put(key: string, data: Uint8Array): Promise<void> {
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     const path = this.#path(key);
-    await this.#ensureParent(path);
-    await writeFileAtomic(path, data);
+    if (!options?.deferSync) {
+      await this.#ensureParent(path);
+      await writeFileAtomic(path, data);
+      return;
+    }
+    if (this.#batchFailure) throw this.#batchFailure;
+    this.#pending.push({ temp: await this.#writeTemp(path, data), path });
+    // The put that fills a batch waits for its commit: the publisher's back-pressure.
+    if (this.#pending.length >= DEFERRED_BATCH) await this.#commitPending();
+  }
+
+  /**
+   * The durability barrier: commits every deferred put so far (and waits for batches
+   * being committed); throws the first batch failure since the last barrier.
+   */
+  async barrier(): Promise<void> {
+    if (this.#pending.length) this.#commitPending().catch(() => {});
+    while (this.#committing.size) await Promise.allSettled([...this.#committing]);
+    const failure = this.#batchFailure;
+    this.#batchFailure = null;
+    if (failure) throw failure;
+  }
+
+  #commitPending(): Promise<void> {
+    const batch = this.#pending;
+    this.#pending = [];
+    const done = commitTempFiles(batch).catch((err) => {
+      this.#batchFailure ??= err;
+      throw err;
+    }).finally(() => this.#committing.delete(done));
+    this.#committing.add(done);
+    return done;
   }
 
   async create(key: string, data: Uint8Array): Promise<boolean> {
     const path = this.#path(key);
+    await this.barrier();
     await this.#ensureParent(path);
     if (await writeFileAtomic(path, data, { exclusive: true })) return true;
     // On NFS a link whose reply was lost reports EEXIST although it succeeded: the
@@ -208,8 +257,32 @@ export class FileStore implements Store {
     }
   }
 
-  close(): Promise<void> {
-    return Promise.resolve();
+  /** Waits for batches being committed and removes deferred puts never committed. */
+  async close(): Promise<void> {
+    while (this.#committing.size) await Promise.allSettled([...this.#committing]);
+    const abandoned = this.#pending;
+    this.#pending = [];
+    for (const { temp } of abandoned) await Deno.remove(temp).catch(() => {});
+  }
+
+  /**
+   * `writeTempFile` for a deferred put, making its directory only the first time this
+   * store writes there (a publish puts thousands of chunks into 256 directories).
+   */
+  async #writeTemp(path: string, data: Uint8Array): Promise<string> {
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    if (!this.#knownDirs.has(dir)) {
+      await this.#ensureParent(path);
+      this.#knownDirs.add(dir);
+    }
+    try {
+      return await writeTempFile(path, data);
+    } catch (err) {
+      // vat never removes a directory of a repository, but its operator may: make it again.
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      await this.#ensureParent(path);
+      return await writeTempFile(path, data);
+    }
   }
 
   async #ensureParent(path: string): Promise<void> {

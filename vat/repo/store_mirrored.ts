@@ -14,7 +14,14 @@
  */
 
 import { isRetryable, NotFoundError, TransientError } from "../errors.ts";
-import { checkKey, checkPrefix, type ObjectInfo, type ReadOptions, type Store } from "./store.ts";
+import {
+  checkKey,
+  checkPrefix,
+  type ObjectInfo,
+  type PutOptions,
+  type ReadOptions,
+  type Store,
+} from "./store.ts";
 import { FileStore } from "./store_file.ts";
 
 /** Options of a `MirroredStore`. */
@@ -138,9 +145,9 @@ export class MirroredStore implements Store {
     yield* keys;
   }
 
-  async put(key: string, data: Uint8Array): Promise<void> {
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
     checkKey(key);
-    await (await this.#remoteStore()).put(key, data);
+    await (await this.#remoteStore()).put(key, data, options);
     if (!_isChunk(key)) await this.#mirror.put(key, data);
   }
 

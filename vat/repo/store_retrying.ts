@@ -14,7 +14,7 @@
  */
 
 import { isRetryable, TransientError, UsageError } from "../errors.ts";
-import type { ObjectInfo, ReadOptions, Store } from "./store.ts";
+import type { ObjectInfo, PutOptions, ReadOptions, Store } from "./store.ts";
 
 /** How a `RetryingStore` retries. */
 export interface RetryPolicy {
@@ -98,8 +98,8 @@ export class RetryingStore implements Store {
     );
   }
 
-  put(key: string, data: Uint8Array): Promise<void> {
-    return this.#retry.run(`put ${key}`, this.location, () => this.#next.put(key, data));
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+    return this.#retry.run(`put ${key}`, this.location, () => this.#next.put(key, data, options));
   }
 
   create(key: string, data: Uint8Array): Promise<boolean> {

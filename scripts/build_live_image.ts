@@ -59,7 +59,12 @@ export const PACKAGES = [
 ];
 
 /** The kernel command line of the image's boot entries (the test adds its own flags). */
-export const KERNEL_ARGS = ["boot=live", "live-media-path=/live", "quiet"];
+export const KERNEL_ARGS = [
+  "boot=live",
+  "live-media-path=/live",
+  "systemd.firstboot=off",
+  "quiet",
+];
 
 /** The Debian mirror this machine's apt uses (the first `URIs:` or `deb` line). */
 export function debianMirror(): string {
@@ -120,6 +125,15 @@ async function run(
     );
   }
   return text;
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -196,6 +210,8 @@ User=vat
 Group=vat
 SupplementaryGroups=kvm
 Environment=HOME=/var/lib/vat VAT_STATE=/var/lib/vat
+# A first start under emulation (no KVM) can take minutes to answer its health check.
+Environment=VAT_HEALTH_TIMEOUT=600
 ExecStart=/var/lib/vat/install/vat-launcher.sh --headless --state /var/lib/vat --port ${DAEMON_PORT}
 Restart=always
 RestartSec=2
@@ -280,11 +296,20 @@ ExecStart=/lib/systemd/systemd-socket-proxyd 127.0.0.1:${DAEMON_PORT}
   };
 }
 
+/**
+ * How buildRoot customises the root: raise it when its steps change (the files it writes
+ * are hashed on their own).
+ */
+const ROOT_RECIPE = 1;
+
+/** Where the customised root of `pristine` is cached: keyed by everything that makes it. */
+function rootDir(pristine: string): string {
+  return `${CACHE}/root-${sha(pristine, JSON.stringify(rootFiles()), `${ROOT_RECIPE}`)}`;
+}
+
 /** Step 2: the customised root, its squashfs, kernel and initrd. */
 async function buildRoot(pristine: string): Promise<string> {
-  const script = await Deno.readTextFile(new URL(import.meta.url));
-  const key = sha(pristine, script);
-  const out = `${CACHE}/root-${key}`;
+  const out = rootDir(pristine);
   if (await exists(`${out}/filesystem.squashfs`)) return out;
   const tmp = `${out}.tmp`;
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -360,15 +385,19 @@ async function buildRoot(pristine: string): Promise<string> {
 
 /** vat's sources that go into a release (the hash decides whether to publish again). */
 async function sourcesHash(): Promise<string> {
-  const files = (await run("git", ["ls-files", "main.ts", "deno.json", "deno.lock", "vat", "ui"], {
-    cwd: ROOT,
-  })).split("\n").filter((f) => f !== "" && !f.includes("_test."));
+  const files: string[] = ["main.ts", "deno.json", "deno.lock"];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(`${ROOT}/${dir}`)) {
+      const path = `${dir}/${e.name}`;
+      if (e.isDirectory) await walk(path);
+      else if (e.isFile && !e.name.includes("_test.")) files.push(path);
+    }
+  };
+  await walk("vat");
+  await walk("ui");
   const h = createHash("sha256");
   for (const f of files.sort()) {
-    h.update(f);
-    try {
-      h.update(await Deno.readFile(`${ROOT}/${f}`));
-    } catch { /* deleted in the work tree */ }
+    h.update(f).update("\0").update(await Deno.readFile(`${ROOT}/${f}`));
   }
   return h.digest("hex").slice(0, 16);
 }
@@ -417,6 +446,7 @@ async function assemble(options: {
   repo: string;
   keyFile: string;
   releaseUrl: string | null;
+  config: Record<string, unknown>;
   stateSize: number;
   out: string;
 }): Promise<void> {
@@ -437,7 +467,7 @@ async function assemble(options: {
       `${options.keyFile}.pub`,
     ]);
     // The VAT keeps its release repository and the publisher key (docs/UPDATE.md).
-    const config: Record<string, unknown> = { releaseKey: pub.startsWith("ed25519:") ? pub : pub };
+    const config: Record<string, unknown> = { releaseKey: pub, ...options.config };
     if (options.releaseUrl) config.releaseRepo = options.releaseUrl;
     await Deno.writeTextFile(`${state}/config.json`, JSON.stringify(config, null, 2) + "\n");
     await run("chown", ["-R", `${VAT_UID}:${VAT_UID}`, state]);
@@ -528,8 +558,7 @@ export async function builtRoot(): Promise<string | null> {
   const mirror = debianMirror();
   const pkey = plainSha(`${SUITE}\n${mirror}\nminbase\n${PACKAGES.join(",")}\n`);
   const pristine = `${CACHE}/rootfs-${pkey}`;
-  const script = await Deno.readTextFile(new URL(import.meta.url));
-  const root = `${CACHE}/root-${sha(pristine, script)}`;
+  const root = rootDir(pristine);
   return (await exists(`${root}/filesystem.squashfs`)) ? root : null;
 }
 
@@ -537,12 +566,15 @@ export async function buildLiveImage(options: {
   out?: string;
   stateSize?: number;
   releaseUrl?: string | null;
+  /** More settings for the VAT's config.json (e.g. `updateInterval`). */
+  config?: Record<string, unknown>;
   keyFile?: string;
 }): Promise<LiveImage> {
   if (Deno.uid() !== 0) throw new Error("building the live image needs root (debootstrap, chroot)");
   for (const program of ["debootstrap", "mksquashfs", "mkfs.ext4", "sfdisk"]) {
-    const found = await new Deno.Command("sh", { args: ["-c", `command -v ${program}`] }).output();
-    if (!found.success) {
+    const found = (Deno.env.get("PATH") ?? "").split(":").concat("/usr/sbin", "/sbin")
+      .some((dir) => dir !== "" && existsSync(`${dir}/${program}`));
+    if (!found) {
       throw new Error(
         `${program} is not installed: apt-get install -y debootstrap squashfs-tools e2fsprogs fdisk`,
       );
@@ -559,6 +591,7 @@ export async function buildLiveImage(options: {
     repo,
     keyFile,
     releaseUrl: options.releaseUrl ?? null,
+    config: options.config ?? {},
     stateSize: options.stateSize ?? 2 * (1 << 30),
     out,
   });

@@ -2,7 +2,7 @@
  * Builds vat's live image: a disk image that boots into vat from Debian's packages.
  *
  *   deno run -A scripts/build_live_image.ts [OUT] [--state-size SIZE] [--release-url URL]
- *       [--release-key KEY] [--json]
+ *       [--release-key KEY] [--kernel-args "ARGS"] [--json]
  *
  * Runs as root (debootstrap, chroot). Two partitions, found by label:
  *
@@ -44,6 +44,7 @@ export const PACKAGES = [
   "systemd-sysv",
   "udev",
   "dbus",
+  "dbus-user-session",
   "libpam-systemd",
   "kmod",
   "procps",
@@ -52,6 +53,8 @@ export const PACKAGES = [
   "linux-image-amd64",
   "live-boot",
   "cage",
+  // cage 0.1.4 does not start without it.
+  "xwayland",
   "chromium",
   "fonts-dejavu-core",
   "qemu-system-x86",
@@ -168,7 +171,19 @@ async function debootstrap(mirror: string): Promise<string> {
     mirror,
   ]);
   await Deno.rename(tmp, dir);
+  await prune("rootfs-", dir);
   return dir;
+}
+
+/** Removes the cached `prefix*` directories other than `keep` (older inputs' builds). */
+async function prune(prefix: string, keep: string): Promise<void> {
+  for await (const e of Deno.readDir(CACHE)) {
+    const path = `${CACHE}/${e.name}`;
+    if (e.isDirectory && e.name.startsWith(prefix) && !e.name.endsWith(".tmp") && path !== keep) {
+      log(`removing ${path} (built from other inputs)`);
+      await Deno.remove(path, { recursive: true });
+    }
+  }
 }
 
 /** The files this script writes into the root, path → [mode, text]. */
@@ -380,6 +395,7 @@ async function buildRoot(pristine: string): Promise<string> {
   ]);
   await Deno.remove(tree, { recursive: true });
   await Deno.rename(tmp, out);
+  await prune("root-", out);
   return out;
 }
 
@@ -424,10 +440,8 @@ async function release(keyFile: string): Promise<{ repo: string; version: number
     await vat(["release", "publish", repo, "--key", keyFile, "--bundle", "--quiet"]);
     await Deno.writeTextFile(stamp, hash + "\n");
   }
-  const list = JSON.parse(await vat(["release", "ls", repo, "--json"]));
-  const versions = (Array.isArray(list) ? list : list.releases ?? []).map((
-    r: { version: number },
-  ) => r.version);
+  const list = JSON.parse(await vat(["release", "ls", repo, "--json"])) as { release: number }[];
+  const versions = list.map((r) => r.release);
   return { repo, version: Math.max(...versions) };
 }
 
@@ -447,6 +461,7 @@ async function assemble(options: {
   keyFile: string;
   releaseUrl: string | null;
   config: Record<string, unknown>;
+  kernelArgs: string[];
   stateSize: number;
   out: string;
 }): Promise<void> {
@@ -467,21 +482,30 @@ async function assemble(options: {
       `${options.keyFile}.pub`,
     ]);
     // The VAT keeps its release repository and the publisher key (docs/UPDATE.md).
-    const config: Record<string, unknown> = { releaseKey: pub, ...options.config };
-    if (options.releaseUrl) config.releaseRepo = options.releaseUrl;
+    // (Both or neither: the daemon refuses a key without a repository.)
+    const config: Record<string, unknown> = { ...options.config };
+    if (options.releaseUrl) {
+      Object.assign(config, { releaseRepo: options.releaseUrl, releaseKey: pub });
+    }
     await Deno.writeTextFile(`${state}/config.json`, JSON.stringify(config, null, 2) + "\n");
     await run("chown", ["-R", `${VAT_UID}:${VAT_UID}`, state]);
     await Deno.chmod(state, 0o700);
 
+    // VAT-LIVE: the kernel, the initramfs, the root, and GRUB's menu (with the image's
+    // kernel command line, written here so that it costs no rebuild of the root).
     const boot = `${work}/boot`;
     await Deno.mkdir(`${boot}/live`, { recursive: true });
-    for (const f of ["vmlinuz", "initrd.img", "filesystem.squashfs"]) {
-      await Deno.link(`${options.root}/${f}`, `${boot}/live/${f}`);
-    }
     let bootBytes = 0;
     for (const f of ["vmlinuz", "initrd.img", "filesystem.squashfs"]) {
+      await Deno.link(`${options.root}/${f}`, `${boot}/live/${f}`);
       bootBytes += (await Deno.stat(`${options.root}/${f}`)).size;
     }
+    const cmdline = [...KERNEL_ARGS, ...options.kernelArgs].join(" ");
+    await Deno.writeTextFile(
+      `${boot}/live/grub.cfg`,
+      `set timeout=2\nset default=0\n` +
+        `menuentry "vat" {\n  linux /live/vmlinuz ${cmdline}\n  initrd /live/initrd.img\n}\n`,
+    );
     const bootSize = Math.ceil((bootBytes * 1.05 + 64 * MiB) / MiB) * MiB;
     await run("mkfs.ext4", [
       "-q",
@@ -498,18 +522,52 @@ async function assemble(options: {
       "-F",
       "-L",
       "VAT-STATE",
+      // The partition's root is /var/lib/vat: the vat user's (mkfs -d copies only below it).
+      "-E",
+      `root_owner=${VAT_UID}:${VAT_UID}`,
       "-d",
       state,
       `${work}/state.part`,
       `${options.stateSize / 1024}k`,
     ]);
+    // The EFI system partition: GRUB as the removable-media loader EFI/BOOT/BOOTX64.EFI,
+    // with a built-in menu that finds VAT-LIVE by label and reads its grub.cfg.
+    await Deno.writeTextFile(
+      `${work}/embedded.cfg`,
+      "insmod all_video\nsearch --no-floppy --label VAT-LIVE --set=root\n" +
+        "configfile ($root)/live/grub.cfg\n",
+    );
+    await run("grub-mkstandalone", [
+      "-O",
+      "x86_64-efi",
+      "-o",
+      `${work}/BOOTX64.EFI`,
+      "--modules=part_gpt part_msdos ext2 search search_label configfile linux normal echo all_video",
+      "--locales=",
+      "--fonts=",
+      `boot/grub/grub.cfg=${work}/embedded.cfg`,
+    ]);
+    const espSize = 64 * MiB;
+    await run("mkfs.vfat", ["-C", "-n", "VAT-EFI", `${work}/esp.part`, `${espSize / 1024}`]);
+    await run("mmd", ["-i", `${work}/esp.part`, "::/EFI", "::/EFI/BOOT"]);
+    await run("mcopy", ["-i", `${work}/esp.part`, `${work}/BOOTX64.EFI`, "::/EFI/BOOT/"]);
+
     const tmpOut = `${options.out}.tmp`;
-    const total = MiB + bootSize + options.stateSize + MiB;
+    const parts = [
+      { file: `${work}/esp.part`, size: espSize, type: "U", name: "VAT-EFI" },
+      { file: `${work}/boot.part`, size: bootSize, type: "L", name: "VAT-LIVE" },
+      { file: `${work}/state.part`, size: options.stateSize, type: "L", name: "VAT-STATE" },
+    ];
+    const total = MiB + parts.reduce((n, p) => n + p.size, 0) + MiB;
     const f = await Deno.open(tmpOut, { create: true, write: true, truncate: true });
     await f.truncate(total);
     f.close();
-    const layout = `label: dos\nstart=2048, size=${bootSize / 512}, type=83, bootable\n` +
-      `start=${2048 + bootSize / 512}, size=${options.stateSize / 512}, type=83\n`;
+    let start = MiB;
+    let layout = "label: gpt\n";
+    for (const p of parts) {
+      layout += `start=${start / 512}, size=${p.size / 512}, type=${p.type}, name="${p.name}"\n`;
+      start += p.size;
+    }
     const child = new Deno.Command("sfdisk", {
       args: ["--quiet", tmpOut],
       stdin: "piped",
@@ -521,22 +579,18 @@ async function assemble(options: {
     await w.close();
     const done = await child.output();
     if (!done.success) throw new Error(`sfdisk: ${new TextDecoder().decode(done.stderr)}`);
-    await run("dd", [
-      `if=${work}/boot.part`,
-      `of=${tmpOut}`,
-      "bs=1M",
-      "seek=1",
-      "conv=notrunc,sparse",
-      "status=none",
-    ]);
-    await run("dd", [
-      `if=${work}/state.part`,
-      `of=${tmpOut}`,
-      "bs=1M",
-      `seek=${1 + bootSize / MiB}`,
-      "conv=notrunc,sparse",
-      "status=none",
-    ]);
+    start = MiB;
+    for (const p of parts) {
+      await run("dd", [
+        `if=${p.file}`,
+        `of=${tmpOut}`,
+        "bs=1M",
+        `seek=${start / MiB}`,
+        "conv=notrunc,sparse",
+        "status=none",
+      ]);
+      start += p.size;
+    }
     await Deno.rename(tmpOut, options.out);
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
@@ -568,15 +622,27 @@ export async function buildLiveImage(options: {
   releaseUrl?: string | null;
   /** More settings for the VAT's config.json (e.g. `updateInterval`). */
   config?: Record<string, unknown>;
+  /** Added to KERNEL_ARGS in the boot menu (e.g. `console=ttyS0`). */
+  kernelArgs?: string[];
   keyFile?: string;
 }): Promise<LiveImage> {
   if (Deno.uid() !== 0) throw new Error("building the live image needs root (debootstrap, chroot)");
-  for (const program of ["debootstrap", "mksquashfs", "mkfs.ext4", "sfdisk"]) {
+  for (
+    const program of [
+      "debootstrap",
+      "mksquashfs",
+      "mkfs.ext4",
+      "sfdisk",
+      "grub-mkstandalone",
+      "mkfs.vfat",
+      "mcopy",
+    ]
+  ) {
     const found = (Deno.env.get("PATH") ?? "").split(":").concat("/usr/sbin", "/sbin")
       .some((dir) => dir !== "" && existsSync(`${dir}/${program}`));
     if (!found) {
       throw new Error(
-        `${program} is not installed: apt-get install -y debootstrap squashfs-tools e2fsprogs fdisk`,
+        `${program} is not installed: apt-get install -y debootstrap squashfs-tools e2fsprogs fdisk grub-efi-amd64-bin dosfstools mtools`,
       );
     }
   }
@@ -592,6 +658,7 @@ export async function buildLiveImage(options: {
     keyFile,
     releaseUrl: options.releaseUrl ?? null,
     config: options.config ?? {},
+    kernelArgs: options.kernelArgs ?? [],
     stateSize: options.stateSize ?? 2 * (1 << 30),
     out,
   });
@@ -614,6 +681,7 @@ if (import.meta.main) {
       "state-size": { type: "string" },
       "release-url": { type: "string" },
       "release-key": { type: "string" },
+      "kernel-args": { type: "string" },
       json: { type: "boolean" },
     },
   });
@@ -624,6 +692,7 @@ if (import.meta.main) {
       stateSize: values["state-size"] ? parseSize(values["state-size"]) : undefined,
       releaseUrl: values["release-url"] ?? null,
       keyFile: values["release-key"],
+      kernelArgs: values["kernel-args"]?.split(/\s+/).filter((a) => a !== ""),
     });
     if (values.json) console.log(JSON.stringify(image, null, 2));
     else console.log(`live image: ${image.image} (release ${image.release})`);

@@ -22,6 +22,8 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const ARTEFACTS = `${ROOT}tests/artefacts`;
 const GUEST_FORWARD_PORT = 8461;
 const DAEMON_PORT = 8460;
+const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 const wanted = Deno.env.get("VAT_LIVE_IMAGE") === "1";
 const built = await builtRoot().catch(() => null);
@@ -176,15 +178,14 @@ interface Vm {
 
 async function boot(options: {
   image: string;
-  kernel: string;
-  initrd: string;
-  kernelArgs: string[];
   dir: string;
   hostPort: number;
   name: string;
 }): Promise<Vm> {
   const qmpPath = `${options.dir}/${options.name}.qmp`;
   const consolePath = `${options.dir}/${options.name}.console`;
+  const vars = `${options.dir}/${options.name}.vars`;
+  await Deno.copyFile(OVMF_VARS, vars);
   const child = new Deno.Command("qemu-system-x86_64", {
     args: [
       "-accel",
@@ -197,18 +198,22 @@ async function boot(options: {
       "2048",
       "-nodefaults",
       "-no-user-config",
+      // virtio-gpu: Debian 12's wlroots (0.15, under cage) needs a DRM device with PRIME
+      // import, which std VGA's bochs driver lacks.
       "-vga",
-      "std",
+      "none",
+      "-device",
+      "virtio-vga",
       "-display",
       "none",
+      // UEFI firmware, then GRUB from the image's EFI partition: the disk boots as a USB
+      // stick would.
+      "-drive",
+      `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`,
+      "-drive",
+      `if=pflash,format=raw,file=${vars}`,
       "-drive",
       `file=${options.image},format=raw,if=virtio`,
-      "-kernel",
-      options.kernel,
-      "-initrd",
-      options.initrd,
-      "-append",
-      [...options.kernelArgs, "console=ttyS0", "console=tty1", "vat.forward"].join(" "),
       "-netdev",
       `user,id=net0,hostfwd=tcp:127.0.0.1:${options.hostPort}-:${GUEST_FORWARD_PORT}`,
       "-device",
@@ -266,7 +271,9 @@ async function stateFile(image: string, path: string, dir: string): Promise<stri
       (await new Deno.Command("sfdisk", { args: ["--json", image] }).output()).stdout,
     ),
   );
-  const part = table.partitiontable.partitions[1];
+  const part = table.partitiontable.partitions.find((p: { name?: string }) =>
+    p.name === "VAT-STATE"
+  );
   const copy = `${dir}/state.part`;
   const dd = await new Deno.Command("dd", {
     args: [
@@ -310,6 +317,12 @@ Deno.test({
         stateSize: 1 << 30,
         releaseUrl: `http://10.0.2.2:${servePort}/releases`,
         config: { updateInterval: 20 },
+        kernelArgs: [
+          "console=ttyS0",
+          "systemd.show_status=1",
+          "systemd.journald.forward_to_console=1",
+          "vat.forward",
+        ],
       });
       console.log(`image assembled in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
       // The host's release repository: a copy of the one the image was installed from.

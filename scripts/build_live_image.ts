@@ -161,7 +161,9 @@ async function debootstrap(mirror: string): Promise<string> {
   const tmp = `${dir}.tmp`;
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
   await Deno.mkdir(`${CACHE}/debs`, { recursive: true });
-  log(`debootstrap ${SUITE} from ${mirror} into ${dir} (several minutes, ~600 MB of packages)`);
+  log(
+    `debootstrap ${SUITE} from ${mirror} into ${dir} (several minutes, about 320 MB of packages)`,
+  );
   await run("debootstrap", [
     "--variant=minbase",
     `--cache-dir=${CACHE}/debs`,
@@ -281,9 +283,10 @@ url="http://127.0.0.1:${DAEMON_PORT}/signin#token=$token"
 umask 077
 printf '<!doctype html><meta charset="utf-8"><title>vat</title><script>location.replace(%s)</script>\\n' "'$url'" > "$dir/signin.html"
 export WLR_RENDERER=pixman WLR_RENDERER_ALLOW_SOFTWARE=1 WLR_NO_HARDWARE_CURSORS=1
+# (Not --app: with --kiosk under cage, Debian 12's Chromium 150 exits at once.)
 exec cage -d -- chromium --ozone-platform=wayland --kiosk --no-first-run \\
   --no-default-browser-check --disable-gpu --disable-dev-shm-usage \\
-  --user-data-dir="$dir/profile" --app="file://$dir/signin.html"
+  --user-data-dir="$dir/profile" "file://$dir/signin.html"
 `,
     ],
     "/etc/systemd/system/vat-forward.socket": unit(`

@@ -284,9 +284,20 @@ umask 077
 printf '<!doctype html><meta charset="utf-8"><title>vat</title><script>location.replace(%s)</script>\\n' "'$url'" > "$dir/signin.html"
 export WLR_RENDERER=pixman WLR_RENDERER_ALLOW_SOFTWARE=1 WLR_NO_HARDWARE_CURSORS=1
 # (Not --app: with --kiosk under cage, Debian 12's Chromium 150 exits at once.)
-exec cage -d -- chromium --ozone-platform=wayland --kiosk --no-first-run \\
+cage -d -- chromium --ozone-platform=wayland --kiosk --no-first-run \\
   --no-default-browser-check --disable-gpu --disable-dev-shm-usage \\
-  --user-data-dir="$dir/profile" "file://$dir/signin.html"
+  --user-data-dir="$dir/profile" "file://$dir/signin.html" &
+pid=$!
+# A new daemon (an update, a restart) has a new token: start again with it.
+while kill -0 "$pid" 2>/dev/null; do
+  sleep 5
+  if [ "$(head -n 1 /var/lib/vat/token 2>/dev/null)" != "$token" ]; then
+    kill "$pid"
+    wait "$pid" || true
+    exit 0
+  fi
+done
+wait "$pid"
 `,
     ],
     "/etc/systemd/system/vat-forward.socket": unit(`

@@ -401,7 +401,11 @@ Deno.test({
           ],
         }).output();
         assert.ok(copied.success);
-        updatedVersion = `${health1.version}-live.1`;
+        // A newer version (a pre-release such as 0.1.0-live.1 is older than 0.1.0).
+        updatedVersion = health1.version.replace(
+          /^(\d+)\.(\d+)\.(\d+).*$/,
+          (_, a, b, c) => `${a}.${b}.${Number(c) + 1}`,
+        );
         await Deno.writeTextFile(
           `${src}/vat/cli/version.ts`,
           `export const VERSION = "${updatedVersion}";\n`,
@@ -432,11 +436,25 @@ Deno.test({
         });
       }
 
+      if (updatedVersion) {
+        // The launcher marks the new slot good after it stayed up 10 s; the kiosk starts again
+        // with the new daemon's token (Chromium takes about 40 s to draw under TCG).
+        await sleep(90_000);
+        await vm.qmp.execute("screendump", {
+          filename: `${ARTEFACTS}/live_image_kiosk_updated.png`,
+          format: "png",
+        });
+      }
+
       await vm.stop();
       vm = null;
       const current = await stateFile(live.image, "/install/current", dir);
       console.log(`after power-off: VAT-STATE install/current = ${JSON.stringify(current)}`);
       if (current === null) failures.push("install/current is not on VAT-STATE after boot 1");
+      // The update's slot (B) proved itself in boot 1 and was made current on VAT-STATE.
+      if (updatedVersion && current?.trim() !== "B") {
+        failures.push(`install/current is ${JSON.stringify(current)}, not "B" after the update`);
+      }
 
       // Boot 2: the same disk; the state written in boot 1 is there.
       const t4 = Date.now();

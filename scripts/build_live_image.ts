@@ -4,8 +4,10 @@
  *   deno run -A scripts/build_live_image.ts [OUT] [--state-size SIZE] [--release-url URL]
  *       [--release-key KEY] [--kernel-args "ARGS"] [--json]
  *
- * Runs as root (debootstrap, chroot). Two partitions, found by label:
+ * Runs as root (debootstrap, chroot). A GPT disk of three partitions, found by label:
  *
+ * - `VAT-EFI` (FAT): GRUB as EFI/BOOT/BOOTX64.EFI (UEFI boot), which finds `VAT-LIVE` by label
+ *   and reads its `live/grub.cfg` (the kernel command line).
  * - `VAT-LIVE` (ext4): `live/vmlinuz`, `live/initrd.img` and `live/filesystem.squashfs`, the
  *   read-only root. Debian's live-boot (in the initramfs) mounts the squashfs under a tmpfs
  *   overlay: writes to the root go to RAM and are gone at the next boot.
@@ -21,9 +23,9 @@
  *
  * Slow steps are cached under .cache/live-image/ by a hash of their inputs: the debootstrap
  * of the package list (`rootfs-HASH/`), the customised root and its squashfs (`root-HASH/`,
- * keyed by this script's text too), and the release repository (`releases/`, one release per
- * change of vat's sources, signed by `release.key`). Only the state partition and the image
- * are assembled at each run (seconds). docs/LIVE_IMAGE.md says more.
+ * keyed by the files written into it and ROOT_RECIPE), and the release repository (`releases/`, one release per
+ * change of vat's sources, signed by `release.key`). Only the state partition, the EFI
+ * partition and the image are assembled at each run (seconds); older cache entries are removed. docs/LIVE_IMAGE.md says more.
  *
  * @module
  */

@@ -65,6 +65,9 @@ const SHELL_SCRIPTS: Record<string, string[]> = {
   "vat/daemon/open_browser_test.ts": [],
   // The guest's /sbin/poweroff, run inside the guest by its busybox.
   "vat/demo/busybox_appliance.ts": [],
+  // The live image's /usr/local/bin/vat-kiosk, run inside the image (cage, chromium: the
+  // image's own packages, installed by debootstrap).
+  "scripts/build_live_image.ts": [],
 };
 
 type _Section = Record<string, string[]>;

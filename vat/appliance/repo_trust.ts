@@ -12,7 +12,7 @@
 
 import { describeKey, keyFingerprint } from "../auth/signing_key.ts";
 import { IntegrityError, NotFoundError, PermanentError } from "../errors.ts";
-import { FRESHNESS_KEY, openFreshness } from "../repo/freshness.ts";
+import { FRESHNESS_KEY, freshnessProblem, openFreshness } from "../repo/freshness.ts";
 import { followKeyLists } from "../repo/key_list.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import type { StateDb, TrustRecord } from "./state_db.ts";
@@ -190,20 +190,12 @@ export class RepoTrust {
     }
     const vouched = record.vouched;
     if (!vouched) return problem;
-    // A publish between reading `latest` and the statement is no attack: look again.
-    if (vouched.latest > (offered ?? 0)) offered = await repo.latestVersion();
-    if (vouched.latest > (offered ?? 0)) {
-      return `the publisher vouched on ${vouched.signedAt} that version ${vouched.latest} is ` +
-        `the newest, but ${repo.store.location} offers ${
-          offered === null ? "no version" : `only version ${offered}`
-        }: the repository withholds newer versions`;
-    }
-    if (Date.now() > Date.parse(vouched.expires)) {
-      return `the repository has not vouched for its newest version since ${vouched.signedAt} ` +
-        `(the statement expired ${vouched.expires}): it may be a frozen copy that hides ` +
-        `updates; ask its publisher to run vat repo refresh`;
-    }
-    return problem;
+    return await freshnessProblem(
+      vouched,
+      offered,
+      repo.store.location,
+      () => repo.latestVersion(),
+    ) ?? problem;
   }
 
   /** What the API shows; `problem` is the latest lookup's. */

@@ -175,9 +175,10 @@ async function _showProgress<T>(
 /** One line about the newest release. */
 export function describeAvailable(a: AvailableRelease): string {
   const what = `release ${a.release} (vat ${a.vatVersion}, ${formatBytes(a.sizeBytes)})`;
-  return a.installable
+  const line = a.installable
     ? `${what} is available: ${a.reason} (install it with: vat update apply)`
     : `${what}: ${a.reason}`;
+  return a.freshness ? `${line}\nwarning: ${a.freshness}` : line;
 }
 
 /** What an apply did, with the bytes it fetched against the whole release. */

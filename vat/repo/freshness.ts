@@ -85,3 +85,39 @@ export function openFreshness(
   }
   return s;
 }
+
+/** What a reader last saw a publisher vouch for (the newest statement it accepted). */
+export interface Vouched {
+  latest: number;
+  signedAt: string;
+  expires: string;
+}
+
+/**
+ * What is wrong with a repository that offers version `offered` as its newest, given the
+ * newest statement seen (docs/SECURITY.md, "Freeze"): it withholds a version its
+ * publisher vouched for, or its statement expired (a frozen copy, hiding updates).
+ * Null when neither. `offered` is looked up again (`lookAgain`) before calling a
+ * withheld version an attack, since a publish may land between the two reads.
+ */
+export async function freshnessProblem(
+  vouched: Vouched,
+  offered: number | null,
+  location: string,
+  lookAgain: () => Promise<number | null>,
+  nowMs = Date.now(),
+): Promise<string | null> {
+  if (vouched.latest > (offered ?? 0)) offered = await lookAgain();
+  if (vouched.latest > (offered ?? 0)) {
+    return `the publisher vouched on ${vouched.signedAt} that version ${vouched.latest} is ` +
+      `the newest, but ${location} offers ${
+        offered === null ? "no version" : `only version ${offered}`
+      }: the repository withholds newer versions`;
+  }
+  if (nowMs > Date.parse(vouched.expires)) {
+    return `the repository has not vouched for its newest version since ${vouched.signedAt} ` +
+      `(the statement expired ${vouched.expires}): it may be a frozen copy that hides ` +
+      `updates; ask its publisher to run vat repo refresh`;
+  }
+  return null;
+}

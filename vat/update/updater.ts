@@ -17,12 +17,19 @@
  */
 
 import type { ChunkCache } from "../cache/chunk_cache.ts";
-import { IntegrityError, PermanentError, TransientError, UsageError } from "../errors.ts";
+import {
+  IntegrityError,
+  NotFoundError,
+  PermanentError,
+  TransientError,
+  UsageError,
+} from "../errors.ts";
 import { syncDir, writeFileAtomic } from "../fs_atomic.ts";
 import { fetchPath } from "../fetch/fetch_path.ts";
 import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { hashChunk, toHex } from "../repo/chunk_codec.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
+import { FRESHNESS_KEY, freshnessProblem, openFreshness, type Vouched } from "../repo/freshness.ts";
 import type { ObjectRef, VersionManifest } from "../repo/manifest.ts";
 import { openStore } from "../repo/open_store.ts";
 import { Repository } from "../repo/repository.ts";
@@ -61,6 +68,12 @@ export interface AvailableRelease {
   installable: boolean;
   /** Why (not): "newer than installed release 3", "release 4 is installed", ... */
   reason: string;
+  /**
+   * What the publisher's freshness statements say is wrong (docs/SECURITY.md, "Freeze"):
+   * the repository withholds a release its publisher vouched for, or has not vouched for
+   * its newest release lately (a frozen copy); null when neither.
+   */
+  freshness: string | null;
 }
 
 /** How far a download is. */
@@ -301,6 +314,8 @@ export class Updater {
     }
     const sizeBytes = Object.keys(record.files)
       .reduce((sum, disk) => sum + manifest.disks[disk].sizeBytes, 0);
+    const freshness = await this.#freshness(repo, latest);
+    if (freshness) this.#options.log?.(`update: ${freshness}`);
     this.#available = {
       release: latest,
       vatVersion: record.vatVersion,
@@ -310,8 +325,46 @@ export class Updater {
       sizeBytes,
       installable,
       reason,
+      freshness,
     };
     return { available: this.#available, manifest };
+  }
+
+  /**
+   * Judges the release repository's freshness (`freshnessProblem`) by the newest
+   * statement signed by the pinned key that this VAT has seen, kept in the install
+   * directory (`vouched.json`) so a replayed older statement changes nothing.
+   */
+  async #freshness(repo: Repository, offered: number): Promise<string | null> {
+    const kept = `${this.#options.installDir.dir}/vouched.json`;
+    let vouched: Vouched | null = null;
+    try {
+      vouched = JSON.parse(await Deno.readTextFile(kept));
+    } catch {
+      // None seen yet.
+    }
+    let problem: string | null = null;
+    try {
+      const served = openFreshness(await repo.store.get(FRESHNESS_KEY), {
+        repoId: repo.config.id,
+        trustedKeys: [this.#options.key],
+      });
+      if (!vouched || Date.parse(served.signedAt) > Date.parse(vouched.signedAt)) {
+        vouched = { latest: served.latest, signedAt: served.signedAt, expires: served.expires };
+        await Deno.mkdir(this.#options.installDir.dir, { recursive: true });
+        await writeFileAtomic(kept, new TextEncoder().encode(JSON.stringify(vouched) + "\n"));
+      }
+    } catch (err) {
+      if (err instanceof IntegrityError) problem = err.message;
+      else if (!(err instanceof NotFoundError)) throw err;
+    }
+    if (!vouched) return problem;
+    return await freshnessProblem(
+      vouched,
+      offered,
+      repo.store.location,
+      () => repo.latestVersion(),
+    ) ?? problem;
   }
 
   async #install(

@@ -55,6 +55,8 @@ const SHELL_SCRIPTS: Record<string, string[]> = {
   "vat/update/install_dir.ts": ["dirname"],
   // The launcher, written by install_dir.ts: its commands.
   "vat/update/launcher_script.ts": ["sed", "head", "mv", "rm", "cat", "sleep", "sync"],
+  // A stand-in vat binary that only says its version (shell builtins).
+  "tests/update_freshness_test.ts": [],
   // `command -v rsync` (a builtin): the test measures rsync where it is installed.
   "tests/update_test.ts": [],
   // A stand-in QEMU whose KVM hangs Linux guests: bash, then the real QEMU.

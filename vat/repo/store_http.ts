@@ -29,6 +29,13 @@ import {
   type VatError,
 } from "../errors.ts";
 import { redactLocation } from "./open_store.ts";
+import {
+  Deadline,
+  discardBody,
+  isDirectoryRedirect,
+  parseContentRange,
+  reasonOf,
+} from "./http_exchange.ts";
 import { CONTENT_SHA256_HEADER, sha256Hex, signRequest } from "../auth/request_signature.ts";
 import {
   checkKey,
@@ -37,7 +44,6 @@ import {
   parseRetryAfter,
   readLimit,
   type ReadOptions,
-  readStreamHead,
   type Store,
   tooLargeError,
 } from "./store.ts";
@@ -157,7 +163,7 @@ export class HttpStore implements Store {
       }
       return "vat-serve";
     } finally {
-      await _discard(response);
+      await discardBody(response);
       deadline.clear();
     }
   }
@@ -167,7 +173,7 @@ export class HttpStore implements Store {
     const capBytes = readLimit(key, options);
     const { response, deadline } = await this.#send("GET", url, key, { signal: options?.signal });
     try {
-      if (response.status === 200 && !_isDirectoryRedirect(response, url)) {
+      if (response.status === 200 && !isDirectoryRedirect(response, url)) {
         return await this.#readBody(response, deadline, key, Infinity, capBytes);
       }
       throw await this.#statusError(response, "GET", key, url);
@@ -201,15 +207,15 @@ export class HttpStore implements Store {
       if (response.status === 206) {
         return await this.#readPartial(response, deadline, key, offset, length);
       }
-      if (response.status === 200 && !_isDirectoryRedirect(response, url)) {
+      if (response.status === 200 && !isDirectoryRedirect(response, url)) {
         // The server ignored the range: read up to its end, then hang up.
         const data = await this.#readBody(response, deadline, key, offset + length);
         return data.subarray(Math.min(offset, data.length));
       }
       if (response.status === 416) {
         // Unsatisfiable: the range starts at or after the end, so the answer is empty.
-        const total = _parseContentRange(response.headers.get("content-range"))?.total;
-        await _discard(response);
+        const total = parseContentRange(response.headers.get("content-range"))?.total;
+        await discardBody(response);
         if (total !== undefined && total !== null && offset < total) {
           throw new ProtocolError(
             `${url} refused the range at ${offset} of an object of ${total} bytes (416)`,
@@ -227,12 +233,12 @@ export class HttpStore implements Store {
     const url = this.#url(checkKey(key));
     const { response, deadline } = await this.#send("HEAD", url, key);
     try {
-      if (response.status === 404 || _isDirectoryRedirect(response, url)) {
-        await _discard(response);
+      if (response.status === 404 || isDirectoryRedirect(response, url)) {
+        await discardBody(response);
         return null;
       }
       if (response.status !== 200) throw await this.#statusError(response, "HEAD", key, url);
-      await _discard(response);
+      await discardBody(response);
       const sizeBytes = Number(response.headers.get("content-length") ?? NaN);
       if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
         throw new ProtocolError(`HEAD ${url} answered without a Content-Length`);
@@ -254,7 +260,7 @@ export class HttpStore implements Store {
     const url = this.#url(key);
     const { response, deadline } = await this.#send("PUT", url, key, { body: data, signingKey });
     try {
-      if (response.ok) return await _discard(response);
+      if (response.ok) return await discardBody(response);
       throw await this.#statusError(response, "PUT", key, url);
     } finally {
       deadline.clear();
@@ -274,11 +280,11 @@ export class HttpStore implements Store {
     });
     try {
       if (response.ok) {
-        await _discard(response);
+        await discardBody(response);
         return true;
       }
       if (response.status === 412) {
-        await _discard(response);
+        await discardBody(response);
         return false;
       }
       throw await this.#statusError(response, "PUT", key, url);
@@ -310,7 +316,7 @@ export class HttpStore implements Store {
     const url = this.#url(key);
     const { response, deadline } = await this.#send("DELETE", url, key, { signingKey });
     try {
-      if (response.ok || response.status === 404) return await _discard(response);
+      if (response.ok || response.status === 404) return await discardBody(response);
       throw await this.#statusError(response, "DELETE", key, url);
     } finally {
       deadline.clear();
@@ -397,7 +403,7 @@ export class HttpStore implements Store {
       /** The caller's giving up: cancels the request and any body still coming. */
       signal?: AbortSignal;
     } = {},
-  ): Promise<{ response: Response; deadline: _Deadline }> {
+  ): Promise<{ response: Response; deadline: Deadline }> {
     if (this.#closed) throw new UsageError(`the store ${this.location} is closed`);
     const headers = new Headers(init.headers);
     // Lengths and ranges must be of the stored bytes, not of a compressed rendition.
@@ -422,7 +428,7 @@ export class HttpStore implements Store {
       headers.set("Authorization", this.#basicAuth);
     }
     const uploadMs = (init.body?.length ?? 0) / MIN_UPLOAD_BYTES_PER_MS;
-    const deadline = new _Deadline(this.#timeoutMs, init.signal);
+    const deadline = new Deadline(this.#timeoutMs, init.signal);
     deadline.renew(this.#timeoutMs + Math.ceil(uploadMs));
     try {
       const response = await fetch(url, {
@@ -447,7 +453,7 @@ export class HttpStore implements Store {
    */
   async #readBody(
     response: Response,
-    deadline: _Deadline,
+    deadline: Deadline,
     key: string,
     limitBytes: number,
     capBytes = Infinity,
@@ -458,11 +464,11 @@ export class HttpStore implements Store {
       : response.headers.get("content-length");
     const declared = declaredText === null ? null : Number(declaredText);
     if (declared !== null && (!Number.isSafeInteger(declared) || declared < 0)) {
-      await _discard(response);
+      await discardBody(response);
       throw new ProtocolError(`${response.url} sent a bad Content-Length ${declaredText}`);
     }
     if (declared !== null && declared > capBytes) {
-      await _discard(response);
+      await discardBody(response);
       throw tooLargeError(key, this.location, capBytes, declared);
     }
     let buffer = new Uint8Array(
@@ -508,12 +514,12 @@ export class HttpStore implements Store {
   /** Reads and checks a 206 answer to the range `offset`, `length`. */
   async #readPartial(
     response: Response,
-    deadline: _Deadline,
+    deadline: Deadline,
     key: string,
     offset: number,
     length: number,
   ): Promise<Uint8Array> {
-    const range = _parseContentRange(response.headers.get("content-range"));
+    const range = parseContentRange(response.headers.get("content-range"));
     const count = range?.start !== undefined ? range.end - range.start + 1 : 0;
     // Fewer bytes than asked are right only where the object ends.
     const expected = range && range.total !== null ? Math.min(length, range.total - offset) : count;
@@ -521,7 +527,7 @@ export class HttpStore implements Store {
       !range || range.start !== offset || count > length || count !== expected ||
       response.headers.get("content-type")?.startsWith("multipart/")
     ) {
-      await _discard(response);
+      await discardBody(response);
       throw new ProtocolError(
         `${response.url} answered the range ${offset}+${length} with ` +
           `Content-Range "${response.headers.get("content-range")}"`,
@@ -540,7 +546,7 @@ export class HttpStore implements Store {
     return new NotFoundError(`${key} does not exist in ${this.location}`);
   }
 
-  #networkError(err: unknown, method: string, key: string, deadline: _Deadline): unknown {
+  #networkError(err: unknown, method: string, key: string, deadline: Deadline): unknown {
     if (deadline.callerGaveUp) return deadline.signal.reason;
     if (deadline.expired) {
       return new TransientError(
@@ -567,11 +573,11 @@ export class HttpStore implements Store {
     key: string,
     url: string,
   ): Promise<VatError> {
-    const reason = await _reasonOf(response);
+    const reason = await reasonOf(response);
     const status = response.status;
     const shown = this.location + key;
     const because = reason ? `: ${reason}` : "";
-    if (status === 404 || _isDirectoryRedirect(response, url)) return this.#notFound(key);
+    if (status === 404 || isDirectoryRedirect(response, url)) return this.#notFound(key);
     if (status === 401 || status === 403) {
       const hint = this.serverKind === "vat-serve" && method !== "GET" && method !== "HEAD"
         ? "use --key with a key that vat serve was given (--allow-key) or that is in the " +
@@ -593,94 +599,4 @@ export class HttpStore implements Store {
     }
     return new ProtocolError(`${method} ${shown} answered ${status}${because}`);
   }
-}
-
-/**
- * A deadline that aborts a request unless renewed: renewed when the response starts
- * and at every part of its body, so it bounds stalls rather than the whole transfer.
- * The caller's own signal aborts it too.
- */
-class _Deadline {
-  readonly #controller = new AbortController();
-  readonly #ms: number;
-  readonly #caller: AbortSignal | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  lastMs: number;
-  expired = false;
-
-  constructor(ms: number, caller?: AbortSignal) {
-    this.#ms = ms;
-    this.lastMs = ms;
-    this.#caller = caller;
-    if (caller?.aborted) this.#controller.abort(caller.reason);
-    caller?.addEventListener("abort", this.#onCallerAbort, { once: true });
-  }
-
-  readonly #onCallerAbort = () => this.#controller.abort(this.#caller?.reason);
-
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  /** Whether the caller's signal ended the request (not the deadline). */
-  get callerGaveUp(): boolean {
-    return !this.expired && this.#caller?.aborted === true;
-  }
-
-  renew(ms = this.#ms): void {
-    clearTimeout(this.#timer);
-    this.lastMs = ms;
-    this.#timer = setTimeout(() => {
-      this.expired = true;
-      this.#controller.abort(new DOMException(`no progress for ${ms} ms`, "TimeoutError"));
-    }, ms);
-  }
-
-  clear(): void {
-    clearTimeout(this.#timer);
-    this.#caller?.removeEventListener("abort", this.#onCallerAbort);
-  }
-}
-
-/** A server answering a file's URL by redirecting to `URL/` is showing a directory. */
-function _isDirectoryRedirect(response: Response, url: string): boolean {
-  if (!response.redirected) return false;
-  const path = (u: string) => new URL(u).pathname;
-  return path(response.url) === `${path(url)}/`;
-}
-
-/** Parses `Content-Range: bytes a-b/total` (or `bytes * /total`); total is null for "*". */
-function _parseContentRange(
-  header: string | null,
-): { start?: number; end: number; total: number | null } | null {
-  const m = header ? /^bytes (?:(\d+)-(\d+)|\*)\/(\d+|\*)$/.exec(header.trim()) : null;
-  if (!m) return null;
-  const total = m[3] === "*" ? null : Number(m[3]);
-  if (m[1] === undefined) return { end: -1, total };
-  return { start: Number(m[1]), end: Number(m[2]), total };
-}
-
-/** The most of an error answer that is read for its explanation. */
-const _REASON_BYTES = 4096;
-
-/** The server's explanation of a failure: vat serve's `{"error"}` or a short text. */
-async function _reasonOf(response: Response): Promise<string> {
-  let text: string;
-  try {
-    const head = response.body ? await readStreamHead(response.body, _REASON_BYTES) : null;
-    text = new TextDecoder().decode(head ?? new Uint8Array(0)).trim();
-  } catch {
-    return "";
-  }
-  try {
-    const error = JSON.parse(text)?.error;
-    if (typeof error === "string") return error;
-  } catch {
-    // Not JSON: a static server's page.
-  }
-  return response.headers.get("content-type")?.startsWith("text/plain") ? text.slice(0, 300) : "";
-}
-
-async function _discard(response: Response): Promise<void> {
-  await response.body?.cancel().catch(() => {});
 }

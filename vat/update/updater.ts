@@ -27,7 +27,7 @@ import {
 import { syncDir, writeFileAtomic } from "../fs_atomic.ts";
 import { fetchPath } from "../fetch/fetch_path.ts";
 import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
-import { hashChunk, toHex } from "../repo/chunk_codec.ts";
+import { toHex } from "../repo/chunk_codec.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
 import { FRESHNESS_KEY, freshnessProblem, openFreshness, type Vouched } from "../repo/freshness.ts";
 import type { ObjectRef, VersionManifest } from "../repo/manifest.ts";
@@ -36,6 +36,13 @@ import { Repository } from "../repo/repository.ts";
 import type { Store } from "../repo/store.ts";
 import { type InstallDir, type InstallState, type Slot, SLOTS } from "./install_dir.ts";
 import { compareVatVersions } from "./vat_version.ts";
+import {
+  INDEX_DIR,
+  localChunks,
+  readLocalChunk,
+  verifySlotFile,
+  writeSlotFile,
+} from "./slot_files.ts";
 
 /** How the updater is set up. */
 export interface UpdaterOptions {
@@ -376,7 +383,7 @@ export class Updater {
     const { installDir, cache, scheduler, log } = this.#options;
     const record = manifest.release!;
     const slot = await installDir.freeSlot(this.#options.runningSlot ?? null);
-    const local = await _localChunks(installDir, slot, repo.config.chunkSizeBytes);
+    const local = await localChunks(installDir, slot, repo.config.chunkSizeBytes);
     const progress: UpdateProgress = {
       release: available.release,
       slot,
@@ -459,7 +466,7 @@ export class Updater {
       const index = indexes.get(disk)!;
       const target = `${path}/${file.path}`;
       await Deno.mkdir(target.slice(0, target.lastIndexOf("/")), { recursive: true });
-      await _writeFile(`${target}.part`, index, async (i, hash) => {
+      await writeSlotFile(`${target}.part`, index, async (i, hash) => {
         this.#throwIfClosed();
         const length = index.chunkLength(i);
         progress.doneBytes += length;
@@ -467,14 +474,14 @@ export class Updater {
           progress.zeroBytes += length;
           return null;
         }
-        const mine = await _readLocal(local.get(toHex(hash)), hash);
+        const mine = await readLocalChunk(local.get(toHex(hash)), hash);
         if (mine) {
           progress.localBytes += length;
           return mine;
         }
         return await source.get(hash);
       });
-      await _verifyFile(`${target}.part`, index, file.path);
+      await verifySlotFile(`${target}.part`, index, file.path);
       await Deno.chmod(`${target}.part`, file.mode);
       await Deno.rename(`${target}.part`, target);
       await syncDir(target.slice(0, target.lastIndexOf("/")));
@@ -512,7 +519,6 @@ export class Updater {
 }
 
 /** Where a slot keeps its files' disk index objects, by their SHA-256. */
-const INDEX_DIR = ".indexes";
 
 /** A disk index object kept by a complete slot other than `exclude`, or null. */
 async function _keptIndex(
@@ -539,126 +545,4 @@ function _tryDecode(repo: Repository, ref: ObjectRef, object: Uint8Array): DiskI
     if (err instanceof IntegrityError) return null;
     throw err;
   }
-}
-
-/** Where a chunk lies in an installed slot's file. */
-interface _LocalChunk {
-  path: string;
-  offset: number;
-  length: number;
-}
-
-/**
- * Every chunk of the complete slots other than `exclude` (the installed releases'
- * files, cut at the repository's chunk size), by hex hash: what an update need not fetch.
- */
-async function _localChunks(
-  installDir: InstallDir,
-  exclude: Slot,
-  chunkBytes: number,
-): Promise<Map<string, _LocalChunk>> {
-  const found = new Map<string, _LocalChunk>();
-  for (const slot of SLOTS) {
-    if (slot === exclude || !(await installDir.slotRelease(slot))) continue;
-    for await (const path of _files(installDir.slotPath(slot))) {
-      const file = await Deno.open(path, { read: true });
-      try {
-        const buffer = new Uint8Array(chunkBytes);
-        for (let offset = 0;; offset += chunkBytes) {
-          const n = await _readFull(file, buffer);
-          if (n === 0) break;
-          found.set(toHex(hashChunk(buffer.subarray(0, n))), { path, offset, length: n });
-          if (n < chunkBytes) break;
-        }
-      } finally {
-        file.close();
-      }
-    }
-  }
-  return found;
-}
-
-async function* _files(dir: string): AsyncIterable<string> {
-  for await (const entry of Deno.readDir(dir)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory && entry.name !== INDEX_DIR) yield* _files(path);
-    else if (entry.isFile && !entry.name.endsWith(".part")) yield path;
-  }
-}
-
-/** A local chunk's bytes if they still match `hash` (the file may have changed since). */
-async function _readLocal(
-  where: _LocalChunk | undefined,
-  hash: Uint8Array,
-): Promise<Uint8Array | null> {
-  if (!where) return null;
-  const file = await Deno.open(where.path, { read: true }).catch(() => null);
-  if (!file) return null;
-  try {
-    await file.seek(where.offset, Deno.SeekMode.Start);
-    const data = new Uint8Array(where.length);
-    if (await _readFull(file, data) !== data.length) return null;
-    return toHex(hashChunk(data)) === toHex(hash) ? data : null;
-  } finally {
-    file.close();
-  }
-}
-
-/** Writes a file of `index`'s size, chunk by chunk; `chunk` returns null for zeroes. */
-async function _writeFile(
-  path: string,
-  index: DiskIndex,
-  chunk: (i: number, hash: Uint8Array | null) => Promise<Uint8Array | null>,
-): Promise<void> {
-  const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  try {
-    await file.truncate(index.sizeBytes);
-    const hashes = new Map<number, Uint8Array>();
-    for (const [i, hash] of index.dataChunks()) hashes.set(i, hash);
-    for (let i = 0; i < index.count; i++) {
-      const data = await chunk(i, hashes.get(i) ?? null);
-      if (!data) continue;
-      await file.seek(i * index.chunkBytes, Deno.SeekMode.Start);
-      let written = 0;
-      while (written < data.length) written += await file.write(data.subarray(written));
-    }
-    await file.sync();
-  } finally {
-    file.close();
-  }
-}
-
-/** Reads a written file back and checks every chunk against the index. */
-async function _verifyFile(path: string, index: DiskIndex, name: string): Promise<void> {
-  const hashes = new Map<number, string>();
-  for (const [i, hash] of index.dataChunks()) hashes.set(i, toHex(hash));
-  const file = await Deno.open(path, { read: true });
-  try {
-    const buffer = new Uint8Array(index.chunkBytes);
-    for (let i = 0; i < index.count; i++) {
-      const data = buffer.subarray(0, index.chunkLength(i));
-      if (await _readFull(file, data) !== data.length) {
-        throw new IntegrityError(`${name} in the slot is shorter than its release says`);
-      }
-      const want = hashes.get(i);
-      const ok = want ? toHex(hashChunk(data)) === want : data.every((b) => b === 0);
-      if (!ok) {
-        throw new IntegrityError(
-          `${name} in the slot does not match its release at chunk ${i} (a bad disk?)`,
-        );
-      }
-    }
-  } finally {
-    file.close();
-  }
-}
-
-async function _readFull(file: Deno.FsFile, into: Uint8Array): Promise<number> {
-  let filled = 0;
-  while (filled < into.length) {
-    const n = await file.read(into.subarray(filled));
-    if (n === null) break;
-    filled += n;
-  }
-  return filled;
 }

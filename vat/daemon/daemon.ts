@@ -31,7 +31,8 @@ import { InstallDir, type Slot } from "../update/install_dir.ts";
 import { RESTART_EXIT_CODE } from "../update/launcher_script.ts";
 import type { UpdateSettings } from "../update/update_settings.ts";
 import { Updater } from "../update/updater.ts";
-import { currentUsersAppliances, DirectoryUsers } from "../users/directory_users.ts";
+import { DirectoryUsers } from "../users/directory_users.ts";
+import { currentUsersAppliances } from "../users/current_user_appliances.ts";
 
 /** Where the daemon listens unless told otherwise. */
 export const DEFAULT_DAEMON_PORT = 8460;

@@ -16,7 +16,7 @@ import { deriveUserKey, type UserKey } from "../auth/user_key.ts";
 import { Backups } from "../backup/backups.ts";
 import { type Profile, readProfile, writeProfile } from "../backup/profile.ts";
 import type { ChunkCache } from "../cache/chunk_cache.ts";
-import { Directory, type DirectoryPin } from "../directory/directory.ts";
+import { Directory } from "../directory/directory.ts";
 import {
   loginOnline,
   LoginRefusedError,
@@ -24,9 +24,9 @@ import {
   WRONG_NAME_OR_PASSWORD,
 } from "../directory/login_client.ts";
 import { changePassword as changeSlotPassword } from "../directory/change_password.ts";
-import { type KeySlots, makeSlot, newRecoveryKey, openSlots } from "../directory/key_slots.ts";
+import { makeSlot, newRecoveryKey } from "../directory/key_slots.ts";
 import { MIN_LOG_N } from "../auth/kdf.ts";
-import { checkUserName, openEntry, type UserEntry } from "../directory/user_entry.ts";
+import { checkUserName, type UserEntry } from "../directory/user_entry.ts";
 import {
   ConflictError,
   IntegrityError,
@@ -43,6 +43,14 @@ import type { Store } from "../repo/store.ts";
 import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import { Appliances } from "../appliance/appliances.ts";
 import { StateDb } from "../appliance/state_db.ts";
+import {
+  type CachedLogin,
+  fromBase64Url,
+  LoginCache,
+  openCachedEntry,
+  openCachedSlots,
+  toBase64Url,
+} from "./login_cache.ts";
 
 /** How the daemon's users are set up. */
 export interface DirectoryUsersOptions {
@@ -84,16 +92,6 @@ export interface WhoAmI {
   leaving: { name: string; pendingBytes: number; safe: boolean }[];
 }
 
-/** What a VAT keeps of a user's last online login (`users/NAME/login.json`, 0600). */
-interface CachedLogin {
-  entry: string;
-  slots: string;
-  lastOnlineAt: number;
-  offlineLogins: number;
-  failures: number;
-  nextAttemptAt: number;
-}
-
 const FIRST_DELAY_MS = 1000;
 const MAX_OFFLINE_DELAY_MS = 15 * 60_000;
 const DAY_MS = 24 * 60 * 60_000;
@@ -102,6 +100,7 @@ const DAY_MS = 24 * 60 * 60_000;
 export class DirectoryUsers extends EventTarget {
   readonly options: DirectoryUsersOptions;
   #current: ActiveUser | null = null;
+  readonly #logins: LoginCache;
   readonly #leaving = new Map<string, ActiveUser>();
   /** Failed attempts of names never logged in here (not persisted: nothing to guard). */
   readonly #strangers = new Map<string, { failures: number; untilMs: number }>();
@@ -117,6 +116,7 @@ export class DirectoryUsers extends EventTarget {
   constructor(options: DirectoryUsersOptions) {
     super();
     this.options = options;
+    this.#logins = new LoginCache(options.stateDir, options.location);
   }
 
   get location(): string {
@@ -184,7 +184,7 @@ export class DirectoryUsers extends EventTarget {
         `${this.#current.displayName} is logged in on this VAT; they must log out first`,
       );
     }
-    const cached = await this.#readCached(name);
+    const cached = await this.#logins.read(name);
     const now = Date.now();
     const waitUntil = cached?.nextAttemptAt ?? this.#strangers.get(name)?.untilMs ?? 0;
     if (waitUntil > now) {
@@ -218,10 +218,10 @@ export class DirectoryUsers extends EventTarget {
     const store = await openStore(this.location);
     try {
       const dir = await this.#open(store);
-      await this.#savePin(dir.pin);
+      await this.#logins.savePin(dir.pin);
       const login = await loginOnline(dir, name, password);
       if (cached) {
-        const old = dir.openEntry(name, _bytes(cached.entry));
+        const old = dir.openEntry(name, fromBase64Url(cached.entry));
         if (login.entry.serial < old.serial) {
           throw new IntegrityError(
             `the directory's entry of ${name} (serial ${login.entry.serial}) is older than ` +
@@ -229,7 +229,7 @@ export class DirectoryUsers extends EventTarget {
           );
         }
         // Old slots would let an old (perhaps leaked) password in again.
-        const oldSlots = _openCachedSlots(dir.pin, old, cached);
+        const oldSlots = openCachedSlots(dir.pin, old, cached);
         if (login.slots.serial < oldSlots.serial) {
           throw new IntegrityError(
             `the directory's key slots of ${name} (serial ${login.slots.serial}) are older than ` +
@@ -237,9 +237,9 @@ export class DirectoryUsers extends EventTarget {
           );
         }
       }
-      await this.#writeCached(name, {
-        entry: _b64(login.entryBytes),
-        slots: _b64(login.slotsBytes),
+      await this.#logins.write(name, {
+        entry: toBase64Url(login.entryBytes),
+        slots: toBase64Url(login.slotsBytes),
         lastOnlineAt: Date.now(),
         offlineLogins: 0,
         failures: 0,
@@ -255,13 +255,13 @@ export class DirectoryUsers extends EventTarget {
   }
 
   async #loginOffline(name: string, password: string, cached: CachedLogin | null) {
-    const pin = await this.#pin();
+    const pin = await this.#logins.pin();
     if (!cached || !pin) {
       throw new LoginRefusedError(
         `${WRONG_NAME_OR_PASSWORD} (offline: using the password last used on this VAT)`,
       );
     }
-    const entry = _openCachedEntry(pin, name, cached);
+    const entry = openCachedEntry(pin, name, cached);
     if (!entry.enabled) {
       throw new PermanentError(`the account ${name} is disabled; ask an administrator`);
     }
@@ -272,7 +272,7 @@ export class DirectoryUsers extends EventTarget {
           `${entry.offline.logins} logins since the last online login); connect to the directory`,
       );
     }
-    const opened = _openCachedSlots(pin, entry, cached);
+    const opened = openCachedSlots(pin, entry, cached);
     let secret: Uint8Array;
     try {
       secret = await unlockSlots(opened, password);
@@ -285,7 +285,7 @@ export class DirectoryUsers extends EventTarget {
       }
       throw err;
     }
-    await this.#writeCached(name, {
+    await this.#logins.write(name, {
       ...cached,
       offlineLogins: cached.offlineLogins + 1,
       failures: 0,
@@ -300,7 +300,7 @@ export class DirectoryUsers extends EventTarget {
     const untilMs = Date.now() +
       Math.min(FIRST_DELAY_MS * 2 ** (failures - 1), MAX_OFFLINE_DELAY_MS);
     if (cached) {
-      await this.#writeCached(name, { ...cached, failures, nextAttemptAt: untilMs });
+      await this.#logins.write(name, { ...cached, failures, nextAttemptAt: untilMs });
     } else {
       if (this.#strangers.size > 10_000) this.#strangers.clear();
       this.#strangers.set(name, { failures, untilMs });
@@ -316,7 +316,7 @@ export class DirectoryUsers extends EventTarget {
       user.entry = entry;
       user.offline = offline;
     } else {
-      const dir = this.#userDir(entry.name);
+      const dir = this.#logins.userDir(entry.name);
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       const backups = entry.dataRepo
         ? await Backups.open({
@@ -428,7 +428,9 @@ export class DirectoryUsers extends EventTarget {
 
   async #readEntitled(name: string): Promise<string[]> {
     try {
-      const list = JSON.parse(await Deno.readTextFile(`${this.#userDir(name)}/entitled.json`));
+      const list = JSON.parse(
+        await Deno.readTextFile(`${this.#logins.userDir(name)}/entitled.json`),
+      );
       return Array.isArray(list) ? list.filter((n) => typeof n === "string") : [];
     } catch (err) {
       if (err instanceof Deno.errors.NotFound || err instanceof SyntaxError) return [];
@@ -438,7 +440,7 @@ export class DirectoryUsers extends EventTarget {
 
   async #writeEntitled(name: string, names: string[]): Promise<void> {
     await writeFileAtomic(
-      `${this.#userDir(name)}/entitled.json`,
+      `${this.#logins.userDir(name)}/entitled.json`,
       new TextEncoder().encode(JSON.stringify([...new Set(names)].sort()) + "\n"),
     );
   }
@@ -562,11 +564,11 @@ export class DirectoryUsers extends EventTarget {
     }
     if (this.#current !== user) return;
     if (!entry || !entry.enabled) {
-      const cached = await this.#readCached(user.name);
+      const cached = await this.#logins.read(user.name);
       if (cached && entry) {
         // Keep the disabled entry: offline logins are refused from now on too.
         const bytes = await this.#entryBytes(user.name);
-        if (bytes) await this.#writeCached(user.name, { ...cached, entry: _b64(bytes) });
+        if (bytes) await this.#logins.write(user.name, { ...cached, entry: toBase64Url(bytes) });
       }
       await this.logout({ suspend: true, reason: "the account was disabled" });
       return;
@@ -592,7 +594,7 @@ export class DirectoryUsers extends EventTarget {
     await changeSlotPassword(this.location, user.name, old, fresh);
     this.options.log(`${user.name} changed their password`);
     // This VAT's cached slot takes the new password too, so offline it is the one.
-    const cached = await this.#readCached(user.name);
+    const cached = await this.#logins.read(user.name);
     if (cached) await this.#loginOnline(user.name, fresh, cached);
   }
 
@@ -630,7 +632,7 @@ export class DirectoryUsers extends EventTarget {
    */
   async #open(store: Store): Promise<Directory> {
     try {
-      return await Directory.open(store, await this.#pin());
+      return await Directory.open(store, await this.#logins.pin());
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
       throw new TransientError(`the directory ${this.location} cannot be reached`, {
@@ -653,7 +655,7 @@ export class DirectoryUsers extends EventTarget {
     if (current && current.db.list().some((r) => r.name === name)) return false;
     for await (const e of _readDir(`${this.options.stateDir}/users`)) {
       if (!e.isDirectory || e.name === current?.name) continue;
-      const path = `${this.#userDir(e.name)}/vat.sqlite`;
+      const path = `${this.#logins.userDir(e.name)}/vat.sqlite`;
       try {
         await Deno.stat(path);
       } catch {
@@ -683,59 +685,6 @@ export class DirectoryUsers extends EventTarget {
       await _closeUser(user);
     }
   }
-
-  #userDir(name: string): string {
-    return `${this.options.stateDir}/users/${checkUserName(name)}`;
-  }
-
-  async #pin(): Promise<DirectoryPin | undefined> {
-    try {
-      const pin = JSON.parse(await Deno.readTextFile(`${this.options.stateDir}/directory.json`));
-      if (pin.location === this.location) return { id: pin.id, adminKeys: pin.adminKeys };
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
-    return undefined;
-  }
-
-  async #savePin(pin: DirectoryPin): Promise<void> {
-    if (await this.#pin()) return;
-    await writeFileAtomic(
-      `${this.options.stateDir}/directory.json`,
-      new TextEncoder().encode(JSON.stringify({ location: this.location, ...pin }) + "\n"),
-    );
-  }
-
-  async #readCached(name: string): Promise<CachedLogin | null> {
-    try {
-      return JSON.parse(await Deno.readTextFile(`${this.#userDir(name)}/login.json`));
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return null;
-      throw err;
-    }
-  }
-
-  async #writeCached(name: string, cached: CachedLogin): Promise<void> {
-    await Deno.mkdir(this.#userDir(name), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(
-      `${this.#userDir(name)}/login.json`,
-      new TextEncoder().encode(JSON.stringify(cached) + "\n"),
-      { mode: 0o600 },
-    );
-  }
-}
-
-function _openCachedEntry(pin: DirectoryPin, name: string, cached: CachedLogin): UserEntry {
-  return openEntry(_bytes(cached.entry), { directoryId: pin.id, name, adminKeys: pin.adminKeys });
-}
-
-function _openCachedSlots(pin: DirectoryPin, entry: UserEntry, cached: CachedLogin): KeySlots {
-  return openSlots(_bytes(cached.slots), {
-    directoryId: pin.id,
-    name: entry.name,
-    userKey: entry.userKey,
-    adminKeys: pin.adminKeys,
-  });
 }
 
 async function _closeUser(user: ActiveUser): Promise<void> {
@@ -749,32 +698,4 @@ async function* _readDir(path: string): AsyncIterable<Deno.DirEntry> {
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
-}
-
-const _b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64url");
-const _bytes = (text: string) => new Uint8Array(Buffer.from(text, "base64url"));
-
-/**
- * The `Appliances` the API acts on in a VAT with a directory: always the logged-in
- * user's. With nobody logged in the list is empty and everything else is refused.
- * Change events come from `users`, which forwards those of whoever is logged in.
- */
-export function currentUsersAppliances(users: DirectoryUsers): Appliances {
-  return new Proxy({} as Appliances, {
-    get(_, prop) {
-      if (prop === "addEventListener" || prop === "removeEventListener") {
-        return (users[prop] as (...a: unknown[]) => unknown).bind(users);
-      }
-      const current = users.current?.appliances;
-      if (!current) {
-        if (prop === "list") return () => Promise.resolve([]);
-        if (prop === "runningNames") return () => [];
-        return () => {
-          throw new UsageError("nobody is logged in on this VAT (log in first: vat login NAME)");
-        };
-      }
-      const value = (current as unknown as Record<string | symbol, unknown>)[prop];
-      return typeof value === "function" ? value.bind(current) : value;
-    },
-  });
 }

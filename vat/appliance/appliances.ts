@@ -198,6 +198,15 @@ export class Appliances extends EventTarget {
     return { name: record.name, version: run.version.number, disks: maps.disks() };
   }
 
+  /**
+   * Every appliance as added: its name, its repository's location as given (with any
+   * credentials in it, unlike the status, which redacts them) and whether it is hoarded;
+   * for the user's profile, which must let another VAT add it again.
+   */
+  subscriptions(): { name: string; repo: string; hoarded: boolean }[] {
+    return this.#db.list().map((r) => ({ name: r.name, repo: r.repo, hoarded: r.hoarded }));
+  }
+
   /** Every appliance's status. */
   async list(): Promise<ApplianceStatus[]> {
     return await Promise.all(this.#db.list().map((r) => this.#statusOf(r)));

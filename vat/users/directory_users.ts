@@ -449,7 +449,8 @@ export class DirectoryUsers extends EventTarget {
   async saveProfile(): Promise<void> {
     const user = this.#current;
     if (!user?.backups) return;
-    const list = await user.appliances.list();
+    // Locations as added (a status redacts credentials in them): another VAT adds these.
+    const list = user.appliances.subscriptions();
     const entitled = new Set([
       ...user.entry.entitlements.map((e) => e.name),
       ...user.revokedKept,

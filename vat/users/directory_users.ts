@@ -14,7 +14,7 @@
 
 import { deriveUserKey, type UserKey } from "../auth/user_key.ts";
 import { Backups } from "../backup/backups.ts";
-import { type Profile, readProfile, writeProfile } from "../backup/profile.ts";
+import { type Profile, writeProfile } from "../backup/profile.ts";
 import type { ChunkCache } from "../cache/chunk_cache.ts";
 import { Directory } from "../directory/directory.ts";
 import {
@@ -36,13 +36,13 @@ import {
   TransientError,
   UsageError,
 } from "../errors.ts";
-import { writeFileAtomic } from "../fs_atomic.ts";
 import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { openStore } from "../repo/open_store.ts";
 import type { Store } from "../repo/store.ts";
 import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import { Appliances } from "../appliance/appliances.ts";
 import { StateDb } from "../appliance/state_db.ts";
+import { syncEntitlements } from "./entitlements.ts";
 import {
   type CachedLogin,
   fromBase64Url,
@@ -361,88 +361,12 @@ export class DirectoryUsers extends EventTarget {
     return user;
   }
 
-  /**
-   * Adds what the user is entitled to and what their profile lists, if missing here,
-   * and removes what an administrator revoked (an appliance that came from an
-   * entitlement no longer in the entry): only when it is stopped and its user disk is
-   * all in the data repository (a later grant brings it back), else it stays until then.
-   * A repository that cannot be reached now is tried at the next login.
-   */
+  /** Brings the user's appliances in line with their entitlements and profile. */
   async #syncAppliances(user: ActiveUser): Promise<void> {
     const log = (line: string) => this.options.log(`${user.name}: ${line}`);
-    const have = new Set((await user.appliances.list()).map((a) => a.name));
-    const entitled = new Set(user.entry.entitlements.map((e) => e.name));
-    const wanted: { name: string; repo: string; hoarded: boolean }[] = user.entry.entitlements
-      .map((e) => ({ name: e.name, repo: e.repo, hoarded: false }));
-    const wasEntitled = new Set(await this.#readEntitled(user.name));
-    let profile: Profile | null = null;
-    if (user.backups) {
-      try {
-        profile = await readProfile(user.backups.store, user.key);
-      } catch (err) {
-        log(`profile not read: ${(err as Error).message}`);
-      }
-    }
-    for (const s of profile?.subscriptions ?? []) {
-      if (s.entitled) wasEntitled.add(s.name);
-    }
-    const revoked = [...wasEntitled].filter((name) => !entitled.has(name));
-    const kept: string[] = [];
-    for (const name of revoked) {
-      if (!have.has(name)) continue;
-      try {
-        if (!user.backups) throw new Error("there is no data repository to keep its user disk");
-        if (user.appliances.runningNames().includes(name)) throw new Error("it is running");
-        await user.appliances.delete(name);
-        have.delete(name);
-        log(`${name} removed: its entitlement was revoked`);
-      } catch (err) {
-        kept.push(name);
-        log(`${name} was revoked but stays for now: ${(err as Error).message}`);
-      }
-    }
-    for (const s of profile?.subscriptions ?? []) {
-      if (revoked.includes(s.name)) continue;
-      const known = wanted.find((w) => w.name === s.name);
-      if (known) known.hoarded ||= s.hoarded === true;
-      else wanted.push({ name: s.name, repo: s.repo, hoarded: s.hoarded === true });
-    }
-    for (const w of wanted) {
-      if (have.has(w.name)) continue;
-      try {
-        await user.appliances.add(w.repo, w.name);
-        if (w.hoarded) {
-          user.appliances.hoard(w.name, true).catch((err) =>
-            log(`hoard ${w.name}: ${(err as Error).message}`)
-          );
-        }
-      } catch (err) {
-        log(`${w.name} not added now: ${(err as Error).message}`);
-      }
-    }
-    user.revokedKept = kept;
-    await this.#writeEntitled(user.name, [...entitled, ...kept]);
+    await syncEntitlements(user, this.#logins.userDir(user.name), log);
     this.#lastProfile = "";
     await this.saveProfile().catch((err) => log(`profile not saved: ${(err as Error).message}`));
-  }
-
-  async #readEntitled(name: string): Promise<string[]> {
-    try {
-      const list = JSON.parse(
-        await Deno.readTextFile(`${this.#logins.userDir(name)}/entitled.json`),
-      );
-      return Array.isArray(list) ? list.filter((n) => typeof n === "string") : [];
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound || err instanceof SyntaxError) return [];
-      throw err;
-    }
-  }
-
-  async #writeEntitled(name: string, names: string[]): Promise<void> {
-    await writeFileAtomic(
-      `${this.#logins.userDir(name)}/entitled.json`,
-      new TextEncoder().encode(JSON.stringify([...new Set(names)].sort()) + "\n"),
-    );
   }
 
   /** Writes the current user's profile when it changed (subscriptions, hoards). */

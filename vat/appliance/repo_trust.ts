@@ -11,8 +11,8 @@
  */
 
 import { describeKey, keyFingerprint } from "../auth/signing_key.ts";
-import { IntegrityError, NotFoundError, PermanentError } from "../errors.ts";
-import { FRESHNESS_KEY, freshnessProblem, openFreshness } from "../repo/freshness.ts";
+import { IntegrityError, PermanentError } from "../errors.ts";
+import { checkFreshness } from "../repo/freshness.ts";
 import { followKeyLists } from "../repo/key_list.ts";
 import type { Repository, Version } from "../repo/repository.ts";
 import type { StateDb, TrustRecord } from "./state_db.ts";
@@ -169,33 +169,15 @@ export class RepoTrust {
   async freshness(name: string, repo: Repository, offered: number | null): Promise<string | null> {
     const record = this.#db.trust(name);
     if (!record) return null;
-    let problem: string | null = null;
-    try {
-      const served = openFreshness(await repo.store.get(FRESHNESS_KEY), {
-        repoId: record.repoId,
-        trustedKeys: repo.trustedKeys(),
-      });
-      // An older statement than one seen before is a replay: the newer one stands.
-      if (!record.vouched || Date.parse(served.signedAt) > Date.parse(record.vouched.signedAt)) {
-        record.vouched = {
-          latest: served.latest,
-          signedAt: served.signedAt,
-          expires: served.expires,
-        };
-        this.#db.setTrust(record);
-      }
-    } catch (err) {
-      if (err instanceof IntegrityError) problem = err.message;
-      else if (!(err instanceof NotFoundError)) throw err;
-    }
-    const vouched = record.vouched;
-    if (!vouched) return problem;
-    return await freshnessProblem(
-      vouched,
+    return await checkFreshness(
+      repo,
+      { repoId: record.repoId, trustedKeys: repo.trustedKeys() },
       offered,
-      repo.store.location,
-      () => repo.latestVersion(),
-    ) ?? problem;
+      {
+        load: () => Promise.resolve(record.vouched ?? null),
+        save: (vouched) => Promise.resolve(this.#db.setTrust({ ...record, vouched })),
+      },
+    );
   }
 
   /** What the API shows; `problem` is the latest lookup's. */

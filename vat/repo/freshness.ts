@@ -8,7 +8,7 @@
  * @module
  */
 
-import { IntegrityError } from "../errors.ts";
+import { IntegrityError, NotFoundError } from "../errors.ts";
 import type { SigningKey } from "../auth/signing_key.ts";
 import { openEnvelope, signEnvelope } from "./signed_envelope.ts";
 import type { Repository } from "./repository.ts";
@@ -120,4 +120,44 @@ export async function freshnessProblem(
       `updates; ask its publisher to run vat repo refresh`;
   }
   return null;
+}
+
+/** Where a reader keeps the newest statement it accepted (so a replay changes nothing). */
+export interface VouchedKeeper {
+  load(): Promise<Vouched | null>;
+  save(vouched: Vouched): Promise<void>;
+}
+
+/**
+ * Reads `repo`'s statement (signed by one of `trustedKeys`, of repository `repoId`),
+ * keeps it when it is newer than the one `kept` holds (an older one is a replay: the
+ * newer stands), and judges the repository offering `offered` by the newest
+ * (`freshnessProblem`). A statement that does not check out is the problem; a
+ * repository that never made one has none.
+ */
+export async function checkFreshness(
+  repo: Repository,
+  expect: { repoId: string; trustedKeys: readonly string[] },
+  offered: number | null,
+  kept: VouchedKeeper,
+): Promise<string | null> {
+  let vouched = await kept.load();
+  let problem: string | null = null;
+  try {
+    const served = openFreshness(await repo.store.get(FRESHNESS_KEY), expect);
+    if (!vouched || Date.parse(served.signedAt) > Date.parse(vouched.signedAt)) {
+      vouched = { latest: served.latest, signedAt: served.signedAt, expires: served.expires };
+      await kept.save(vouched);
+    }
+  } catch (err) {
+    if (err instanceof IntegrityError) problem = err.message;
+    else if (!(err instanceof NotFoundError)) throw err;
+  }
+  if (!vouched) return problem;
+  return await freshnessProblem(
+    vouched,
+    offered,
+    repo.store.location,
+    () => repo.latestVersion(),
+  ) ?? problem;
 }

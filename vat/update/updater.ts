@@ -17,19 +17,13 @@
  */
 
 import type { ChunkCache } from "../cache/chunk_cache.ts";
-import {
-  IntegrityError,
-  NotFoundError,
-  PermanentError,
-  TransientError,
-  UsageError,
-} from "../errors.ts";
+import { IntegrityError, PermanentError, TransientError, UsageError } from "../errors.ts";
 import { syncDir, writeFileAtomic } from "../fs_atomic.ts";
 import { fetchPath } from "../fetch/fetch_path.ts";
 import type { FetchScheduler } from "../fetch/fetch_scheduler.ts";
 import { toHex } from "../repo/chunk_codec.ts";
 import type { DiskIndex } from "../repo/disk_index.ts";
-import { FRESHNESS_KEY, freshnessProblem, openFreshness, type Vouched } from "../repo/freshness.ts";
+import { checkFreshness, type Vouched } from "../repo/freshness.ts";
 import type { ObjectRef, VersionManifest } from "../repo/manifest.ts";
 import { openStore } from "../repo/open_store.ts";
 import { Repository } from "../repo/repository.ts";
@@ -344,34 +338,18 @@ export class Updater {
    */
   async #freshness(repo: Repository, offered: number): Promise<string | null> {
     const kept = `${this.#options.installDir.dir}/vouched.json`;
-    let vouched: Vouched | null = null;
-    try {
-      vouched = JSON.parse(await Deno.readTextFile(kept));
-    } catch {
-      // None seen yet.
-    }
-    let problem: string | null = null;
-    try {
-      const served = openFreshness(await repo.store.get(FRESHNESS_KEY), {
-        repoId: repo.config.id,
-        trustedKeys: [this.#options.key],
-      });
-      if (!vouched || Date.parse(served.signedAt) > Date.parse(vouched.signedAt)) {
-        vouched = { latest: served.latest, signedAt: served.signedAt, expires: served.expires };
-        await Deno.mkdir(this.#options.installDir.dir, { recursive: true });
-        await writeFileAtomic(kept, new TextEncoder().encode(JSON.stringify(vouched) + "\n"));
-      }
-    } catch (err) {
-      if (err instanceof IntegrityError) problem = err.message;
-      else if (!(err instanceof NotFoundError)) throw err;
-    }
-    if (!vouched) return problem;
-    return await freshnessProblem(
-      vouched,
+    return await checkFreshness(
+      repo,
+      { repoId: repo.config.id, trustedKeys: [this.#options.key] },
       offered,
-      repo.store.location,
-      () => repo.latestVersion(),
-    ) ?? problem;
+      {
+        load: () => Deno.readTextFile(kept).then((text) => JSON.parse(text) as Vouched, () => null),
+        save: async (vouched) => {
+          await Deno.mkdir(this.#options.installDir.dir, { recursive: true });
+          await writeFileAtomic(kept, new TextEncoder().encode(JSON.stringify(vouched) + "\n"));
+        },
+      },
+    );
   }
 
   async #install(

@@ -16,7 +16,7 @@ import { toHex } from "../vat/repo/chunk_codec.ts";
 import { FileStore } from "../vat/repo/store_file.ts";
 import { Repository } from "../vat/repo/repository.ts";
 import { formatBytes } from "../vat/progress.ts";
-import { run } from "./helpers/processes.ts";
+import { run, spawnCollected } from "./helpers/processes.ts";
 import { runVat, vatOk } from "./helpers/vat_cli.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -111,44 +111,21 @@ interface Launcher {
 }
 
 function startLauncher(installDir: string, args: string[]): Launcher {
-  const child = new Deno.Command(`${installDir}/vat-launcher.sh`, {
-    args,
+  const proc = spawnCollected(`${installDir}/vat-launcher.sh`, args, {
     env: { VAT_HEALTH_TIMEOUT: "30", VAT_HEALTH_SETTLE: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const piece of stream) text += decoder.decode(piece, { stream: true });
-  };
-  const collecting = Promise.all([collect(child.stdout), collect(child.stderr)]);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
   });
   return {
-    output: () => text,
+    output: proc.output,
     async waitFor(pattern, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
-      while (!pattern.test(text)) {
-        if (exited || Date.now() > deadline) {
-          throw new Error(`the launcher did not print ${pattern}:\n${text}`);
+      while (!pattern.test(proc.output())) {
+        if (proc.exited || Date.now() > deadline) {
+          throw new Error(`the launcher did not print ${pattern}:\n${proc.output()}`);
         }
         await new Promise((r) => setTimeout(r, 100));
       }
     },
-    async stop() {
-      if (!exited) {
-        try {
-          child.kill("SIGTERM");
-        } catch { /* gone */ }
-      }
-      const s = await status;
-      await collecting;
-      return s;
-    },
+    stop: () => proc.stop(),
   };
 }
 

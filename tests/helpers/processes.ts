@@ -6,13 +6,61 @@
 
 import { VAT_MAIN } from "./vat_cli.ts";
 
-/** A running `vat` child whose output is collected. */
-export interface VatProcess {
+/** A running child whose output (stdout and stderr) is collected. */
+export interface CollectedProcess {
   child: Deno.ChildProcess;
+  /** Whether it has exited. */
+  readonly exited: boolean;
   /** Everything it printed so far (stdout and stderr). */
   output(): string;
   /** SIGTERM (or the given signal), then wait for it to exit. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/** A running `vat` child whose output is collected. */
+export type VatProcess = CollectedProcess;
+
+/** Spawns `command args...` with its output collected; it is stopped by `stop()`. */
+export function spawnCollected(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string>; clearEnv?: boolean } = {},
+): CollectedProcess {
+  const child = new Deno.Command(command, {
+    args,
+    env: options.env,
+    clearEnv: options.clearEnv,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const collect = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const piece of stream) text += decoder.decode(piece, { stream: true });
+  };
+  const collecting = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  return {
+    child,
+    get exited() {
+      return exited;
+    },
+    output: () => text,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      if (!exited) {
+        try {
+          child.kill(signal);
+        } catch { /* already gone */ }
+      }
+      const s = await status;
+      await collecting;
+      return s;
+    },
+  };
 }
 
 /** Options of `startVat`. */
@@ -33,43 +81,15 @@ export async function startVat(
   for (const [name, value] of Object.entries(options.env ?? {})) {
     if (value === undefined) delete env[name];
   }
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", VAT_MAIN, ...args],
+  const proc = spawnCollected(Deno.execPath(), ["run", "-A", "--quiet", VAT_MAIN, ...args], {
     clearEnv: true,
     env: env as Record<string, string>,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const piece of stream) text += decoder.decode(piece, { stream: true });
-  };
-  const collecting = Promise.all([collect(child.stdout), collect(child.stderr)]);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
   });
-  const proc: VatProcess = {
-    child,
-    output: () => text,
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      if (!exited) {
-        try {
-          child.kill(signal);
-        } catch { /* already gone */ }
-      }
-      const s = await status;
-      await collecting;
-      return s;
-    },
-  };
   const deadline = Date.now() + (options.timeoutMs ?? 20_000);
-  while (!ready(text)) {
-    if (exited || Date.now() > deadline) {
+  while (!ready(proc.output())) {
+    if (proc.exited || Date.now() > deadline) {
       await proc.stop("SIGKILL");
-      throw new Error(`vat ${args.join(" ")} did not get ready:\n${text}`);
+      throw new Error(`vat ${args.join(" ")} did not get ready:\n${proc.output()}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

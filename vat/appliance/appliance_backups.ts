@@ -14,7 +14,7 @@ import { CowOverlay } from "../disk/cow_overlay.ts";
 import { openVersionDisk } from "../disk/version_disk.ts";
 import { UsageError } from "../errors.ts";
 import type { Version } from "../repo/repository.ts";
-import type { ApplianceRun, UserDiskSpec } from "./appliance_run.ts";
+import type { ApplianceRun, RunSpec, UserDiskSpec } from "./appliance_run.ts";
 import type { ApplianceRepos } from "./appliance_repos.ts";
 import type { ApplianceRecord, StateDb } from "./state_db.ts";
 
@@ -133,6 +133,28 @@ export class ApplianceBackups {
     const overlay = run.user?.overlay;
     if (!overlay) return;
     await this.snapshotOverlay(name, backup, overlay, run.version, reason);
+  }
+
+  /**
+   * The snapshots a run of `name` takes at its edges: the first one's instant is before
+   * the guest runs (its copying goes on while the guest boots; copy-before-write keeps
+   * it exact), the last one after the guest stopped.
+   */
+  runHooks(
+    name: string,
+    backup: SubscriptionBackup,
+    version: Version,
+  ): Pick<RunSpec, "beforeBoot" | "beforeClose"> {
+    return {
+      beforeBoot: ({ user }) =>
+        new Promise<void>((frozen) => {
+          if (!user?.overlay) return frozen();
+          // A failed snapshot (said in the log) must not keep the guest from booting.
+          this.snapshotOverlay(name, backup, user.overlay, version, "start", frozen)
+            .catch(() => frozen());
+        }),
+      beforeClose: (ended) => this.snapshotRun(name, backup, ended, "stop"),
+    };
   }
 
   /** Queues a snapshot of `overlay`; `onFrozen` runs once its instant is taken. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { OperationProgress, ProgressMeter } from "../progress.ts";
+import { type OperationProgress, type ProgressListener, ProgressMeter } from "../progress.ts";
 
 /** Progress meters by appliance name. */
 export class ApplianceOperations {
@@ -28,6 +28,34 @@ export class ApplianceOperations {
   untrack(name: string, meter: ProgressMeter): void {
     this.#meters.get(name)?.delete(meter);
     this.#changed();
+  }
+
+  /**
+   * Runs `work` as one of `name`'s operations: shown from the moment it tells its total
+   * (`onStart`) until it ends, with change events at most twice a second as it moves.
+   */
+  async run<T>(
+    name: string,
+    kind: OperationProgress["kind"],
+    work: (onProgress: ProgressListener, onStart: (totalBytes: number) => void) => Promise<T>,
+  ): Promise<T> {
+    const meter = new ProgressMeter(kind, 0);
+    let lastEvent = Date.now();
+    const onProgress: ProgressListener = (p) => {
+      meter.moveTo(p.doneBytes);
+      if (Date.now() - lastEvent > 500) {
+        lastEvent = Date.now();
+        this.#changed();
+      }
+    };
+    try {
+      return await work(onProgress, (total) => {
+        meter.totalBytes = total;
+        this.track(name, meter);
+      });
+    } finally {
+      this.untrack(name, meter);
+    }
   }
 
   /** What `name`'s operations have done so far. */

@@ -7,10 +7,13 @@
  * @module
  */
 
-import type { BackupStatus } from "../backup/subscription_backup.ts";
+import type { BackupStatus, SubscriptionBackup } from "../backup/subscription_backup.ts";
 import { IntegrityError, isRetryable, TimeoutError, VatError } from "../errors.ts";
-import type { OperationProgress } from "../progress.ts";
+import type { OperationProgress, ProgressMeter } from "../progress.ts";
+import { redactLocation } from "../repo/open_store.ts";
+import type { AccelDecision } from "../vmm/accelerator.ts";
 import type { Accelerator } from "../vmm/virtual_machine.ts";
+import type { ApplianceRun } from "./appliance_run.ts";
 import type { ApplianceRepos } from "./appliance_repos.ts";
 import type { RepoTrust, TrustStatus } from "./repo_trust.ts";
 import type { ApplianceRecord, StateDb } from "./state_db.ts";
@@ -81,6 +84,63 @@ export const NO_BACKUP: BackupStatus = {
   error: null,
   forkNote: null,
 };
+
+/** What an appliance's status is made of. */
+export interface StatusParts {
+  record: ApplianceRecord;
+  run: ApplianceRun | undefined;
+  /** What it is doing now ("starting", "stopping", ...), when busy. */
+  busy: ApplianceStatus["state"] | undefined;
+  lastError: string | null;
+  view: RepoView;
+  /** The subscription's backup, when there is one. */
+  backup: SubscriptionBackup | null;
+  /** Whether the VAT backs user disks up at all. */
+  backupsEnabled: boolean;
+  /** A running hoard's progress. */
+  hoard: ProgressMeter | undefined;
+  hoarding: boolean;
+  operations: OperationProgress[];
+  /** The VAT's accelerator decision (why a guest runs on TCG). */
+  accel: AccelDecision | undefined;
+  trust: TrustStatus | null;
+}
+
+/** The status the UI and the CLI show, from its parts. */
+export function composeStatus(p: StatusParts): ApplianceStatus {
+  const { record, run, view } = p;
+  const latest = view.latest;
+  const holding = view.holding;
+  const current = run?.version.number ?? record.suspendedVersion ?? record.lastVersion;
+  return {
+    name: record.name,
+    // Credentials in its URL are not shown (status, listings, the UI).
+    repo: redactLocation(record.repo),
+    state: p.busy ?? (run ? "running" : record.suspendedVersion !== null ? "suspended" : "stopped"),
+    runningVersion: run?.version.number ?? null,
+    latestVersion: latest?.version ?? null,
+    updateAvailable: latest !== null && current !== null && latest.version > current,
+    updateRequired: latest?.updateRequired ?? false,
+    suspendedVersion: record.suspendedVersion,
+    subscribed: record.userBaseVersion !== null,
+    screenId: run?.vm.vncSocket ? run.vm.pid : null,
+    accel: run?.vm.accel ?? null,
+    accelNote: run?.vm.accel === "tcg" && p.accel?.fellBack ? p.accel.reason : null,
+    lastError: p.lastError,
+    offline: view.offline,
+    safeOffline: holding !== null && record.hoarded &&
+      record.hoardedVersion === holding.version && holding.cachedBytes === holding.totalBytes,
+    cachedBytes: p.hoard?.doneBytes ?? holding?.cachedBytes ?? null,
+    totalBytes: p.hoard?.totalBytes ?? holding?.totalBytes ?? null,
+    hoarded: record.hoarded,
+    hoarding: p.hoarding,
+    operations: [...p.operations, ...(p.backup?.meter ? [p.backup.meter.progress()] : [])],
+    // Without a subscription yet, `enabled` still says whether it will be backed up.
+    backup: p.backup?.status(run?.user?.overlay?.dirtyBytes() ?? 0) ??
+      { ...NO_BACKUP, enabled: p.backupsEnabled },
+    trust: p.trust,
+  };
+}
 
 /** What a status lookup found out about the repository. */
 export interface RepoView {

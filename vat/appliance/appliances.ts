@@ -9,7 +9,8 @@
  * The parts live beside it: `appliance_repos.ts` (repositories through their mirror,
  * held to their pins), `hoards.ts` (offline use), `appliance_backups.ts` (snapshots),
  * `appliance_status.ts` (what a status shows), `version_holdings.ts` (how much of a
- * version is cached), `appliance_run.ts` (one run's disks, NBD server and QEMU).
+ * version is cached), `memory_images.ts` (suspended appliances), `appliance_operations.ts`
+ * (long operations' progress), `appliance_run.ts` (one run's disks, NBD server and QEMU).
  *
  * @module
  */
@@ -19,8 +20,8 @@ import { ConflictError, TransientError, UsageError } from "../errors.ts";
 import type { PublishResult } from "../repo/publish.ts";
 import { redactLocation } from "../repo/open_store.ts";
 import type { MirroredStore } from "../repo/store_mirrored.ts";
-import { formatBytes, ProgressMeter } from "../progress.ts";
-import { removeIfThere, writeFileAtomic } from "../fs_atomic.ts";
+import { formatBytes } from "../progress.ts";
+import { removeIfThere } from "../fs_atomic.ts";
 import { runDirPaths } from "../vmm/run_dir.ts";
 import { readBootTrace } from "../repo/boot_trace.ts";
 import type { AcceleratorChoice } from "../vmm/accelerator.ts";
@@ -40,7 +41,8 @@ import { publishRunning } from "./publish_running.ts";
 import { startScheduledRun } from "./scheduled_run.ts";
 import { ApplianceOperations } from "./appliance_operations.ts";
 import { ApplianceRepos, readVersionOrNull } from "./appliance_repos.ts";
-import { type ApplianceStatus, NO_BACKUP, RepoViews } from "./appliance_status.ts";
+import { type ApplianceStatus, composeStatus, RepoViews } from "./appliance_status.ts";
+import { MemoryImages } from "./memory_images.ts";
 import { type ApplianceHeatMap, HeatMaps } from "./heat_map.ts";
 import { Hoards } from "./hoards.ts";
 import { prefetchTargetsOf } from "./prefetch_targets.ts";
@@ -92,6 +94,7 @@ export class Appliances extends EventTarget {
   readonly #views: RepoViews;
   /** The appliances' side of backups; null without a data repository. */
   readonly #runBackups: ApplianceBackups | null;
+  readonly #memory: MemoryImages;
 
   constructor(db: StateDb, cache: ChunkCache, stateDir: string, options: AppliancesOptions = {}) {
     super();
@@ -104,6 +107,7 @@ export class Appliances extends EventTarget {
     this.#backups?.addEventListener("change", () => this.#changed());
     this.#repos = new ApplianceRepos(stateDir, this.#trust);
     this.#holdings = new VersionHoldings(cache);
+    this.#memory = new MemoryImages(db, (name) => this.#dirs(name).dir);
     this.#operations = new ApplianceOperations(() => this.#changed());
     const changed = () => this.#changed();
     this.#hoards = new Hoards({
@@ -258,18 +262,11 @@ export class Appliances extends EventTarget {
         backup.active = true;
         // A memory image knows the user disk it was suspended with: not a restored one.
         if (plan.discardedOverlay && record.suspendedVersion !== null) {
-          await this.#dropMemoryImage(name);
+          await this.#memory.drop(name);
           record.suspendedVersion = null;
         }
       }
-      let resumeFrom: { path: string; machineType: string } | undefined;
-      if (record.suspendedVersion === version.number) {
-        const saved = JSON.parse(await Deno.readTextFile(`${dirs.dir}/memory.json`));
-        resumeFrom = { path: `${dirs.dir}/memory.img`, machineType: saved.machineType };
-      } else if (record.suspendedVersion !== null) {
-        // A memory image of an older version cannot run on the newer system disk.
-        await this.#dropMemoryImage(name);
-      }
+      const resumeFrom = await this.#memory.resumePoint(record, version.number);
       const subscription = backup;
       let run: ApplianceRun;
       try {
@@ -281,31 +278,13 @@ export class Appliances extends EventTarget {
           cache: this.#cache,
           dirs,
           resumeFrom,
-          // The first snapshot's instant is before the guest runs; its copying goes on
-          // while the guest boots (copy-before-write keeps it exact).
-          beforeBoot: subscription
-            ? ({ user }) =>
-              new Promise<void>((frozen) => {
-                if (!user?.overlay) return frozen();
-                this.#runBackups!.snapshotOverlay(
-                  name,
-                  subscription,
-                  user.overlay,
-                  version,
-                  "start",
-                  frozen,
-                ).catch(() => {});
-              })
-            : undefined,
-          beforeClose: subscription
-            ? (ended) => this.#runBackups!.snapshotRun(name, subscription, ended, "stop")
-            : undefined,
+          ...(subscription ? this.#runBackups!.runHooks(name, subscription, version) : {}),
         });
       } catch (err) {
         if (subscription) subscription.active = false;
         throw err;
       }
-      if (resumeFrom) await this.#dropMemoryImage(name);
+      if (resumeFrom) await this.#memory.drop(name);
       this.#runs.set(name, run);
       if (subscription) this.#runBackups!.schedule(name, subscription, run);
       this.#db.update(name, { lastVersion: version.number });
@@ -363,14 +342,7 @@ export class Appliances extends EventTarget {
     this.#busy.set(name, "suspending");
     this.#changed();
     try {
-      const dir = this.#dirs(name).dir;
-      const image = await run.vm.suspendTo(`${dir}/memory.img`);
-      await run.ended;
-      await writeFileAtomic(
-        `${dir}/memory.json`,
-        new TextEncoder().encode(JSON.stringify({ ...image, version: run.version.number })),
-      );
-      this.#db.update(name, { suspendedVersion: run.version.number });
+      await this.#memory.save(name, run);
     } finally {
       this.#busy.delete(name);
       this.#changed();
@@ -382,7 +354,7 @@ export class Appliances extends EventTarget {
   async reset(name: string): Promise<ApplianceStatus> {
     this.#db.get(name);
     this.#notRunning(name, "reset");
-    await this.#dropMemoryImage(name);
+    await this.#memory.drop(name);
     await removeIfThere(`${this.#dirs(name).dir}/ephemeral.raw`);
     this.#changed();
     return await this.status(name);
@@ -468,24 +440,12 @@ export class Appliances extends EventTarget {
   async publishFrom(name: string, keyPath: string): Promise<PublishResult> {
     const run = this.#running(name);
     const record = this.#db.get(name);
-    // Shown in the status's `operations` while it runs; events at most twice a second.
-    const meter = new ProgressMeter("publish", 0);
-    let lastEvent = Date.now();
-    const onProgress = (p: { doneBytes: number }) => {
-      meter.moveTo(p.doneBytes);
-      if (Date.now() - lastEvent > 500) {
-        lastEvent = Date.now();
-        this.#changed();
-      }
-    };
-    try {
-      return await publishRunning(run, record.repo, keyPath, this.#cache, onProgress, (total) => {
-        meter.totalBytes = total;
-        this.#operations.track(name, meter);
-      });
-    } finally {
-      this.#operations.untrack(name, meter);
-    }
+    return await this.#operations.run(
+      name,
+      "publish",
+      (onProgress, onStart) =>
+        publishRunning(run, record.repo, keyPath, this.#cache, onProgress, onStart),
+    );
   }
 
   /** The user disk's versions in the data repository and the snapshots waiting for upload. */
@@ -518,7 +478,7 @@ export class Appliances extends EventTarget {
     await this.#runBackups!.snapshotStopped(record);
     await backup.queueUndo(version);
     await CowOverlay.remove(`${this.#dirs(name).dir}/user.overlay`);
-    await this.#dropMemoryImage(name);
+    await this.#memory.drop(name);
     this.#backups!.kick();
     this.#changed();
     return await this.status(name);
@@ -550,53 +510,30 @@ export class Appliances extends EventTarget {
   }
 
   async #statusOf(record: ApplianceRecord): Promise<ApplianceStatus> {
-    const run = this.#runs.get(record.name);
-    const backup = await this.#runBackups?.ofOrNull(record) ?? null;
+    const name = record.name;
     const view = await this.#views.of(record);
-    const latest = view.latest;
+    const latest = view.latest?.version;
     if (
-      record.hoarded && !view.offline && latest && record.hoardedVersion !== latest.version &&
-      this.#hoards.retryDue(record.name)
+      record.hoarded && !view.offline && latest !== undefined &&
+      record.hoardedVersion !== latest && this.#hoards.retryDue(name)
     ) {
       // A newer version is published: fetch and pin it before calling it safe.
-      this.#hoards.inBackground(record.name);
+      this.#hoards.inBackground(name);
     }
-    const progress = this.#hoards.progressOf(record.name);
-    const holding = view.holding;
-    const current = run?.version.number ?? record.suspendedVersion ?? record.lastVersion;
-    const busy = this.#busy.get(record.name);
-    const accel = this.#options.accelerator?.current;
-    return {
-      name: record.name,
-      // Credentials in its URL are not shown (status, listings, the UI).
-      repo: redactLocation(record.repo),
-      state: busy ?? (run ? "running" : record.suspendedVersion !== null ? "suspended" : "stopped"),
-      runningVersion: run?.version.number ?? null,
-      latestVersion: latest?.version ?? null,
-      updateAvailable: latest !== null && current !== null && latest.version > current,
-      updateRequired: latest?.updateRequired ?? false,
-      suspendedVersion: record.suspendedVersion,
-      subscribed: record.userBaseVersion !== null,
-      screenId: run?.vm.vncSocket ? run.vm.pid : null,
-      accel: run?.vm.accel ?? null,
-      accelNote: run?.vm.accel === "tcg" && accel?.fellBack ? accel.reason : null,
-      lastError: this.#errors.get(record.name) ?? null,
-      offline: view.offline,
-      safeOffline: holding !== null && record.hoarded &&
-        record.hoardedVersion === holding.version && holding.cachedBytes === holding.totalBytes,
-      cachedBytes: progress?.doneBytes ?? holding?.cachedBytes ?? null,
-      totalBytes: progress?.totalBytes ?? holding?.totalBytes ?? null,
-      hoarded: record.hoarded,
-      hoarding: this.#hoards.isRunning(record.name),
-      operations: [
-        ...this.#operations.of(record.name),
-        ...(backup?.meter ? [backup.meter.progress()] : []),
-      ],
-      // Without a subscription yet, `enabled` still says whether it will be backed up.
-      backup: backup?.status(run?.user?.overlay?.dirtyBytes() ?? 0) ??
-        { ...NO_BACKUP, enabled: this.#backups !== null },
-      trust: this.#trust.status(record.name, view.problem),
-    };
+    return composeStatus({
+      record,
+      run: this.#runs.get(name),
+      busy: this.#busy.get(name),
+      lastError: this.#errors.get(name) ?? null,
+      view,
+      backup: await this.#runBackups?.ofOrNull(record) ?? null,
+      backupsEnabled: this.#backups !== null,
+      hoard: this.#hoards.progressOf(name),
+      hoarding: this.#hoards.isRunning(name),
+      operations: this.#operations.of(name),
+      accel: this.#options.accelerator?.current,
+      trust: this.#trust.status(name, view.problem),
+    });
   }
 
   #running(name: string): ApplianceRun {
@@ -610,12 +547,6 @@ export class Appliances extends EventTarget {
     if (this.#runs.has(name) || this.#busy.has(name)) {
       throw new ConflictError(`appliance "${name}" is running; stop it before you ${what} it`);
     }
-  }
-
-  async #dropMemoryImage(name: string): Promise<void> {
-    await removeIfThere(`${this.#dirs(name).dir}/memory.img`);
-    await removeIfThere(`${this.#dirs(name).dir}/memory.json`);
-    this.#db.update(name, { suspendedVersion: null });
   }
 
   #dirs(name: string) {

@@ -5,22 +5,24 @@
  * the series' one writer, and what happens when another VAT wrote meanwhile (a fork:
  * local changes are never discarded, and never written over another VAT's versions).
  *
+ * Sending and committing one snapshot: `snapshot_upload.ts`.
+ *
  * @module
  */
 
 import { randomUUID } from "node:crypto";
 import { CowOverlay } from "../disk/cow_overlay.ts";
 import { ConflictError, isRetryable, NotFoundError, TransientError } from "../errors.ts";
-import { fromHex, isAllZero } from "../repo/chunk_codec.ts";
+import { isAllZero } from "../repo/chunk_codec.ts";
 import { DiskIndex } from "../repo/disk_index.ts";
 import type { VmDescription } from "../repo/manifest.ts";
 import type { Repository } from "../repo/repository.ts";
-import { commitVersion } from "../repo/commit_version.ts";
 import { ProgressMeter } from "../progress.ts";
 import type { RateLimiter } from "../rate_limiter.ts";
 import type { DataRepository } from "./data_repository.ts";
 import { Lease, type LeaseHolder } from "./lease.ts";
 import { Outbox, type QueuedSnapshot, type SnapshotReason } from "./outbox.ts";
+import { commitSnapshot, sendObjects } from "./snapshot_upload.ts";
 
 /** What the API shows of a subscription's backup. */
 export interface BackupStatus {
@@ -100,7 +102,6 @@ export class SubscriptionHeldError extends ConflictError {
   }
 }
 
-const UPLOAD_CONCURRENCY = 4;
 /** Bytes of saved chunks a snapshot seals in the background before a save waits. */
 const MAX_SEALING_BYTES = 32 * 1024 * 1024;
 
@@ -466,59 +467,26 @@ export class SubscriptionBackup {
     // Snapshots queued while uploading add to the total.
     meter.totalBytes = meter.doneBytes + this.outbox.pendingBytes();
     this.#sentOfCurrent = 0;
-    let next = 0;
-    const worker = async () => {
-      while (next < snapshot.objects.length) {
-        const id = snapshot.objects[next++];
-        const hash = fromHex(id);
-        if (await repo.hasChunk(hash)) {
-          meter.advance(0);
-          continue;
-        }
-        let object: Uint8Array;
-        try {
-          object = await this.outbox.readObject(id);
-        } catch (err) {
-          if (err instanceof Deno.errors.NotFound && !this.outbox.isQueued(snapshot.seq)) return;
-          throw err;
-        }
-        await this.#options.limiter.take(object.length);
-        if (this.#stopping) throw new TransientError("the upload stopped with the daemon");
-        const schedule = this.#options.schedule ?? ((task) => task());
-        await schedule(() => repo.writeEncodedChunk(hash, object));
-        meter.advance(object.length);
-        this.#sentOfCurrent += object.length;
-      }
-    };
-    await Promise.all(Array.from({ length: UPLOAD_CONCURRENCY }, worker));
+    await sendObjects(snapshot, {
+      repo,
+      outbox: this.outbox,
+      limiter: this.#options.limiter,
+      schedule: this.#options.schedule,
+      meter,
+      stopping: () => this.#stopping,
+      onSent: (bytes) => this.#sentOfCurrent += bytes,
+    });
     if (!this.outbox.isQueued(snapshot.seq)) return; // collapsed into a newer one meanwhile
-    const version = (latest ?? 0) + 1;
-    const ref = await repo.writeDiskIndex(version, "user", snapshot.index);
-    await this.#options.limiter.take(ref.sizeBytes); // the index counts against the cap too
-    const committed = await commitVersion(repo, this.#data.key.signingKey, version, latest, {
-      vm: snapshot.vm,
-      disks: {
-        user: {
-          sizeBytes: snapshot.index.sizeBytes,
-          chunkBytes: snapshot.index.chunkBytes,
-          index: ref,
-          dataChunks: _dataChunks(snapshot.index),
-          newStoredBytes: snapshot.objectBytes,
-        },
-      },
-      snapshot: {
-        id: snapshot.id,
-        takenAt: snapshot.takenAt,
-        reason: snapshot.reason,
-        changedBytes: snapshot.changedBytes,
-        dataBytes: snapshot.dataBytes,
-        vatId: this.#options.vatId,
-        undoneTo: snapshot.undoneTo,
-      },
-      subscription: state.series,
-    }, { latestRequired: false });
+    const version = await commitSnapshot(snapshot, {
+      repo,
+      key: this.#data.key.signingKey,
+      latest,
+      series: state.series,
+      vatId: this.#options.vatId,
+      limiter: this.#options.limiter,
+    });
     // Another VAT committed this number first; the next round sees it and forks.
-    if (!committed) return;
+    if (version === null) return;
     await this.outbox.uploaded(snapshot, version);
     this.#sentOfCurrent = 0;
     this.outbox.updateState({ lastBackupAt: snapshot.takenAt });
@@ -597,12 +565,6 @@ export class SubscriptionBackup {
  */
 function _runsOn(vm: VmDescription): VmDescription {
   return { memoryMiB: vm.memoryMiB, cpus: vm.cpus };
-}
-
-function _dataChunks(index: DiskIndex): number {
-  let n = 0;
-  for (const _ of index.dataChunks()) n++;
-  return n;
 }
 
 function _dataBytes(index: DiskIndex): number {

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { sameBytes, writeImage } from "./helpers/images.ts";
 import { run, runOk, startVat, type VatProcess } from "./helpers/processes.ts";
-import { vatOk } from "./helpers/vat_cli.ts";
+import { runVat, vatOk } from "./helpers/vat_cli.ts";
 
 const MiB = 1024 * 1024;
 
@@ -193,6 +193,43 @@ Deno.test("vat nbd throws away system disk writes at every start unless told to 
     } finally {
       await server.stop();
     }
+  });
+});
+
+Deno.test("vat nbd --read-only serves a user disk's overlay as its guest left it and refuses writes", async () => {
+  await withRepo(async (f) => {
+    const overlay = `${f.dir}/user.overlay`;
+    let server = await serveNbd(f, ["--disk", "user", "--overlay", overlay]);
+    try {
+      await runOk("qemu-io", ["-f", "raw", f.uri, "-c", "write -P 0x6b 65536 8192", "-c", "flush"]);
+    } finally {
+      await server.stop();
+    }
+    const before = await Deno.readFile(overlay);
+    server = await serveNbd(f, ["--disk", "user", "--overlay", overlay, "--read-only"]);
+    try {
+      await runOk("qemu-io", ["-r", "-f", "raw", f.uri, "-c", "read -P 0x6b 65536 8192"]);
+      const info = JSON.parse(await runOk("nbdinfo", ["--json", f.uri]));
+      assert.equal(info.exports[0]["is_read_only"], true);
+      // The export says read-only: a client asking to write cannot even open it.
+      const write = await run("qemu-io", ["-f", "raw", f.uri, "-c", "write -P 0x01 0 4096"]);
+      assert.match(write.stdout + write.stderr, /read.only|Permission denied|not permitted/i);
+    } finally {
+      await server.stop();
+    }
+    assert.deepEqual(await Deno.readFile(overlay), before);
+    // An overlay that is not there is an error, not a new empty one.
+    const missing = await runVat([
+      "nbd",
+      f.repo,
+      "--socket",
+      f.socket,
+      "--overlay",
+      `${f.dir}/nope`,
+      "--read-only",
+    ]);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /nope does not exist; --read-only serves an existing one/);
   });
 });
 

@@ -9,18 +9,23 @@ import { formatBytes, parseSize } from "../progress.ts";
 import { parseFlags, parseRepoRef, s3Options, STORE_FLAGS } from "./args.ts";
 import type { Command } from "./command.ts";
 import { removeStaleSocket } from "../unix_socket.ts";
+import { ReadOnlyDevice } from "../disk/read_only_device.ts";
+import { pathExists } from "../fs_atomic.ts";
 
 export const nbdCommand: Command = {
   name: "nbd",
   summary: "serve one disk of a version over NBD (for debugging and benchmarks)",
   usage: `vat nbd REPO[@N] --socket PATH [--disk system|user] [--overlay PATH [--keep-overlay]]
-        [--cache DIR] [--cache-size SIZE] [--retry-for SECONDS] [--tcp ADDR:PORT] [--name EXPORT]
+        [--read-only] [--cache DIR] [--cache-size SIZE] [--retry-for SECONDS] [--tcp ADDR:PORT] [--name EXPORT]
 
 Serves the disk through the chunk cache (default DIR: the state directory's cache),
 fetching missing chunks from REPO on demand; an unreachable repository is retried
 for --retry-for seconds (default 60), then the read fails with an I/O error. Without --overlay the export is read-only.
 With --overlay, writes go to that copy-on-write overlay: a system disk's overlay is
 thrown away at start (lockdown) unless --keep-overlay; a user disk's persists.
+--read-only serves the disk as it is and refuses every write: with --overlay, an
+existing overlay (a user disk as its guest left it) that is neither written nor
+thrown away.
 Stops on SIGINT or SIGTERM, flushing the overlay.`,
   async run(args) {
     const { values, positionals } = parseFlags("nbd", args, {
@@ -29,6 +34,7 @@ Stops on SIGINT or SIGTERM, flushing the overlay.`,
       disk: { type: "string", default: "system" },
       overlay: { type: "string" },
       "keep-overlay": { type: "boolean" },
+      "read-only": { type: "boolean" },
       cache: { type: "string" },
       "cache-size": { type: "string" },
       state: { type: "string" },
@@ -45,6 +51,12 @@ Stops on SIGINT or SIGTERM, flushing the overlay.`,
       throw new UsageError("nbd: --socket PATH (or --tcp ADDR:PORT) is required");
     }
     const ref = parseRepoRef(positionals[0]);
+    const readOnly = values["read-only"] ?? false;
+    if (readOnly && values.overlay && !(await pathExists(values.overlay))) {
+      throw new UsageError(
+        `nbd: the overlay ${values.overlay} does not exist; --read-only serves an existing one`,
+      );
+    }
     let tcp: { hostname: string; port: number } | undefined;
     if (values.tcp) {
       const m = /^(.*):(\d+)$/.exec(values.tcp);
@@ -67,13 +79,14 @@ Stops on SIGINT or SIGTERM, flushing the overlay.`,
       const version = await repo.resolveVersion(ref.version);
       const disk = await openVersionDisk(repo, version, values.disk, cache, {
         overlayPath: values.overlay,
-        discardOverlay: values.disk === "system" && !values["keep-overlay"],
+        discardOverlay: values.disk === "system" && !values["keep-overlay"] && !readOnly,
         retryForMs: retryFor * 1000,
       });
+      const device = readOnly ? new ReadOnlyDevice(disk.device) : disk.device;
       if (values.socket) await removeStaleSocket(values.socket);
       const server = serveNbd({
         exports: new Map([[values.name, {
-          device: disk.device,
+          device,
           description: `${values.disk} disk of version ${version.number} of ${store.location}`,
         }]]),
         socketPath: values.socket,
@@ -84,14 +97,14 @@ Stops on SIGINT or SIGTERM, flushing the overlay.`,
           formatBytes(disk.device.sizeBytes)
         }) of version ${version.number}` +
           ` at ${values.socket ?? `${server.tcpAddr?.hostname}:${server.tcpAddr?.port}`}` +
-          (disk.overlay ? `, writes to ${disk.overlay.path}` : ", read-only"),
+          (disk.overlay && !readOnly ? `, writes to ${disk.overlay.path}` : ", read-only"),
       );
       await new Promise<void>((resolve) => {
         Deno.addSignalListener("SIGINT", resolve);
         Deno.addSignalListener("SIGTERM", resolve);
       });
       await server.close();
-      await disk.device.close();
+      await device.close();
       return 0;
     } finally {
       await cache.close();

@@ -1,8 +1,11 @@
 /**
  * The disk path's one interface, in the shape of an nbdkit plugin: a virtual disk of
- * fixed size with read, write, flush, trim and write-zeroes. The chunk cache's view of
- * a version, the copy-on-write overlay, read-only, statistics and trace recording are
- * layers that take a `BlockDevice` and are one; the NBD server serves any of them.
+ * fixed size with read, write, flush, trim and write-zeroes. A version's disk through
+ * the chunk cache (`ChunkedDisk`) and local files (`FileDevice`) are the bottoms; the
+ * copy-on-write overlay (`CowOverlay`), `ReadOnlyDevice`, `StatsDevice` and
+ * `FaultyDevice` are layers in nbdkit's filter style that take a `BlockDevice` and are
+ * one; the NBD server serves any stack of them. Trace recording observes `ChunkedDisk`'s
+ * chunk reads instead (docs/ARCHITECTURE.md says why).
  *
  * Errors: implementations throw the classes of `vat/errors.ts` (`UsageError` for a
  * request out of range, `PermanentError` for writes to a read-only device or a full

@@ -23,9 +23,10 @@ import {
   unlockSlots,
   WRONG_NAME_OR_PASSWORD,
 } from "../directory/login_client.ts";
-import { changePassword as changeSlotPassword } from "../directory/change_password.ts";
-import { makeSlot, newRecoveryKey } from "../directory/key_slots.ts";
-import { MIN_LOG_N } from "../auth/kdf.ts";
+import {
+  changePassword as changeSlotPassword,
+  replaceRecoveryKey,
+} from "../directory/change_password.ts";
 import { checkUserName, type UserEntry } from "../directory/user_entry.ts";
 import {
   ConflictError,
@@ -43,6 +44,7 @@ import type { AcceleratorChoice } from "../vmm/accelerator.ts";
 import { Appliances } from "../appliance/appliances.ts";
 import { StateDb } from "../appliance/state_db.ts";
 import { syncEntitlements } from "./entitlements.ts";
+import { anotherUserHas } from "./user_states.ts";
 import {
   type CachedLogin,
   fromBase64Url,
@@ -516,7 +518,9 @@ export class DirectoryUsers extends EventTarget {
   /** Changes the current user's password (online only). */
   async changePassword(old: string, fresh: string): Promise<void> {
     const user = this.#requireUser();
-    await changeSlotPassword(this.location, user.name, old, fresh);
+    await changeSlotPassword(this.location, user.name, old, fresh, {
+      pin: await this.#logins.pin(),
+    });
     this.options.log(`${user.name} changed their password`);
     // This VAT's cached slot takes the new password too, so offline it is the one.
     const cached = await this.#logins.read(user.name);
@@ -526,28 +530,9 @@ export class DirectoryUsers extends EventTarget {
   /** Makes a new recovery key for the current user (online only); returns it, once. */
   async newRecoveryKey(password: string): Promise<string> {
     const user = this.#requireUser();
-    const store = await openStore(this.location, { signingKey: user.key.signingKey });
-    try {
-      const dir = await this.#open(store);
-      const login = await loginOnline(dir, user.name, password);
-      const recovery = newRecoveryKey();
-      const slot = await makeSlot(
-        login.secret,
-        recovery,
-        "recovery",
-        { directoryId: dir.id, name: user.name },
-        MIN_LOG_N,
-      );
-      await dir.writeSlots({
-        ...login.slots,
-        serial: login.slots.serial + 1,
-        updatedAt: new Date().toISOString(),
-        slots: [...login.slots.slots.filter((s) => s.kind !== "recovery"), slot],
-      }, user.key.signingKey);
-      return recovery;
-    } finally {
-      await store.close();
-    }
+    return await replaceRecoveryKey(this.location, user.name, password, {
+      pin: await this.#logins.pin(),
+    });
   }
 
   /**
@@ -578,23 +563,12 @@ export class DirectoryUsers extends EventTarget {
   async belongsToAnother(name: string): Promise<boolean> {
     const current = this.#current;
     if (current && current.db.list().some((r) => r.name === name)) return false;
-    for await (const e of _readDir(`${this.options.stateDir}/users`)) {
-      if (!e.isDirectory || e.name === current?.name) continue;
-      const path = `${this.#logins.userDir(e.name)}/vat.sqlite`;
-      try {
-        await Deno.stat(path);
-      } catch {
-        continue;
-      }
-      const leaving = this.#leaving.get(e.name);
-      const db = leaving?.db ?? StateDb.open(path);
-      try {
-        if (db.list().some((r) => r.name === name)) return true;
-      } finally {
-        if (!leaving) db.close();
-      }
-    }
-    return false;
+    return await anotherUserHas(name, {
+      usersDir: `${this.options.stateDir}/users`,
+      except: current?.name,
+      dbPathOf: (user) => `${this.#logins.userDir(user)}/vat.sqlite`,
+      openDbOf: (user) => this.#leaving.get(user)?.db,
+    });
   }
 
   /** Stops everything (daemon shutdown). */
@@ -615,12 +589,4 @@ export class DirectoryUsers extends EventTarget {
 async function _closeUser(user: ActiveUser): Promise<void> {
   await user.backups?.close();
   user.db.close();
-}
-
-async function* _readDir(path: string): AsyncIterable<Deno.DirEntry> {
-  try {
-    yield* Deno.readDir(path);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
 }

@@ -1,7 +1,8 @@
 /**
  * The layers of docs/ARCHITECTURE.md, checked on the import graph: no folder of `vat/`
  * imports a folder of a higher layer, no folders import each other in a cycle, and the
- * browser UI reaches the product only through the API's modules.
+ * browser UI reaches the product only through the API's modules; and no product file
+ * grows past one concept's size.
  */
 
 import assert from "node:assert/strict";
@@ -125,4 +126,18 @@ Deno.test("the browser UI imports the API's modules only", async () => {
     }
   }
   assert.deepEqual(wrong, []);
+});
+
+/** Past this, a file holds more than one concept: split it by concern. */
+const MAX_LINES = 600;
+
+Deno.test(`no product file is over ${MAX_LINES} lines`, async () => {
+  const long: string[] = [];
+  for (const dir of ["vat", "ui"]) {
+    for await (const file of sources(dir)) {
+      const lines = (await Deno.readTextFile(`${ROOT}${file}`)).split("\n").length - 1;
+      if (lines > MAX_LINES) long.push(`${file}: ${lines} lines`);
+    }
+  }
+  assert.deepEqual(long, []);
 });

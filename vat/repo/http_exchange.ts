@@ -2,12 +2,14 @@
  * The HTTP transport's handling of one exchange with a server: a deadline that bounds
  * stalls (renewed as each part of a body arrives) and ends with the caller's own
  * signal, and reading what a server's answer says (a range, a directory redirect, a
- * short reason from an error page) without reading more of it than that.
+ * short reason from an error page) without reading more of it than that, and the
+ * errors a failed exchange becomes.
  *
  * @module
  */
 
-import { readStreamHead } from "./store.ts";
+import { PermanentError, ProtocolError, TransientError, type VatError } from "../errors.ts";
+import { parseRetryAfter, readStreamHead } from "./store.ts";
 
 /**
  * A deadline that aborts a request unless renewed: renewed when the response starts
@@ -97,4 +99,53 @@ export async function reasonOf(response: Response): Promise<string> {
 
 export async function discardBody(response: Response): Promise<void> {
   await response.body?.cancel().catch(() => {});
+}
+
+/**
+ * The error for an exchange that failed before an answer (`what`: "GET KEY at
+ * LOCATION"): the caller's own cancellation as it is, a stall past the deadline or a
+ * lost connection as a `TransientError`, anything else as it was.
+ */
+export function networkError(err: unknown, what: string, deadline: Deadline): unknown {
+  if (deadline.callerGaveUp) return deadline.signal.reason;
+  if (deadline.expired) {
+    return new TransientError(`${what} timed out (no progress for ${deadline.lastMs} ms)`, {
+      cause: err,
+    });
+  }
+  if (
+    err instanceof TypeError || err instanceof Deno.errors.Http ||
+    err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.ConnectionAborted ||
+    err instanceof Deno.errors.UnexpectedEof
+  ) {
+    return new TransientError(`${what} failed: ${err.message}`, { cause: err });
+  }
+  return err;
+}
+
+/**
+ * The error for an unexpected status other than not-found (`what`: "METHOD URL");
+ * reads (and so releases) the body. A refusal (401, 403) gets `hint` when the server
+ * does not say why; 429 and 5xx are transient, with the server's `Retry-After`.
+ */
+export async function statusError(
+  response: Response,
+  what: string,
+  hint: string,
+): Promise<VatError> {
+  const reason = await reasonOf(response);
+  const status = response.status;
+  const because = reason ? `: ${reason}` : "";
+  if (status === 401 || status === 403) {
+    // vat serve says why and what to do; a static server's page rarely does.
+    return new PermanentError(`${what} was refused (${status})${because || `; ${hint}`}`);
+  }
+  if (status === 507) return new PermanentError(`${what}: the server is out of space${because}`);
+  if (status === 429 || status >= 500) {
+    return new TransientError(`${what} failed (${status})${because}`, {
+      status,
+      retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+    });
+  }
+  return new ProtocolError(`${what} answered ${status}${because}`);
 }

@@ -33,15 +33,15 @@ import {
   Deadline,
   discardBody,
   isDirectoryRedirect,
+  networkError,
   parseContentRange,
-  reasonOf,
+  statusError,
 } from "./http_exchange.ts";
 import { CONTENT_SHA256_HEADER, sha256Hex, signRequest } from "../auth/request_signature.ts";
 import {
   checkKey,
   checkPrefix,
   type ObjectInfo,
-  parseRetryAfter,
   readLimit,
   type ReadOptions,
   type Store,
@@ -442,7 +442,7 @@ export class HttpStore implements Store {
       return { response, deadline };
     } catch (err) {
       deadline.clear();
-      throw this.#networkError(err, method, key, deadline);
+      throw networkError(err, `${method} ${key} at ${this.location}`, deadline);
     }
   }
 
@@ -496,7 +496,7 @@ export class HttpStore implements Store {
       }
     } catch (err) {
       if (err instanceof IntegrityError) throw err;
-      throw this.#networkError(err, "GET", key, deadline);
+      throw networkError(err, `GET ${key} at ${this.location}`, deadline);
     } finally {
       await reader.cancel().catch(() => {});
     }
@@ -542,61 +542,19 @@ export class HttpStore implements Store {
     return data;
   }
 
+  /** The error for an unexpected status; reads (and so releases) the body. */
+  #statusError(response: Response, method: string, key: string, url: string): Promise<VatError> {
+    if (response.status === 404 || isDirectoryRedirect(response, url)) {
+      return discardBody(response).then(() => this.#notFound(key));
+    }
+    const hint = this.serverKind === "vat-serve" && method !== "GET" && method !== "HEAD"
+      ? "use --key with a key that vat serve was given (--allow-key) or that is in the " +
+        "repository's publisherKeys"
+      : "check the URL and any credentials in it";
+    return statusError(response, `${method} ${this.location + key}`, hint);
+  }
+
   #notFound(key: string): NotFoundError {
     return new NotFoundError(`${key} does not exist in ${this.location}`);
-  }
-
-  #networkError(err: unknown, method: string, key: string, deadline: Deadline): unknown {
-    if (deadline.callerGaveUp) return deadline.signal.reason;
-    if (deadline.expired) {
-      return new TransientError(
-        `${method} ${key} at ${this.location} timed out (no progress for ${deadline.lastMs} ms)`,
-        { cause: err },
-      );
-    }
-    if (
-      err instanceof TypeError || err instanceof Deno.errors.Http ||
-      err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.ConnectionAborted ||
-      err instanceof Deno.errors.UnexpectedEof
-    ) {
-      return new TransientError(`${method} ${key} at ${this.location} failed: ${err.message}`, {
-        cause: err,
-      });
-    }
-    return err;
-  }
-
-  /** The error for an unexpected status; reads (and so releases) the body. */
-  async #statusError(
-    response: Response,
-    method: string,
-    key: string,
-    url: string,
-  ): Promise<VatError> {
-    const reason = await reasonOf(response);
-    const status = response.status;
-    const shown = this.location + key;
-    const because = reason ? `: ${reason}` : "";
-    if (status === 404 || isDirectoryRedirect(response, url)) return this.#notFound(key);
-    if (status === 401 || status === 403) {
-      const hint = this.serverKind === "vat-serve" && method !== "GET" && method !== "HEAD"
-        ? "use --key with a key that vat serve was given (--allow-key) or that is in the " +
-          "repository's publisherKeys"
-        : "check the URL and any credentials in it";
-      // vat serve says why and what to do; a static server's page rarely does.
-      return new PermanentError(
-        `${method} ${shown} was refused (${status})${because || `; ${hint}`}`,
-      );
-    }
-    if (status === 507) {
-      return new PermanentError(`${method} ${shown}: the server is out of space${because}`);
-    }
-    if (status === 429 || status >= 500) {
-      return new TransientError(`${method} ${shown} failed (${status})${because}`, {
-        status,
-        retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
-      });
-    }
-    return new ProtocolError(`${method} ${shown} answered ${status}${because}`);
   }
 }

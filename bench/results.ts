@@ -7,6 +7,7 @@
  */
 
 const _OUT_DIR = new URL("./out/", import.meta.url).pathname;
+const _ROOT = new URL("../", import.meta.url).pathname;
 
 /** One README table: its Markdown, and the line that states how it was measured. */
 export interface BenchTable {
@@ -25,6 +26,8 @@ export interface BenchResult {
   bench: string;
   /** The command that produced them. */
   command: string;
+  /** The commit of the tree that ran (with "+changes" when it had uncommitted ones). */
+  commit?: string;
   startedAt: string;
   finishedAt: string;
   /** A short mode (--quick, fewer rounds): its figures are not README figures. */
@@ -77,8 +80,21 @@ export function markdownTable(rows: (string | number)[][]): string {
 export async function writeBenchResult(result: BenchResult): Promise<string> {
   await Deno.mkdir(_OUT_DIR, { recursive: true });
   const path = `${_OUT_DIR}${result.bench}.result.json`;
-  await Deno.writeTextFile(path, JSON.stringify(result, null, 2) + "\n");
+  const withCommit = { ...result, commit: result.commit ?? await _commit() };
+  await Deno.writeTextFile(path, JSON.stringify(withCommit, null, 2) + "\n");
   return path;
+}
+
+/** The checkout's commit, "+changes" when its tracked files differ from it. */
+async function _commit(): Promise<string> {
+  const git = async (...args: string[]) => {
+    const out = await new Deno.Command("git", { args, cwd: _ROOT, stdout: "piped", stderr: "null" })
+      .output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : null;
+  };
+  const head = await git("rev-parse", "--short", "HEAD");
+  if (!head) return "unknown";
+  return (await git("status", "--porcelain", "--untracked-files=no")) ? `${head}+changes` : head;
 }
 
 /** The path `writeBenchResult` writes for `bench`. */
@@ -92,7 +108,8 @@ export function tablesMarkdown(results: BenchResult[]): string {
   for (const r of results) {
     for (const t of r.tables) {
       out.push(
-        `**${t.title}** (\`${r.command}\`${r.short ? ", SHORT RUN: not a README figure" : ""})`,
+        `**${t.title}** (\`${r.command}\`${r.commit ? ` at ${r.commit}` : ""}` +
+          `${r.short ? ", SHORT RUN: not a README figure" : ""})`,
       );
       out.push("", `Method: ${t.method}`, "", t.markdown);
       if (t.notes?.length) out.push("", ...t.notes);

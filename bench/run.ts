@@ -2,12 +2,15 @@
  * `deno task bench [NAME] [ARGS...]`: runs one benchmark of `bench/`, or lists them.
  * Benchmarks are not tests: they print figures and ratios against peer tools.
  *
- * `deno task bench all [--short] [--only a,b]` runs every bench in turn (each installs
- * the peers it needs, bench/peers.ts), then gathers what each wrote
+ * `deno task bench all [--short] [--only a,b] [--keep c,d]` runs every bench in turn
+ * (each installs the peers it needs, bench/peers.ts), then gathers what each wrote
  * (`bench/out/NAME.result.json`, bench/results.ts) into one machine-readable file,
  * `bench/out/results-DATE.json`, and the README's tables with their method lines,
  * `bench/out/tables.md`. `--short` runs each in its short mode (figures for checking the
- * pipeline, not for the README).
+ * pipeline, not for the README). `--keep` takes the named benches' results from their
+ * last run instead of running them again (a bench of an hour, run on its own with the
+ * same arguments); each result keeps its own command, commit and times, and a kept
+ * result from a short run or other arguments is refused.
  *
  * @module
  */
@@ -76,22 +79,42 @@ async function _runOne(name: string, args: string[]): Promise<number> {
   return result.code;
 }
 
+/** A bench's result from its last run, if that run had the arguments `bench all` gives it. */
+async function _kept(name: string, args: string[], short: boolean): Promise<BenchResult> {
+  const result: BenchResult = JSON.parse(await Deno.readTextFile(resultPath(name)));
+  const wanted = `deno run -A bench/${name}.ts${args.length ? " " + args.join(" ") : ""}`;
+  if (result.short !== short || result.command !== wanted) {
+    throw new Error(`kept result was made by "${result.command}", not "${wanted}"`);
+  }
+  console.error(`\n[bench all] ${name}: kept from ${result.startedAt} (${result.command})`);
+  return result;
+}
+
 async function _runAll(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { short: { type: "boolean" }, only: { type: "string" } },
+    options: { short: { type: "boolean" }, only: { type: "string" }, keep: { type: "string" } },
   });
   const names = values.only
     ? values.only.split(",")
     : Object.keys(BENCHES).filter((n) => BENCHES[n].inAll !== false);
-  for (const n of names) {
-    if (!(n in BENCHES)) throw new Error(`--only ${values.only}: no bench named ${n}`);
+  const keep = new Set(values.keep ? values.keep.split(",") : []);
+  for (const n of [...names, ...keep]) {
+    if (!(n in BENCHES)) throw new Error(`no bench named ${n}`);
   }
   const startedAt = new Date().toISOString();
   const results: BenchResult[] = [];
   const failed: string[] = [];
   for (const name of names) {
     const args = values.short ? BENCHES[name].short : BENCHES[name].full;
+    if (keep.has(name)) {
+      try {
+        results.push(await _kept(name, args, !!values.short));
+      } catch (err) {
+        failed.push(`${name}: ${(err as Error).message}`);
+      }
+      continue;
+    }
     console.error(`\n[bench all] ${name} ${args.join(" ")}`);
     // A result left from an earlier run must not pass for this one's.
     await Deno.remove(resultPath(name)).catch(() => {});

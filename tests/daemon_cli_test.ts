@@ -133,3 +133,28 @@ Deno.test("the daemon refuses a config file it does not understand", async () =>
     await Deno.remove(state, { recursive: true });
   }
 });
+
+Deno.test("a state directory the daemon cannot use is one clear line and exit 1, not a stack", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vat-daemon-state-" });
+  try {
+    // The tests run as root, whom permissions do not stop: a file where a directory
+    // must be, and a directory where the database file must be, stop everyone.
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const notDir = await runVat(["--headless", "--state", `${dir}/file/state`, "--port", "0"]);
+    assert.equal(notDir.code, 1);
+    assert.match(
+      notDir.stderr,
+      /^vat daemon: Not a directory \(os error 20\): \w+ '.*\/file\/state.*'\n$/,
+    );
+    await Deno.mkdir(`${dir}/state/vat.sqlite`, { recursive: true });
+    const noDb = await runVat(["--headless", "--state", `${dir}/state`, "--port", "0"]);
+    assert.equal(noDb.code, 1);
+    assert.match(
+      noDb.stderr,
+      /vat daemon: cannot open .*\/state\/vat\.sqlite: unable to open database file; it and its directory must be writable by this user\n$/,
+    );
+    assert.doesNotMatch(noDb.stderr, /Uncaught|    at /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

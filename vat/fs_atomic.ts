@@ -176,9 +176,17 @@ const _SQLITE_FULL = 13;
 
 /**
  * A full disk (see `isDiskFull`) as a `PermanentError` that names the disk by `path`
- * and says what to do; any other error unchanged.
+ * and says what to do, and so is a database file SQLite cannot open or write (a file
+ * of another user's, a read-only one); any other error unchanged.
  */
 export function mapDiskFull(err: unknown, path: string): unknown {
+  if (_cannotOpen(err)) {
+    return new PermanentError(
+      `cannot open ${path}: ${(err as Error).message.replace(`: ${path}`, "")}; ` +
+        "it and its directory must be writable by this user",
+      { cause: err },
+    );
+  }
   if (!isDiskFull(err) || (err instanceof PermanentError && /is full/.test(err.message))) {
     return err;
   }
@@ -186,6 +194,15 @@ export function mapDiskFull(err: unknown, path: string): unknown {
     `the disk of ${path} is full (no space left on the device); free some space on it and retry`,
     { cause: err },
   );
+}
+
+/** SQLite could not open or write its database file: a permission, not a bug. */
+function _cannotOpen(err: unknown): boolean {
+  // Deno's node:sqlite errors carry only the code and SQLite's message (no errcode).
+  return (err as { code?: string })?.code === "ERR_SQLITE_ERROR" &&
+    /unable to open database file|readonly database|access permission denied/.test(
+      (err as Error).message,
+    );
 }
 
 /** fsyncs a directory so a rename or link in it is durable. */

@@ -163,6 +163,18 @@ export async function runCli(args: string[]): Promise<number> {
       console.error(`vat ${command.name}: ${err.message}`);
       return err instanceof UsageError ? 2 : 1;
     }
+    // What the system refused (a permission, a missing file) is said in one line that
+    // names the path; anything else is a bug, and its stack is what helps.
+    if (_isSystemError(err)) {
+      console.error(`vat ${command.name}: ${(err as Error).message}`);
+      return 1;
+    }
     throw err;
   }
+}
+
+function _isSystemError(err: unknown): boolean {
+  if (Object.values(Deno.errors).some((kind) => err instanceof kind)) return true;
+  // node:sqlite's errors: "unable to open database file", "attempt to write a readonly database".
+  return (err as { code?: string })?.code === "ERR_SQLITE_ERROR";
 }

@@ -101,3 +101,31 @@ Deno.test("the launcher rolls back a trial that dies after its health check, and
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the launcher with nothing to start says so in one line of its own and exits 1", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vat-launcher-test-" });
+  try {
+    const install = new InstallDir(dir);
+    await _slot(install, "A", 1, "exit 0");
+    await install.ensureLauncher();
+    const run = async () => {
+      const out = await new Deno.Command(`${dir}/vat-launcher.sh`, { stderr: "piped" }).output();
+      return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+    };
+    const none = await run();
+    assert.equal(none.code, 1);
+    assert.equal(
+      none.stderr,
+      `vat-launcher: nothing to start: ${dir} has no current slot and no next slot with attempts left\n`,
+    );
+    await Deno.writeTextFile(`${dir}/current`, "../../bin\n");
+    const bad = await run();
+    assert.equal(bad.code, 1);
+    assert.equal(
+      bad.stderr,
+      `vat-launcher: nothing to start: ${dir}/current names no slot ('../../bin')\n`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

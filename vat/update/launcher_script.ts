@@ -77,10 +77,15 @@ while [ $stopping = 0 ]; do
     fi
   fi
   if [ -z "$slot" ]; then
-    if ! read -r slot < "$dir/current" 2>/dev/null; then
+    # (A missing file is tested first: the shell reports a failed redirection itself.)
+    if [ ! -f "$dir/current" ] || ! read -r slot < "$dir/current"; then
       log "nothing to start: $dir has no current slot and no next slot with attempts left"
       exit 1
     fi
+    case "$slot" in
+      A|B|C) ;;
+      *) log "nothing to start: $dir/current names no slot ('$slot')"; exit 1 ;;
+    esac
   fi
   rm -f "$dir/healthy"
   VAT_INSTALL_DIR=$dir VAT_SLOT=$slot "$dir/$slot/launch" "$@" &

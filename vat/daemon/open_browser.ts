@@ -57,8 +57,9 @@ export function chooseBrowser(
         `--user-data-dir=${options.profileDir}`,
         "--no-first-run",
         "--no-default-browser-check",
-        ...(options.kiosk ? ["--kiosk"] : []),
-        `--app=${options.url}`,
+        // Full screen is `--kiosk URL`, not `--kiosk --app=URL`: with both, Chromium
+        // under a Wayland kiosk compositor (cage) exits at once.
+        ...(options.kiosk ? ["--kiosk", options.url] : [`--app=${options.url}`]),
       ]
       : ["--new-instance", "--profile", options.profileDir, "--kiosk", options.url];
     return { launch: { name, command, args } };

@@ -21,6 +21,10 @@
  */
 
 import { parseArgs } from "node:util";
+import { constants, zstdCompressSync } from "node:zlib";
+import { chunkKey, toHex } from "../vat/repo/chunk_codec.ts";
+import { openStore } from "../vat/repo/open_store.ts";
+import { Repository } from "../vat/repo/repository.ts";
 import { ensureApplianceImages } from "./fixtures/appliance_images.ts";
 import { findUnusedRangesInFile } from "../vat/image/ext4_unused.ts";
 import { type ByteRange, totalLength } from "../vat/image/byte_ranges.ts";
@@ -169,7 +173,13 @@ async function _qemuImg(v1: string) {
  * `vat publish` (the CLI) of v1, then (unless `v2` is null) v2, into a fresh repository
  * with `chunk`-sized chunks; `exact` publishes every byte (no unused-block zeroing).
  */
-async function _vatPublish(v1: string, v2: string | null, chunk: string, exact: boolean) {
+async function _vatPublish(
+  v1: string,
+  v2: string | null,
+  chunk: string,
+  exact: boolean,
+  inspect?: (repo: string) => Promise<void>,
+) {
   const dir = await _fresh(`${WORK}/vat-${chunk}${exact ? "-exact" : ""}`);
   const cwd = VAT_MAIN.slice(0, VAT_MAIN.lastIndexOf("/"));
   const vat = (args: string[]) => _timed("deno", ["run", "-A", VAT_MAIN, ...args], cwd);
@@ -192,6 +202,7 @@ async function _vatPublish(v1: string, v2: string | null, chunk: string, exact: 
     const repoV1Bytes = await _treeBytes(`${dir}/repo`) - repoBefore;
     if (!v2) return { v1: { ...first, result: JSON.parse(first.stdout) }, repoV1Bytes };
     const second = await publish(v2);
+    await inspect?.(`${dir}/repo`);
     return {
       v1: { ...first, result: JSON.parse(first.stdout) },
       v2: { ...second, result: JSON.parse(second.stdout) },
@@ -300,6 +311,70 @@ async function _speed(v1: string, imageBytes: number) {
   return { samples, stored, table, figures };
 }
 
+/** Bytes of version 2's new chunks, stored as vat stores them and in ways it does not. */
+interface _UpdateIdeas {
+  newChunks: number;
+  plainBytes: number;
+  storedBytes: number;
+  level19Bytes: number;
+  packed: { frameBytes: number; bytes: number }[];
+}
+
+/**
+ * What would shrink the update, measured on the chunks version 2 added to `location`
+ * (in v2's indexes, not in v1's): each chunk compressed alone at zstd level 19 instead
+ * of 3, and the chunks packed in order into frames of 1 and 4 MiB at level 19 (one
+ * frame per fetch, so a demand read of one chunk would fetch its whole frame). Nothing
+ * of this is built; the figures say what each idea is worth.
+ */
+async function _updateIdeas(location: string): Promise<_UpdateIdeas> {
+  const store = await openStore(location);
+  try {
+    const repo = await Repository.open(store);
+    const hashesOf = async (n: number) => {
+      const { manifest } = await repo.readVersion(n);
+      const out = new Map<string, Uint8Array>();
+      for (const entry of Object.values(manifest.disks)) {
+        const index = await repo.readDiskIndex(entry.index);
+        for (let i = 0; i < index.count; i++) {
+          const hash = index.hash(i);
+          if (hash) out.set(toHex(hash), hash.slice());
+        }
+      }
+      return out;
+    };
+    const old = await hashesOf(1);
+    const plains: Uint8Array[] = [];
+    let storedBytes = 0;
+    for (const [id, hash] of await hashesOf(2)) {
+      if (old.has(id)) continue;
+      storedBytes += (await store.get(chunkKey(id))).length;
+      plains.push(await repo.readChunk(hash));
+    }
+    const level19 = { params: { [constants.ZSTD_c_compressionLevel]: 19 } };
+    let level19Bytes = 0;
+    for (const p of plains) {
+      level19Bytes += 1 + Math.min(p.length, zstdCompressSync(p, level19).length);
+    }
+    const all = new Uint8Array(plains.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of plains) {
+      all.set(p, at);
+      at += p.length;
+    }
+    const packed = [MiB, 4 * MiB].map((frameBytes) => {
+      let bytes = 0;
+      for (let i = 0; i < all.length; i += frameBytes) {
+        bytes += zstdCompressSync(all.subarray(i, i + frameBytes), level19).length;
+      }
+      return { frameBytes, bytes };
+    });
+    return { newChunks: plains.length, plainBytes: all.length, storedBytes, level19Bytes, packed };
+  } finally {
+    await store.close();
+  }
+}
+
 async function main() {
   await ensureBenchPeers(["casync", "rsync", "zstd", "qemu-img", "/usr/bin/time"]);
   const { v1, v2 } = await ensureApplianceImages();
@@ -337,9 +412,14 @@ async function main() {
   await _writeZeroed(v2, unused2, v2z);
 
   const vat: Record<string, { asis: number; zeroed: number; v1Stored: number }> = {};
+  let ideas: _UpdateIdeas | null = null;
   for (const size of sizes) {
     _log(`vat publish v1, v2 at ${size} (default: unused blocks zeroed; and --exact)`);
-    const zeroed = await _vatPublish(v1, v2, size, false);
+    const zeroed = await _vatPublish(v1, v2, size, false, async (repo) => {
+      if (size !== "64K") return;
+      _log("what would shrink the update: v2's new chunks at zstd 19, and packed; takes minutes");
+      ideas = await _updateIdeas(repo);
+    });
     const asis = await _vatPublish(v1, v2, size, true);
     vat[size] = {
       asis: asis.repoGrowthBytes!,
@@ -407,6 +487,29 @@ async function main() {
     ],
   };
   const tables = [update, speed.table];
+  const idea = ideas as _UpdateIdeas | null;
+  if (idea) {
+    const ideaRows: (string | number)[][] = [[
+      `version 2's ${idea.newChunks} new 64 KiB chunks (${mb(idea.plainBytes)} MB plain)`,
+      "MB",
+      "vs the limit",
+    ]];
+    const row = (name: string, bytes: number) =>
+      ideaRows.push([name, mb(bytes), limit ? `${(bytes / limit).toFixed(2)}x` : ""]);
+    row("each chunk alone, zstd level 3 (what vat stores)", idea.storedBytes);
+    row("each chunk alone, zstd level 19", idea.level19Bytes);
+    for (const p of idea.packed) {
+      row(`packed in order, ${p.frameBytes / MiB} MiB frames, level 19`, p.bytes);
+    }
+    tables.push({
+      title: "Publish and update: what would shrink the update (measured, not built)",
+      method: "the chunks in v2's indexes and not in v1's, from the 64 KiB repository above " +
+        "(unused blocks zeroed), compressed again in other ways; chunk objects only (the " +
+        "update's index and manifest are left out); the limit is zstd --patch-from on the " +
+        "zeroed images. Packing makes a demand read fetch a whole frame.",
+      markdown: markdownTable(ideaRows),
+    });
+  }
   await Deno.mkdir(`${ROOT}bench/out`, { recursive: true });
   await Deno.writeTextFile(OUT, JSON.stringify(results, null, 2) + "\n");
   _print(tables);
@@ -418,6 +521,13 @@ async function main() {
   for (const [k, x] of Object.entries(tools)) {
     figures[`${k}UpdateAsIsBytes`] = figureOf([x.asis], "B");
     figures[`${k}UpdateZeroedBytes`] = figureOf([x.zeroed], "B");
+  }
+  if (idea) {
+    figures.updateNewChunksLevel3Bytes = figureOf([idea.storedBytes], "B");
+    figures.updateNewChunksLevel19Bytes = figureOf([idea.level19Bytes], "B");
+    for (const p of idea.packed) {
+      figures[`updateNewChunksPacked${p.frameBytes / MiB}MiBBytes`] = figureOf([p.bytes], "B");
+    }
   }
   await writeBenchResult({
     bench: "publish",

@@ -109,7 +109,9 @@ export function decodeObject(object: Uint8Array, what: string, maxPlainBytes: nu
       return payload;
     case CODEC_ZSTD:
       try {
-        return new Uint8Array(zstdDecompressSync(payload, { maxOutputLength: maxPlainBytes }));
+        const plain = zstdDecompressSync(payload, { maxOutputLength: maxPlainBytes });
+        // A plain Uint8Array over the Buffer's bytes, not a copy (a Buffer's slice() is a view).
+        return new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength);
       } catch (err) {
         throw new IntegrityError(`${what} is corrupt: zstd data does not decode`, {
           cause: err,

@@ -24,6 +24,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { isDiskFull, mapDiskFull } from "../fs_atomic.ts";
 import { inTransaction, rollback, writing } from "../sqlite_write.ts";
 import { fromHex, hashChunk, toHex } from "../repo/chunk_codec.ts";
+import { EntryTable } from "./entry_table.ts";
 
 /** Options of `ChunkCache.open`. */
 export interface ChunkCacheOptions {
@@ -36,7 +37,7 @@ export interface ChunkCacheOptions {
    * repository's chunks checks them by the user's keyed hash.
    */
   hashOf?: (data: Uint8Array) => Uint8Array;
-  /** Index rows kept in memory (default 64 Ki: 4 GiB of 64 KiB chunks, about 10 MB). */
+  /** Index rows kept in memory (default 64 Ki: 4 GiB of 64 KiB chunks, about 6 MB). */
   maxEntries?: number;
 }
 
@@ -100,8 +101,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 `;
 
 /**
- * Index entries kept in memory by default (about 150 bytes each: 4 GiB of 64 KiB chunks
- * in 10 MB). A chunk read again after its entry was forgotten costs one SQLite lookup
+ * Index rows kept in memory by default (`EntryTable`, about 90 bytes each: 4 GiB of 64 KiB
+ * chunks in 6 MB). A chunk read again after its row was forgotten costs one SQLite lookup
  * (a warm sequential read of a 4 GiB disk took 1.7 s with room for a quarter of it, 1.0-1.3 s
  * with room for all), not a hash check: which slots this process verified is kept apart,
  * one bit a slot.
@@ -117,8 +118,8 @@ export class ChunkCache {
   readonly budgetBytes: number;
   readonly #db: DatabaseSync;
   readonly #slabs = new Map<number, Slab>();
-  /** Rows read from the index (or written) by this process, by hex hash. */
-  readonly #entries = new Map<string, _Entry>();
+  /** Rows read from the index (or written) by this process, by hash. */
+  readonly #entries: EntryTable;
   /** LRU times not yet written, by hex hash. */
   readonly #touched = new Map<string, number>();
   /** Slots this process has checked against their chunk's hash: a bitmap per slot size. */
@@ -126,7 +127,6 @@ export class ChunkCache {
   /** A logical clock for LRU order: strictly increasing, so ties never happen. */
   #clock = 0;
   readonly #hashOf: (data: Uint8Array) => Uint8Array;
-  readonly #maxEntries: number;
   /** Closed: reads miss and stores are dropped (a fetch that ends after `close`). */
   #closed = false;
   #usedBytes = 0;
@@ -149,7 +149,7 @@ export class ChunkCache {
     this.#db = db;
     this.#lock = lock;
     this.#hashOf = options.hashOf ?? hashChunk;
-    this.#maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.#entries = new EntryTable(options.maxEntries ?? DEFAULT_MAX_ENTRIES);
     this.#q = {
       lookup: db.prepare("SELECT slot_bytes, slot, length FROM chunks WHERE hash = ?"),
       insert: db.prepare(
@@ -338,36 +338,22 @@ export class ChunkCache {
     return Promise.resolve();
   }
 
-  /**
-   * Keeps `entry` in memory. The map is bounded: past `maxEntries` the oldest eighth
-   * is forgotten, and those chunks are looked up (and hash-checked) again when read.
-   */
-  #remember(id: string, entry: _Entry): void {
-    this.#entries.set(id, entry);
-    if (this.#entries.size <= this.#maxEntries) return;
-    let forget = Math.max(1, this.#maxEntries >> 3);
-    for (const key of this.#entries.keys()) {
-      if (forget-- <= 0) break;
-      this.#entries.delete(key);
-    }
-  }
-
   /** The index entry of `hash`, from memory or else from SQLite. */
   #lookup(hash: Uint8Array): _Entry | undefined {
     const id = toHex(hash);
-    let entry = this.#entries.get(id);
-    if (entry) return entry;
+    const held = this.#entries.get(hash);
+    if (held) return { id, ...held };
     const row = this.#q.lookup.get(hash) as
       | { slot_bytes: number; slot: number; length: number }
       | undefined;
     if (!row) return undefined;
-    entry = {
+    const entry = {
       id,
       slotBytes: Number(row.slot_bytes),
       slot: Number(row.slot),
       length: Number(row.length),
     };
-    this.#remember(id, entry);
+    this.#entries.set(hash, entry);
     return entry;
   }
 
@@ -436,9 +422,8 @@ export class ChunkCache {
       }
       this.#usedBytes += slotBytes - Number(replaced?.slot_bytes ?? 0);
       if (replaced) this.#markVerified(Number(replaced.slot_bytes), Number(replaced.slot), false);
-      const id = toHex(hash);
       this.#markVerified(slotBytes, slot, true);
-      this.#remember(id, { id, slotBytes, slot, length: data.length });
+      this.#entries.set(hash, { slotBytes, slot, length: data.length });
       if (this.#diskFull) {
         this.#diskFull = false;
         console.error(`cache: the disk of ${this.dir} has space again; caching resumes`);
@@ -468,7 +453,7 @@ export class ChunkCache {
       if (!isDiskFull(err)) throw err;
       // The row stays until a store of the same chunk replaces it (and frees its slot).
       this.#markVerified(entry.slotBytes, entry.slot, false);
-      this.#entries.delete(entry.id);
+      this.#entries.delete(fromHex(entry.id));
       this.#touched.delete(entry.id);
       this.#noteDiskFull(err);
     }
@@ -508,9 +493,8 @@ export class ChunkCache {
     this.#q.addFree.run(slotBytes, slot);
     this.#usedBytes -= slotBytes;
     this.#markVerified(slotBytes, slot, false);
-    const id = toHex(hash);
-    this.#entries.delete(id);
-    this.#touched.delete(id);
+    this.#entries.delete(hash);
+    this.#touched.delete(toHex(hash));
   }
 
   /** Whether this process has checked `entry`'s slot against its hash. */

@@ -94,7 +94,9 @@ if (mode === "start") {
   // `npm start` alone runs the daemon with the demo appliance; `npm start -- ARGS`
   // runs `vat ARGS`.
   const args = process.argv.slice(3);
-  process.exit(run(deno, ["run", "-A", "main.ts", ...(args.length ? args : ["--demo"])]));
+  // vat's V8 flags (vat/v8_flags.ts; vat/v8_flags_test.ts checks this copy).
+  const v8Flags = "--v8-flags=--max-semi-space-size=1";
+  process.exit(run(deno, ["run", "-A", v8Flags, "main.ts", ...(args.length ? args : ["--demo"])]));
 } else if (mode === "test") {
   ensureDebianPackages(TEST_PACKAGES);
   const deno = ensureDeno();

@@ -5,6 +5,7 @@
  */
 
 import { buildUi } from "../vat/ui/build_ui.ts";
+import { V8_FLAGS } from "../vat/v8_flags.ts";
 
 const denort = Deno.env.get("DENORT_BIN");
 if (denort) {
@@ -23,6 +24,8 @@ const result = await new Deno.Command(Deno.execPath(), {
   args: [
     "compile",
     "-A",
+    // Baked into the binary: it runs with them as `deno task start` does.
+    `--v8-flags=${V8_FLAGS}`,
     "--include",
     "vat/demo/busybox_appliance_init",
     "--include",

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { V8_FLAGS } from "../../vat/v8_flags.ts";
 import { runCommand, type ServerProcess, startServer } from "./processes.ts";
 
 /** A repository published for the benchmark, under a directory an HTTP server serves. */
@@ -41,9 +42,14 @@ export class VatProcess {
     return startServer(
       name,
       Deno.execPath(),
-      ["run", "-A", ...this.denoFlags, this.main, ...args],
+      ["run", "-A", ...this.#v8Flags(), ...this.denoFlags, this.main, ...args],
       { line: ready },
     );
+  }
+
+  /** vat's own V8 flags (as `deno task start` runs it), unless `denoFlags` sets some. */
+  #v8Flags(): string[] {
+    return this.denoFlags.some((f) => f.startsWith("--v8-flags")) ? [] : [`--v8-flags=${V8_FLAGS}`];
   }
 
   /** Starts `vat nbd` on `repo` (a directory or URL) and waits until it serves. */

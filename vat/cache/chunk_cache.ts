@@ -23,7 +23,8 @@ import { closeSync, constants as fsConstants, openSync, readSync, writeSync } fr
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { isDiskFull, mapDiskFull } from "../fs_atomic.ts";
 import { inTransaction, rollback, writing } from "../sqlite_write.ts";
-import { hashChunk, toHex } from "../repo/chunk_codec.ts";
+import { fromHex, hashChunk, toHex } from "../repo/chunk_codec.ts";
+import { EntryTable } from "./entry_table.ts";
 
 /** Options of `ChunkCache.open`. */
 export interface ChunkCacheOptions {
@@ -36,6 +37,8 @@ export interface ChunkCacheOptions {
    * repository's chunks checks them by the user's keyed hash.
    */
   hashOf?: (data: Uint8Array) => Uint8Array;
+  /** Index rows kept in memory (default 64 Ki: 4 GiB of 64 KiB chunks, about 6 MB). */
+  maxEntries?: number;
 }
 
 /** Counters, as the API and benchmarks show them. */
@@ -62,12 +65,11 @@ interface Slab {
 
 /** What this process knows of a cached chunk; the index's row, in memory. */
 interface _Entry {
-  hash: Uint8Array;
+  /** The chunk's hash, hex (the key of its entry). */
+  id: string;
   slotBytes: number;
   slot: number;
   length: number;
-  /** Whether this process has checked the slot against the hash. */
-  verified: boolean;
 }
 
 /** The counters kept across restarts. */
@@ -98,8 +100,14 @@ CREATE INDEX IF NOT EXISTS pins_by_hash ON pins(hash);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 `;
 
-/** Index entries kept in memory (about 150 bytes each; 16 GiB of 64 KiB chunks). */
-const MAX_ENTRIES = 1 << 18;
+/**
+ * Index rows kept in memory by default (`EntryTable`, about 90 bytes each: 4 GiB of 64 KiB
+ * chunks in 6 MB). A chunk read again after its row was forgotten costs one SQLite lookup
+ * (a warm sequential read of a 4 GiB disk took 1.7 s with room for a quarter of it, 1.0-1.3 s
+ * with room for all), not a hash check: which slots this process verified is kept apart,
+ * one bit a slot.
+ */
+const DEFAULT_MAX_ENTRIES = 1 << 16;
 
 /** The smallest slot; chunks are stored in the smallest power-of-two slot that fits. */
 const MIN_SLOT_BYTES = 4096;
@@ -110,9 +118,12 @@ export class ChunkCache {
   readonly budgetBytes: number;
   readonly #db: DatabaseSync;
   readonly #slabs = new Map<number, Slab>();
-  /** Rows read from the index (or written) by this process, by hex hash. */
-  readonly #entries = new Map<string, _Entry>();
-  readonly #touched = new Map<_Entry, number>();
+  /** Rows read from the index (or written) by this process, by hash. */
+  readonly #entries: EntryTable;
+  /** LRU times not yet written, by hex hash. */
+  readonly #touched = new Map<string, number>();
+  /** Slots this process has checked against their chunk's hash: a bitmap per slot size. */
+  readonly #verified = new Map<number, Uint8Array>();
   /** A logical clock for LRU order: strictly increasing, so ties never happen. */
   #clock = 0;
   readonly #hashOf: (data: Uint8Array) => Uint8Array;
@@ -138,6 +149,7 @@ export class ChunkCache {
     this.#db = db;
     this.#lock = lock;
     this.#hashOf = options.hashOf ?? hashChunk;
+    this.#entries = new EntryTable(options.maxEntries ?? DEFAULT_MAX_ENTRIES);
     this.#q = {
       lookup: db.prepare("SELECT slot_bytes, slot, length FROM chunks WHERE hash = ?"),
       insert: db.prepare(
@@ -221,7 +233,7 @@ export class ChunkCache {
     if (this.#closed) return null;
     const entry = this.#lookup(hash);
     if (!entry) return null;
-    const data = this.#readVerified(entry);
+    const data = this.#readVerified(entry, hash);
     if (data) this.#touch(entry);
     return data;
   }
@@ -235,8 +247,8 @@ export class ChunkCache {
     if (this.#closed) return false;
     const entry = this.#lookup(hash);
     if (!entry || offset + into.length > entry.length) return false;
-    if (!entry.verified) {
-      const data = this.#readVerified(entry);
+    if (!this.#isVerified(entry)) {
+      const data = this.#readVerified(entry, hash);
       if (!data) return false;
       into.set(data.subarray(offset, offset + into.length));
     } else {
@@ -326,42 +338,27 @@ export class ChunkCache {
     return Promise.resolve();
   }
 
-  /**
-   * Keeps `entry` in memory. The map is bounded: past `MAX_ENTRIES` the oldest eighth
-   * is forgotten, and those chunks are looked up (and hash-checked) again when read.
-   */
-  #remember(id: string, entry: _Entry): void {
-    this.#entries.set(id, entry);
-    if (this.#entries.size <= MAX_ENTRIES) return;
-    let forget = MAX_ENTRIES >> 3;
-    for (const key of this.#entries.keys()) {
-      if (forget-- <= 0) break;
-      this.#entries.delete(key);
-    }
-  }
-
   /** The index entry of `hash`, from memory or else from SQLite. */
   #lookup(hash: Uint8Array): _Entry | undefined {
     const id = toHex(hash);
-    let entry = this.#entries.get(id);
-    if (entry) return entry;
+    const held = this.#entries.get(hash);
+    if (held) return { id, ...held };
     const row = this.#q.lookup.get(hash) as
       | { slot_bytes: number; slot: number; length: number }
       | undefined;
     if (!row) return undefined;
-    entry = {
-      hash: new Uint8Array(hash),
+    const entry = {
+      id,
       slotBytes: Number(row.slot_bytes),
       slot: Number(row.slot),
       length: Number(row.length),
-      verified: false,
     };
-    this.#remember(id, entry);
+    this.#entries.set(hash, entry);
     return entry;
   }
 
-  /** The whole chunk of `entry`, checked against its hash unless this process did. */
-  #readVerified(entry: _Entry): Uint8Array | null {
+  /** The whole chunk of `entry` (chunk `hash`), checked against its hash unless this process did. */
+  #readVerified(entry: _Entry, hash: Uint8Array): Uint8Array | null {
     const slab = this.#slab(entry.slotBytes);
     const data = new Uint8Array(entry.length);
     const offset = entry.slot * entry.slotBytes;
@@ -371,15 +368,15 @@ export class ChunkCache {
       if (n === 0) break;
       filled += n;
     }
-    if (!entry.verified) {
-      if (filled < data.length || !Buffer.from(this.#hashOf(data)).equals(entry.hash)) {
+    if (!this.#isVerified(entry)) {
+      if (filled < data.length || !Buffer.from(this.#hashOf(data)).equals(hash)) {
         // A crash before the data reached the disk, or a bad sector: a miss.
         this.#dropBad(entry);
         this.#stats.corruptDropped++;
-        console.error(`cache: chunk ${toHex(entry.hash)} failed its hash check; fetching it again`);
+        console.error(`cache: chunk ${entry.id} failed its hash check; fetching it again`);
         return null;
       }
-      entry.verified = true;
+      this.#markVerified(entry.slotBytes, entry.slot, true);
     }
     return data;
   }
@@ -406,7 +403,7 @@ export class ChunkCache {
       while (written < data.length) {
         written += writeSync(slab.fd, data, written, data.length - written, offset + written);
       }
-      let replaced = 0;
+      let replaced: { slot_bytes: number; slot: number } | undefined;
       this.#db.exec("BEGIN IMMEDIATE");
       try {
         if (free) this.#q.dropFree.run(slotBytes, slot);
@@ -415,7 +412,7 @@ export class ChunkCache {
         const old = this.#q.lookup.get(hash) as { slot_bytes: number; slot: number } | undefined;
         if (old) {
           this.#q.addFree.run(old.slot_bytes, old.slot);
-          replaced = Number(old.slot_bytes);
+          replaced = old;
         }
         this.#q.insert.run(hash, slotBytes, slot, data.length, ++this.#clock);
         this.#db.exec("COMMIT");
@@ -423,14 +420,10 @@ export class ChunkCache {
         rollback(this.#db);
         throw err;
       }
-      this.#usedBytes += slotBytes - replaced;
-      this.#remember(toHex(hash), {
-        hash: new Uint8Array(hash),
-        slotBytes,
-        slot,
-        length: data.length,
-        verified: true,
-      });
+      this.#usedBytes += slotBytes - Number(replaced?.slot_bytes ?? 0);
+      if (replaced) this.#markVerified(Number(replaced.slot_bytes), Number(replaced.slot), false);
+      this.#markVerified(slotBytes, slot, true);
+      this.#entries.set(hash, { slotBytes, slot, length: data.length });
       if (this.#diskFull) {
         this.#diskFull = false;
         console.error(`cache: the disk of ${this.dir} has space again; caching resumes`);
@@ -455,12 +448,13 @@ export class ChunkCache {
   /** Drops a row whose slot failed its check; on a full disk only forgets it here. */
   #dropBad(entry: _Entry): void {
     try {
-      this.#drop(entry.hash, entry.slotBytes, entry.slot);
+      this.#drop(fromHex(entry.id), entry.slotBytes, entry.slot);
     } catch (err) {
       if (!isDiskFull(err)) throw err;
       // The row stays until a store of the same chunk replaces it (and frees its slot).
-      this.#entries.delete(toHex(entry.hash));
-      this.#touched.delete(entry);
+      this.#markVerified(entry.slotBytes, entry.slot, false);
+      this.#entries.delete(fromHex(entry.id));
+      this.#touched.delete(entry.id);
       this.#noteDiskFull(err);
     }
   }
@@ -498,12 +492,28 @@ export class ChunkCache {
     this.#q.remove.run(hash);
     this.#q.addFree.run(slotBytes, slot);
     this.#usedBytes -= slotBytes;
-    const id = toHex(hash);
-    const entry = this.#entries.get(id);
-    if (entry) {
-      this.#entries.delete(id);
-      this.#touched.delete(entry);
+    this.#markVerified(slotBytes, slot, false);
+    this.#entries.delete(hash);
+    this.#touched.delete(toHex(hash));
+  }
+
+  /** Whether this process has checked `entry`'s slot against its hash. */
+  #isVerified(entry: _Entry): boolean {
+    const bits = this.#verified.get(entry.slotBytes);
+    return bits !== undefined && (bits[entry.slot >> 3] & (1 << (entry.slot & 7))) !== 0;
+  }
+
+  #markVerified(slotBytes: number, slot: number, verified: boolean): void {
+    let bits = this.#verified.get(slotBytes);
+    const byte = slot >> 3;
+    if (!bits || byte >= bits.length) {
+      if (!verified) return;
+      const grown = new Uint8Array(Math.max(byte + 1, (bits?.length ?? 0) * 2, 1024));
+      if (bits) grown.set(bits);
+      this.#verified.set(slotBytes, bits = grown);
     }
+    if (verified) bits[byte] |= 1 << (slot & 7);
+    else bits[byte] &= ~(1 << (slot & 7));
   }
 
   #slab(slotBytes: number): Slab {
@@ -522,7 +532,7 @@ export class ChunkCache {
 
   /** LRU order is updated in batches: one transaction a second, not a write a read. */
   #touch(entry: _Entry): void {
-    this.#touched.set(entry, ++this.#clock);
+    this.#touched.set(entry.id, ++this.#clock);
     if (this.#flushTimer === undefined) {
       const timer = setTimeout(() => {
         this.#flushTimer = undefined;
@@ -537,7 +547,7 @@ export class ChunkCache {
   #flushTouches(): void {
     this.#db.exec("BEGIN");
     try {
-      for (const [entry, at] of this.#touched) this.#q.touch.run(at, entry.hash);
+      for (const [id, at] of this.#touched) this.#q.touch.run(at, fromHex(id));
       for (const [name, value] of Object.entries(this.#stats)) this.#q.setCounter.run(name, value);
       this.#db.exec("COMMIT");
     } catch (err) {

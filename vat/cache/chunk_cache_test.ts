@@ -119,3 +119,41 @@ Deno.test("ChunkCache stores short chunks in the smallest slot that fits", async
     await cache.close();
   });
 });
+
+Deno.test("ChunkCache keeps a bounded index in memory, and a slot it verified stays verified once its entry is forgotten", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vat-cache-test-" });
+  let hashed = 0;
+  const hashOf = (data: Uint8Array) => {
+    hashed++;
+    return hashChunk(data);
+  };
+  try {
+    // More chunks than the in-memory index keeps: the first one's entry is forgotten.
+    const maxEntries = 256;
+    const count = maxEntries * 4;
+    let cache = await ChunkCache.open({ dir, budgetBytes: count * 4 * KiB, hashOf, maxEntries });
+    const first = chunk(0, 4 * KiB);
+    for (let i = 0; i < count; i++) {
+      const c = i === 0 ? first : chunk(i, 4 * KiB);
+      cache.store(c.hash, c.data);
+    }
+    assert.deepEqual(cache.read(first.hash), first.data);
+    const into = new Uint8Array(100);
+    assert.ok(cache.readCached(first.hash, 10, into));
+    assert.deepEqual(into, first.data.subarray(10, 110));
+    assert.equal(hashed, 0, "a slot stored by this process is never hashed again");
+    await cache.close();
+    // Another process checks every slot once, and only once.
+    cache = await ChunkCache.open({ dir, budgetBytes: count * 4 * KiB, hashOf, maxEntries });
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < count; i++) {
+        const c = chunk(i, 4 * KiB);
+        assert.deepEqual(cache.read(c.hash), c.data);
+      }
+    }
+    assert.equal(hashed, count);
+    await cache.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -21,6 +21,7 @@
 import { PermanentError, UsageError } from "../errors.ts";
 import { removeIfThere, syncDir, writeFileAtomic } from "../fs_atomic.ts";
 import { BOOT_ATTEMPTS, LAUNCHER_SCRIPT } from "./launcher_script.ts";
+import { V8_FLAGS } from "../v8_flags.ts";
 
 /** The slots' names. */
 export const SLOTS = ["A", "B", "C"] as const;
@@ -124,7 +125,7 @@ export class InstallDir {
     const path = this.slotPath(slot);
     const launch = release.kind === "bundle"
       ? `#!/bin/sh\nhere=$(cd "$(dirname "$0")" && pwd)\n` +
-        `exec "$here/deno" run -A --no-config "$here/vat.js" "$@"\n`
+        `exec "$here/deno" run -A --no-config --v8-flags=${V8_FLAGS} "$here/vat.js" "$@"\n`
       : `#!/bin/sh\nhere=$(cd "$(dirname "$0")" && pwd)\nexec "$here/vat" "$@"\n`;
     await writeFileAtomic(`${path}/launch`, new TextEncoder().encode(launch), { mode: 0o755 });
     await writeFileAtomic(

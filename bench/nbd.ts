@@ -14,6 +14,9 @@
  *    full read (which fills the cache) and after the warm runs, beside nbdkit's file
  *    plugin's over the same full read of the raw image (`nbd/memory.ts` shows it over
  *    time and for a 4 GiB disk).
+ * 4. First fill: a full read into an empty cache from the repository directory and over
+ *    an emulated 1 Gbit/s link, against nbdkit file, `zstd -d` and `curl` through the
+ *    same link (`nbd/first_fill.ts`, which also runs alone to compare two vats).
  *
  * The peers run interleaved (the order rotating every repetition) and the table shows
  * medians. It is printed and written to bench/out/nbd.txt (and the samples to
@@ -22,8 +25,8 @@
  * Run: `deno run -A bench/nbd.ts [--quick] [--reps N] [--image RAW] [--vat MAIN.TS]`.
  * `--vat` measures another checkout's main.ts (e.g. one made with `git worktree`
  * before a change); `--image` serves another raw image instead of the synthetic one.
- * Needs qemu-img, nbdkit (with its file and curl plugins) and fio: Debian's qemu-utils,
- * nbdkit and fio. Where vat spends its CPU: `bench/nbd/profile.ts`.
+ * Needs qemu-img, nbdkit (with its file and curl plugins), fio, zstd and curl: Debian's
+ * qemu-utils, nbdkit, fio, zstd and curl. Where vat spends its CPU: `bench/nbd/profile.ts`.
  *
  * @module
  */
@@ -42,6 +45,7 @@ import {
 } from "./nbd/processes.ts";
 import { type PublishedRepo, VatProcess } from "./nbd/vat_process.ts";
 import { ensureTestImage } from "./nbd/test_image.ts";
+import { firstFillReport, type FirstFillResults, measureFirstFill } from "./nbd/first_fill.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -69,6 +73,8 @@ interface Plan {
   fioSeconds: number;
   coldReps: number;
   links: LinkCase[];
+  /** Rounds of the first-fill cases (nbd/first_fill.ts). */
+  fillRounds: number;
 }
 
 const _FAST_LINK: LinkShape = { rateBitsPerSec: 100e6, rttMs: 20 };
@@ -85,6 +91,7 @@ const _FULL: Plan = {
     { label: "100 Mbit/s, 20 ms RTT", shape: _FAST_LINK, readBytes: 256 * MiB },
     { label: "1.5 Mbit/s, 40 ms RTT", shape: _SLOW_LINK, readBytes: 8 * MiB },
   ],
+  fillRounds: 3,
 };
 
 const _QUICK: Plan = {
@@ -98,7 +105,11 @@ const _QUICK: Plan = {
     { label: "100 Mbit/s, 20 ms RTT", shape: _FAST_LINK, readBytes: 32 * MiB },
     { label: "1.5 Mbit/s, 40 ms RTT", shape: _SLOW_LINK, readBytes: 1 * MiB },
   ],
+  fillRounds: 1,
 };
+
+/** The fast link of the first-fill cases: gigabit on a LAN. */
+const _FILL_LINK: LinkShape = { rateBitsPerSec: 1e9, rttMs: 1 };
 
 /** The benchmark's request shapes. */
 const _SEQ_REQUEST_BYTES = 128 * KiB;
@@ -167,10 +178,11 @@ async function main(): Promise<number> {
     if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps ${values.reps}: not a count`);
     plan.warmReps = reps;
     plan.coldReps = reps;
+    plan.fillRounds = reps;
   }
   // The vat that is measured: this tree's, unless --vat names another main.ts.
   const vat = new VatProcess(values.vat ? await Deno.realPath(values.vat) : `${_ROOT}main.ts`);
-  await ensureBenchPeers(["qemu-img", "nbdkit", "fio"]);
+  await ensureBenchPeers(["qemu-img", "nbdkit", "fio", "zstd", "curl"]);
 
   const started = performance.now();
   const header = await _describeRun(vat, plan, values.image);
@@ -193,14 +205,25 @@ async function main(): Promise<number> {
     const published = await vat.publish(work, image);
     const warm = await _warmCache(vat, plan, work, image);
     const cold = await _coldCache(vat, plan, work);
+    const fill = await measureFirstFill({
+      vats: [{ name: "vat", vat }],
+      work,
+      published,
+      image,
+      imageBytes: plan.imageBytes,
+      rounds: plan.fillRounds,
+      link: _FILL_LINK,
+      progress: (m) => _progress(`first fill: ${m}`),
+    });
     const report = _report(header, plan, published, warm, cold);
+    report.push(...firstFillReport(fill).lines);
     report.push("", `total run time ${((performance.now() - started) / 1000).toFixed(0)} s`);
     console.log("\n" + report.slice(header.length).join("\n"));
     await Deno.mkdir(_OUT_DIR, { recursive: true });
     await Deno.writeTextFile(`${_OUT_DIR}/nbd.txt`, report.join("\n") + "\n");
     await Deno.writeTextFile(
       `${_OUT_DIR}/nbd.json`,
-      JSON.stringify({ command: header[0], plan, published, warm, cold }, null, 2) + "\n",
+      JSON.stringify({ command: header[0], plan, published, warm, cold, fill }, null, 2) + "\n",
     );
     await writeBenchResult({
       bench: "nbd",
@@ -208,7 +231,7 @@ async function main(): Promise<number> {
       startedAt: new Date(Date.now() - (performance.now() - started)).toISOString(),
       finishedAt: new Date().toISOString(),
       short: !!values.quick || plan.warmReps < 5,
-      ..._benchTables(plan, warm, cold),
+      ..._benchTables(plan, warm, cold, fill),
     });
     console.log(`\nwritten to bench/out/nbd.txt, nbd.json and nbd.result.json`);
     return 0;
@@ -583,7 +606,7 @@ function _report(
 }
 
 /** The README's NBD tables and the figures behind them (bench/results.ts). */
-function _benchTables(plan: Plan, warm: WarmResults, cold: ColdResults[]) {
+function _benchTables(plan: Plan, warm: WarmResults, cold: ColdResults[], fill: FirstFillResults) {
   const figures: Record<string, ReturnType<typeof figureOf>> = {};
   const warmRows: string[][] = [[
     "warm cache, against nbdkit's file plugin on the same raw image",
@@ -690,6 +713,14 @@ function _benchTables(plan: Plan, warm: WarmResults, cold: ColdResults[]) {
   if (filled) figures.vat_fill_peak_rss = { value: filled.peakRssBytes, unit: "B" };
   if (kit.filled) figures.nbdkit_fill_peak_rss = { value: kit.filled.peakRssBytes, unit: "B" };
   if (end) figures.vat_peak_rss = { value: end.peakRssBytes, unit: "B" };
+  const fillReport = firstFillReport(fill);
+  Object.assign(figures, fillReport.figures);
+  tables.push({
+    title: "NBD reads: first fill",
+    method: fillReport.method,
+    markdown: fillReport.markdown,
+    notes: fillReport.notes,
+  });
   return { figures, tables };
 }
 

@@ -323,6 +323,7 @@ export function firstFillReport(r: FirstFillResults): {
     medianRange(r.zstdMbps, 0),
     "",
     "",
+    "",
   ]);
   figures.fill_local_nbdkit = figureOf(r.nbdkitMbps, "MB/s");
   figures.fill_local_zstd = figureOf(r.zstdMbps, "MB/s");

@@ -45,6 +45,7 @@ import {
 } from "./nbd/processes.ts";
 import { type PublishedRepo, VatProcess } from "./nbd/vat_process.ts";
 import { ensureTestImage } from "./nbd/test_image.ts";
+import { V8_FLAGS } from "../vat/v8_flags.ts";
 import { firstFillReport, type FirstFillResults, measureFirstFill } from "./nbd/first_fill.ts";
 
 const KiB = 1024;
@@ -689,8 +690,9 @@ function _benchTables(plan: Plan, warm: WarmResults, cold: ColdResults[], fill: 
     },
     {
       title: "NBD reads: memory",
-      method: "VmRSS, and VmHWM for the peak, of the `vat nbd` process (Deno, default V8 heap " +
-        "limits) and of nbdkit's file plugin, side by side: before any read, over one full " +
+      method: "VmRSS, and VmHWM for the peak, of the `vat nbd` process (run with vat's V8 " +
+        `flags, ${V8_FLAGS}, as \`deno task start\` runs it) and of nbdkit's file plugin, side ` +
+        "by side: before any read, over one full " +
         `sequential read of the ${_bytes(plan.imageBytes)} disk (vat's fills its cache from ` +
         "the repository directory; nbdkit's reads the raw image from the page cache), and " +
         "after the warm runs; leaves out the daemon's other parts (UI, QEMU supervision, backup).",

@@ -153,7 +153,7 @@ Deno.test("a state directory the daemon cannot use is one clear line and exit 1,
       noDb.stderr,
       /vat daemon: cannot open .*\/state\/vat\.sqlite: unable to open database file; it and its directory must be writable by this user\n$/,
     );
-    assert.doesNotMatch(noDb.stderr, /Uncaught|    at /);
+    assert.doesNotMatch(noDb.stderr, /Uncaught| {4}at /);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -97,6 +97,9 @@ export function decodeChunk(
   return plain;
 }
 
+/** The largest output buffer `decodeObject` allocates at once (chunks are at most 16 MiB). */
+const MAX_ONE_BUFFER_BYTES = 32 * 1024 * 1024 + 1;
+
 /** Decodes a framed object without checking a hash (the caller checks it). */
 export function decodeObject(object: Uint8Array, what: string, maxPlainBytes: number): Uint8Array {
   if (object.length < 1) throw new IntegrityError(`${what} is corrupt: empty object`);
@@ -111,9 +114,11 @@ export function decodeObject(object: Uint8Array, what: string, maxPlainBytes: nu
       try {
         // One output buffer that holds any valid chunk (one byte more, so a longer output
         // still fails): node:zlib's default chunks would allocate and join 2.25x as much.
+        // Larger objects (a disk index may be up to 512 MiB) are decoded in pieces, not
+        // into a buffer of their limit.
         const plain = zstdDecompressSync(payload, {
           maxOutputLength: maxPlainBytes,
-          chunkSize: maxPlainBytes + 1,
+          chunkSize: Math.min(maxPlainBytes + 1, MAX_ONE_BUFFER_BYTES),
         });
         // A plain Uint8Array over the Buffer's bytes, not a copy (a Buffer's slice() is a view).
         return new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength);

@@ -12,7 +12,6 @@ import { TransientError } from "../errors.ts";
 import type { SigningKey } from "../auth/signing_key.ts";
 import { fromHex } from "../repo/chunk_codec.ts";
 import { commitVersion } from "../repo/commit_version.ts";
-import type { DiskIndex } from "../repo/disk_index.ts";
 import type { Repository } from "../repo/repository.ts";
 import type { ProgressMeter } from "../progress.ts";
 import type { RateLimiter } from "../rate_limiter.ts";
@@ -98,7 +97,7 @@ export async function commitSnapshot(
         sizeBytes: snapshot.index.sizeBytes,
         chunkBytes: snapshot.index.chunkBytes,
         index: ref,
-        dataChunks: _dataChunks(snapshot.index),
+        dataChunks: snapshot.index.dataChunkCount(),
         newStoredBytes: snapshot.objectBytes,
       },
     },
@@ -114,10 +113,4 @@ export async function commitSnapshot(
     subscription: target.series,
   }, { latestRequired: false });
   return committed ? version : null;
-}
-
-function _dataChunks(index: DiskIndex): number {
-  let n = 0;
-  for (const _ of index.dataChunks()) n++;
-  return n;
 }

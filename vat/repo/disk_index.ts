@@ -64,6 +64,13 @@ export class DiskIndex {
     }
   }
 
+  /** How many chunks are not all zeroes (the manifest's `dataChunks`). */
+  dataChunkCount(): number {
+    let n = 0;
+    for (const _ of this.dataChunks()) n++;
+    return n;
+  }
+
   /** Sets chunk `i`'s hash; null marks it all-zero. */
   setHash(i: number, hash: Uint8Array | null): void {
     const at = i * HASH_BYTES;

@@ -211,13 +211,11 @@ export async function publishDisks(
       const disks: Record<string, DiskEntry> = {};
       for (const [name, index] of indexes) {
         const ref = await repo.writeDiskIndex(version, name, index);
-        let dataChunks = 0;
-        for (const _ of index.dataChunks()) dataChunks++;
         disks[name] = {
           sizeBytes: index.sizeBytes,
           chunkBytes: index.chunkBytes,
           index: ref,
-          dataChunks,
+          dataChunks: index.dataChunkCount(),
           newStoredBytes: stats.perDisk.get(name) ?? 0,
         };
       }

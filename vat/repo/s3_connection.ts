@@ -126,6 +126,7 @@ export class S3Connection {
     what: string,
     capBytes: number,
     tooLarge: (sizeBytes?: number) => Error,
+    onProgress?: (bytes: number) => void,
   ): Promise<Uint8Array> {
     const declared = Number(res.headers.get("Content-Length") ?? NaN);
     if (Number.isSafeInteger(declared) && declared > capBytes) {
@@ -134,7 +135,7 @@ export class S3Connection {
     }
     if (!res.body) return new Uint8Array(0);
     try {
-      return await readStreamCapped(res.body, capBytes, tooLarge, declared || 0);
+      return await readStreamCapped(res.body, capBytes, tooLarge, declared || 0, onProgress);
     } catch (err) {
       if (err instanceof VatError) throw err;
       throw this.#networkError(err, what);

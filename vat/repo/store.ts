@@ -33,6 +33,13 @@ export interface ReadOptions {
    * read rejects with the signal's reason.
    */
   signal?: AbortSignal;
+  /**
+   * Told the size of each piece of the object as it arrives, so that a caller can tell
+   * a slow transfer from a silent one (`MirroredStore` times out only the latter). A
+   * transport that reads in pieces calls it for each; one that reads at once need not
+   * call it.
+   */
+  onProgress?: (bytes: number) => void;
 }
 
 /** Options of `Store.put`. */
@@ -235,7 +242,7 @@ export async function readStreamCapped(
   limitBytes: number,
   tooLarge: () => Error,
   sizeHint = 0,
-  onChunk: () => void = () => {},
+  onChunk: (bytes: number) => void = () => {},
 ): Promise<Uint8Array> {
   let buffer = new Uint8Array(Math.min(Math.max(sizeHint, 0), limitBytes, 64 * 1024 * 1024));
   let filled = 0;
@@ -244,7 +251,7 @@ export async function readStreamCapped(
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      onChunk();
+      onChunk(value.length);
       if (filled + value.length > limitBytes) throw tooLarge();
       if (filled + value.length > buffer.length) {
         const grown = new Uint8Array(

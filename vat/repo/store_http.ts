@@ -174,7 +174,14 @@ export class HttpStore implements Store {
     const { response, deadline } = await this.#send("GET", url, key, { signal: options?.signal });
     try {
       if (response.status === 200 && !isDirectoryRedirect(response, url)) {
-        return await this.#readBody(response, deadline, key, Infinity, capBytes);
+        return await this.#readBody(
+          response,
+          deadline,
+          key,
+          Infinity,
+          capBytes,
+          options?.onProgress,
+        );
       }
       throw await this.#statusError(response, "GET", key, url);
     } finally {
@@ -457,6 +464,7 @@ export class HttpStore implements Store {
     key: string,
     limitBytes: number,
     capBytes = Infinity,
+    onProgress?: (bytes: number) => void,
   ): Promise<Uint8Array> {
     // With Content-Encoding, fetch decodes and Content-Length no longer counts the bytes.
     const declaredText = response.headers.has("content-encoding")
@@ -482,6 +490,7 @@ export class HttpStore implements Store {
         const { done, value } = await reader.read();
         if (done) break;
         deadline.renew();
+        onProgress?.(value.length);
         if (filled + value.length > capBytes) throw tooLargeError(key, this.location, capBytes);
         const take = Math.min(value.length, limitBytes - filled);
         if (filled + take > buffer.length) {

@@ -2,10 +2,11 @@
  * A `Store` wrapper that keeps a repository's small objects usable offline: every
  * object but the chunks (`repo.json`, `latest`, `versions/...`) that is read from the
  * remote store successfully is copied into a local mirror directory, and served from
- * there when the remote fails transiently or does not answer within a short connect
- * timeout. Chunks are never mirrored (the chunk cache holds them) and always go to the
- * remote. Writes go to the remote only (then update the mirror), so publishing still
- * needs the repository. The mirror is a `FileStore`, so its writes are atomic.
+ * there when the remote fails transiently or is silent for a short timeout (no answer,
+ * or no bytes of an answer under way: a large object on a slow link may take as long
+ * as it needs while it keeps coming). Chunks are never mirrored (the chunk cache holds
+ * them) and always go to the remote. Writes go to the remote only (then update the
+ * mirror), so publishing still needs the repository. The mirror is a `FileStore`, so its writes are atomic.
  *
  * `latest` comes from the remote whenever it answers; the mirror's copy is what the
  * VAT last saw, used only while the remote cannot be reached.
@@ -32,7 +33,10 @@ export interface MirroredStoreOptions {
   open: () => Promise<Store>;
   /** The local mirror directory of this repository (made when first written). */
   mirrorDir: string;
-  /** How long opening the remote, or a metadata read, may take (default 3 s). */
+  /**
+   * How long opening the remote may take, and how long a metadata read may go without
+   * an answer or a byte of it (default 3 s).
+   */
   connectTimeoutMs?: number;
   /**
    * After the remote failed, metadata reads go straight to the mirror for this long
@@ -85,8 +89,15 @@ export class MirroredStore implements Store {
     if (_isChunk(key)) return await (await this.#remoteStore()).get(key, options);
     return await this.#read(
       key,
-      async (remote, signal) => {
-        const data = await remote.get(key, { ...options, signal });
+      async (remote, signal, renew) => {
+        const data = await remote.get(key, {
+          ...options,
+          signal,
+          onProgress: (bytes) => {
+            renew(bytes);
+            options?.onProgress?.(bytes);
+          },
+        });
         await this.#keep(key, data);
         return data;
       },
@@ -180,7 +191,11 @@ export class MirroredStore implements Store {
    */
   async #read<T>(
     key: string,
-    fromRemote: (remote: Store, signal: AbortSignal) => Promise<T>,
+    fromRemote: (
+      remote: Store,
+      signal: AbortSignal,
+      renew: (bytes: number) => void,
+    ) => Promise<T>,
     fromMirror: () => Promise<T>,
     callerSignal?: AbortSignal,
   ): Promise<T> {
@@ -188,7 +203,7 @@ export class MirroredStore implements Store {
       try {
         const remote = await this.#remoteStore();
         const value = await _withTimeout(
-          (signal) => fromRemote(remote, signal),
+          (signal, renew) => fromRemote(remote, signal, renew),
           this.#timeoutMs,
           this.location,
           callerSignal,
@@ -260,36 +275,57 @@ export class MirroredStore implements Store {
 }
 
 /**
- * `start(signal)`'s promise, or a `TransientError` after `ms`, when `signal` is aborted
- * so that a download in progress stops (a transport that ignores it has its late
- * answer dropped; a store opened late is closed by the caller). The caller's own
- * signal aborts it as well.
+ * A download that keeps coming gets more time, but no less than this rate: a server
+ * that trickles a byte now and then does not hold a read (and the VAT's offline
+ * switch) for ever. 4 KiB/s is far below any link a VAT works over.
+ */
+const _MIN_BYTES_PER_SECOND = 4096;
+
+/**
+ * `start(signal, renew)`'s promise, or a `TransientError` once `ms` pass without an
+ * answer or a call of `renew(bytes)` (each piece of a download under way calls it),
+ * or once the download falls below `_MIN_BYTES_PER_SECOND` on average after its
+ * first `ms`. Then `signal` is aborted so that the download stops (a transport that
+ * ignores it has its late answer dropped; a store opened late is closed by the
+ * caller). The caller's own signal aborts it as well.
  */
 function _withTimeout<T>(
-  start: (signal: AbortSignal) => Promise<T>,
+  start: (signal: AbortSignal, renew: (bytes: number) => void) => Promise<T>,
   ms: number,
   location: string,
   callerSignal?: AbortSignal,
 ): Promise<T> {
   const controller = new AbortController();
-  const timedOut = new TransientError(`${location} did not answer within ${ms} ms`);
+  const timedOut = new TransientError(
+    `${location} did not answer within ${ms} ms, or sent its answer too slowly`,
+  );
   const onCallerAbort = () => controller.abort(callerSignal?.reason);
   if (callerSignal?.aborted) onCallerAbort();
   callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
-  let timer: ReturnType<typeof setTimeout>;
-  const promise = start(controller.signal);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let settled = false;
+  const startedMs = performance.now();
+  let received = 0;
+  const arm = (bytes = 0) => {
+    received += bytes;
+    clearTimeout(timer);
+    if (settled || controller.signal.aborted) return;
+    const budgetEndMs = startedMs + ms + (received / _MIN_BYTES_PER_SECOND) * 1000;
+    const waitMs = Math.max(0, Math.min(ms, budgetEndMs - performance.now()));
+    timer = setTimeout(() => controller.abort(timedOut), waitMs);
+  };
+  arm();
+  const promise = start(controller.signal, arm);
   promise.catch(() => {});
   const done = () => {
+    settled = true;
     clearTimeout(timer);
     callerSignal?.removeEventListener("abort", onCallerAbort);
   };
   return Promise.race([
     promise.finally(done),
     new Promise<T>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort(timedOut);
-        reject(timedOut);
-      }, ms);
+      if (controller.signal.aborted) reject(controller.signal.reason);
       controller.signal.addEventListener("abort", () => reject(controller.signal.reason), {
         once: true,
       });

@@ -159,3 +159,77 @@ Deno.test("MirroredStore drops a mirrored object that the remote no longer has",
     await assert.rejects(open().get("versions/1/manifest.json"), TransientError);
   });
 });
+
+/**
+ * A real HTTP server whose objects come in `pieces` pieces `gapMs` apart; with
+ * `stallAfter`, it stops sending (without closing) after that many pieces.
+ */
+function slowServer(body: Uint8Array, pieces: number, gapMs: number, stallAfter = Infinity) {
+  const stop = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: stop.signal, onListen: () => {} },
+    (req) => {
+      if (!new URL(req.url).pathname.endsWith("/versions/1/system.idx")) {
+        return new Response("not here", { status: 404 });
+      }
+      const size = Math.ceil(body.length / pieces);
+      let sent = 0;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stream = new ReadableStream<Uint8Array>({
+        pull: (controller) =>
+          new Promise<void>((resolve) => {
+            if (sent >= stallAfter) return; // never resolves: the server went silent
+            timer = setTimeout(() => {
+              controller.enqueue(body.subarray(sent * size, (sent + 1) * size));
+              if (++sent === pieces) controller.close();
+              resolve();
+            }, sent === 0 ? 0 : gapMs);
+          }),
+        cancel: () => clearTimeout(timer),
+      });
+      return new Response(stream, { headers: { "content-length": String(body.length) } });
+    },
+  );
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/repo/`,
+    async close() {
+      stop.abort();
+      await server.finished;
+    },
+  };
+}
+
+Deno.test("MirroredStore waits for a large object that keeps coming, not for one that stalls", async () => {
+  const { openHttpStore } = await import("./store_http.ts");
+  const body = new Uint8Array(64 * 1024).map((_, i) => i % 251);
+  // 8 pieces 100 ms apart: 700 ms in all, more than the 300 ms timeout.
+  const steady = slowServer(body, 8, 100);
+  const stalling = slowServer(body, 8, 100, 3);
+  const dir = await Deno.makeTempDir({ prefix: "vat-mirror-" });
+  const mirrored = (url: string) =>
+    new MirroredStore({
+      location: url,
+      open: () => openHttpStore(url),
+      mirrorDir: `${dir}/${url.includes(steady.url) ? "steady" : "stalling"}`,
+      connectTimeoutMs: 300,
+    });
+  try {
+    const slow = mirrored(steady.url);
+    const started = Date.now();
+    assert.deepEqual(await slow.get("versions/1/system.idx"), body);
+    assert.ok(Date.now() - started >= 600, `took only ${Date.now() - started} ms`);
+    assert.equal(slow.offline, false, "a slow link is not an unreachable one");
+    await slow.close();
+
+    const stuck = mirrored(stalling.url);
+    const err = await stuck.get("versions/1/system.idx").then(() => null, (e) => e);
+    assert.ok(err instanceof TransientError, String(err));
+    assert.match(err.message, /too slowly/);
+    assert.equal(stuck.offline, true);
+    await stuck.close();
+  } finally {
+    await steady.close();
+    await stalling.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

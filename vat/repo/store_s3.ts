@@ -147,6 +147,7 @@ export class S3Store implements Store {
       `read ${key}`,
       capBytes,
       (size) => tooLargeError(key, this.location, capBytes, size),
+      options?.onProgress,
     );
     _checkLength(res, body, `${key} in ${this.location}`);
     return body;

@@ -69,7 +69,11 @@ export function testStore(
     const large = new Uint8Array(3 * 1024 * 1024 + 17);
     for (let i = 0; i < large.length; i++) large[i] = (i * 7919) & 0xff;
     await write("chunks/ab/large", large);
-    assert.ok(Buffer.from(await store.get("chunks/ab/large")).equals(large));
+    // Progress, if the transport tells it, adds up to the object.
+    let told = 0;
+    const got = await store.get("chunks/ab/large", { onProgress: (n) => told += n });
+    assert.ok(Buffer.from(got).equals(large));
+    assert.ok(told === 0 || told === large.length, `progress told ${told} bytes`);
     const info = await store.stat("chunks/ab/large");
     assert.equal(info?.sizeBytes, large.length);
     assert.ok(info!.modifiedMs > Date.now() - 24 * 3600_000, "modifiedMs is recent");

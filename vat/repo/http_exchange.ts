@@ -12,6 +12,20 @@ import { PermanentError, ProtocolError, TransientError, type VatError } from "..
 import { parseRetryAfter, readStreamHead } from "./store.ts";
 
 /**
+ * The slowest upload a request waits for. fetch does not tell how much of a body has
+ * gone, so a request with a body gets its stall limit plus the body's bytes at this
+ * rate. 8 KiB/s (64 kbit/s) is below any uplink a VAT works over; at the 64 KiB/s
+ * used before, an 8 MiB object (the index of a 16 GiB user disk's snapshot) could never
+ * go up the paper's 384 kbit/s DSL uplink (it takes 175 s).
+ */
+export const MIN_UPLOAD_BYTES_PER_SECOND = 8 * 1024;
+
+/** How long a request with a body of `bodyBytes` may take before its answer starts. */
+export function uploadAllowanceMs(stallMs: number, bodyBytes: number): number {
+  return stallMs + Math.ceil((bodyBytes / MIN_UPLOAD_BYTES_PER_SECOND) * 1000);
+}
+
+/**
  * A deadline that aborts a request unless renewed: renewed when the response starts
  * and at every part of its body, so it bounds stalls rather than the whole transfer.
  * The caller's own signal aborts it too.

@@ -18,6 +18,7 @@ import {
   TransientError,
   VatError,
 } from "../errors.ts";
+import { uploadAllowanceMs } from "./http_exchange.ts";
 import { parseS3Error } from "./s3_xml.ts";
 import { parseRetryAfter, readStreamCapped, readStreamHead } from "./store.ts";
 
@@ -31,7 +32,10 @@ export interface S3ConnectionOptions {
   accessKeyId: string;
   secretAccessKey: string;
   sessionToken?: string;
-  /** Time limit of one request including its body, in milliseconds (default 120 s). */
+  /**
+   * Time limit of one request including its answer's body, in milliseconds (default
+   * 120 s); a request with a body gets more, at `MIN_UPLOAD_BYTES_PER_SECOND`.
+   */
   timeoutMs?: number;
 }
 
@@ -105,11 +109,13 @@ export class S3Connection {
         headers,
         body: init.body as BodyInit | undefined,
       });
+      // The limit grows with the body: fetch does not tell how much of it has gone.
+      const limit = AbortSignal.timeout(
+        uploadAllowanceMs(this.#timeoutMs, init.body?.length ?? 0),
+      );
       return await fetch(signed, {
         client: this.#http,
-        signal: init.signal
-          ? AbortSignal.any([init.signal, AbortSignal.timeout(this.#timeoutMs)])
-          : AbortSignal.timeout(this.#timeoutMs),
+        signal: init.signal ? AbortSignal.any([init.signal, limit]) : limit,
       });
     } catch (err) {
       throw this.#networkError(err, init.what);

@@ -36,6 +36,7 @@ import {
   networkError,
   parseContentRange,
   statusError,
+  uploadAllowanceMs,
 } from "./http_exchange.ts";
 import { CONTENT_SHA256_HEADER, sha256Hex, signRequest } from "../auth/request_signature.ts";
 import {
@@ -54,7 +55,7 @@ export interface HttpStoreOptions {
   signingKey?: SigningKey;
   /**
    * How long a response may take to start, and a body may stall (default 30 s). An
-   * upload gets this plus the time its body needs at 64 KiB/s.
+   * upload gets this plus the time its body needs at 8 KiB/s (`uploadAllowanceMs`).
    */
   timeoutMs?: number;
   /** Keys asked for per listing request (default 10 000, at most 100 000). */
@@ -69,7 +70,6 @@ const PROTOCOL_VERSION = 2;
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** The largest listing page vat serve gives. */
 const MAX_LIST_PAGE = 100_000;
-const MIN_UPLOAD_BYTES_PER_MS = 64 * 1024 / 1000;
 /** The most a body is given room for before its bytes arrive (it grows beyond). */
 const MAX_PREALLOCATE_BYTES = 64 * 1024 * 1024;
 
@@ -434,9 +434,8 @@ export class HttpStore implements Store {
     } else if (this.#basicAuth) {
       headers.set("Authorization", this.#basicAuth);
     }
-    const uploadMs = (init.body?.length ?? 0) / MIN_UPLOAD_BYTES_PER_MS;
     const deadline = new Deadline(this.#timeoutMs, init.signal);
-    deadline.renew(this.#timeoutMs + Math.ceil(uploadMs));
+    deadline.renew(uploadAllowanceMs(this.#timeoutMs, init.body?.length ?? 0));
     try {
       const response = await fetch(url, {
         method,

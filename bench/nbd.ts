@@ -40,7 +40,7 @@ import {
   type ProcessMemory,
   runCommand,
   type ServerProcess,
-  startServer,
+  startNbdkit,
   stopAllServers,
 } from "./nbd/processes.ts";
 import { type PublishedRepo, VatProcess } from "./nbd/vat_process.ts";
@@ -270,15 +270,6 @@ async function _describeRun(
   ];
 }
 
-function _startNbdkit(socket: string, plugin: string[]) {
-  return startServer(
-    "nbdkit",
-    "nbdkit",
-    ["--foreground", "--exit-with-parent", "-U", socket, ...plugin],
-    { unixSocket: socket },
-  );
-}
-
 const _WARM_TESTS = {
   seq: "128 KiB sequential, QD16 (MB/s)",
   scatter: "4 KiB scattered, QD16 (IOPS)",
@@ -312,7 +303,7 @@ async function _warmCache(
     });
     _progress(`warm: filled the cache in ${fillSeconds.toFixed(1)} s`);
     const vatFilled = await vatNbd.memory();
-    const kit = await _startNbdkit(kitSocket, ["file", image]);
+    const kit = await startNbdkit(kitSocket, ["file", image]);
     servers.push(kit);
     // nbdkit's memory over the same first full read, untimed (the page cache holds the image).
     const kitStarted = await kit.memory();
@@ -442,7 +433,7 @@ async function _coldOverLink(
           }
         } else {
           const t0 = performance.now();
-          const server = await _startNbdkit(socket, ["curl", `url=${base}/disk.raw`]);
+          const server = await startNbdkit(socket, ["curl", `url=${base}/disk.raw`]);
           try {
             const startSeconds = (performance.now() - t0) / 1000;
             result.curlSeconds.push(startSeconds + await qemuImgBench(nbdUri(socket), read));

@@ -27,7 +27,7 @@
 import { parseArgs } from "node:util";
 import { type LinkShape, startLinkProxy } from "./link_proxy.ts";
 import { nbdUri, qemuImgBench } from "./load.ts";
-import { runCommand, type ServerProcess, startServer, stopAllServers } from "./processes.ts";
+import { runCommand, type ServerProcess, startNbdkit, stopAllServers } from "./processes.ts";
 import { ensureTestImage } from "./test_image.ts";
 import { ensureBenchPeers } from "../peers.ts";
 import { type PublishedRepo, VatProcess } from "./vat_process.ts";
@@ -210,12 +210,7 @@ async function _nbdkitFill(
   imageBytes: number,
 ): Promise<number> {
   const socket = `${work}/kit-${tag}.sock`;
-  const kit = await startServer(
-    "nbdkit",
-    "nbdkit",
-    ["--foreground", "--exit-with-parent", "-U", socket, "file", image],
-    { unixSocket: socket },
-  );
+  const kit = await startNbdkit(socket, ["file", image]);
   try {
     const seconds = await qemuImgBench(nbdUri(socket), {
       count: imageBytes / _REQUEST_BYTES,

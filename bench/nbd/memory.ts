@@ -16,7 +16,7 @@
 
 import { parseArgs } from "node:util";
 import { nbdUri, qemuImgBench } from "./load.ts";
-import { type ServerProcess, startServer, stopAllServers } from "./processes.ts";
+import { type ServerProcess, startNbdkit, stopAllServers } from "./processes.ts";
 import { ensureTestImage } from "./test_image.ts";
 import { VatProcess } from "./vat_process.ts";
 import { V8_FLAGS } from "../../vat/v8_flags.ts";
@@ -139,12 +139,7 @@ async function main(): Promise<void> {
         }
       }
       const kitSocket = `${work}/nbdkit.sock`;
-      const kit = await startServer(
-        "nbdkit",
-        "nbdkit",
-        ["--foreground", "--exit-with-parent", "-U", kitSocket, "file", image],
-        { unixSocket: kitSocket },
-      );
+      const kit = await startNbdkit(kitSocket, ["file", image]);
       try {
         _report(
           "nbdkit file plugin, same read:",

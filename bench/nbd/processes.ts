@@ -157,6 +157,16 @@ export async function startServer(
   return server;
 }
 
+/** nbdkit in the foreground with `plugin` (e.g. `["file", PATH]`), serving on Unix socket `socket`. */
+export function startNbdkit(socket: string, plugin: string[]): Promise<ServerProcess> {
+  return startServer(
+    "nbdkit",
+    "nbdkit",
+    ["--foreground", "--exit-with-parent", "-U", socket, ...plugin],
+    { unixSocket: socket },
+  );
+}
+
 /** Stops every server still running (for cleanup after a failure). */
 export async function stopAllServers(): Promise<void> {
   await Promise.allSettled([..._running].map((s) => s.stop(2000)));
